@@ -1,0 +1,232 @@
+"""The state contract every metric and drift family follows.
+
+A *spec* (e.g. :class:`~rayeval.metrics.classification.ClassificationSpec`) is an immutable
+description of what to compute (class list, options). It owns four pure operations on a
+*grouped state*, after torcheval's ``update / merge_state / compute`` and Ray Data's
+``AggregateFnV2``:
+
+- ``spec.zero()`` -> state with no groups: the two-sided identity of ``merge``;
+- ``spec.accumulate(state, batch, groups)`` -> new state: ``state`` merged with the
+  sufficient statistics of one batch, computed vectorised (one ``np.bincount`` fan-out over
+  ``groups.codes``, never a Python loop over rows or groups);
+- ``spec.merge(a, b)`` -> new state: commutative and associative; inputs are never mutated;
+- ``spec.finalize(state)`` -> list of :class:`MetricResult`, one per group, metric (and class).
+
+A grouped state holds the sufficient statistics of many groups at once. A group is keyed by a
+hashable tuple chosen by the caller (the engine uses ``(model, window_start, slice, value)``);
+the core treats keys as opaque. :class:`GroupIndex` carries, for one batch, the group code of
+each row and the key of each code.
+
+Undefined values are ``nan`` with a reason string (``empty``, ``single_class``,
+``no_positive_labels``, ``constant_target``, ``zero_target``, ...), never a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+Key = Hashable
+Batch = Mapping[str, np.ndarray]
+
+HIGHER = "higher_is_better"
+LOWER = "lower_is_better"
+NEUTRAL = "neutral"
+
+
+class StateMismatchError(ValueError):
+    """Raised when two states that disagree on what a merge must share (class list, bucket
+    layout, options) are merged."""
+
+
+@dataclass(frozen=True)
+class GroupIndex:
+    """Row-to-group assignment of one batch.
+
+    Attributes:
+        codes: int64 array of shape (n_rows,), values in ``[0, len(keys))``: the group of each row.
+        keys: tuple of length ``n_groups``: the hashable key of each code; keys are unique.
+
+    Raises:
+        ValueError: if a code is out of range or keys repeat.
+    """
+
+    codes: np.ndarray
+    keys: tuple
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.codes, dtype=np.int64)
+        object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "keys", tuple(self.keys))
+        if codes.ndim != 1:
+            raise ValueError(f"Expected `codes` of shape (n_rows,), got shape {codes.shape}.")
+        if codes.size and (codes.min() < 0 or codes.max() >= len(self.keys)):
+            raise ValueError(
+                f"Expected `codes` in [0, {len(self.keys)}), got range "
+                f"[{codes.min()}, {codes.max()}]."
+            )
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("Expected unique `keys`, got repeated keys.")
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.keys)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.codes.size)
+
+    @classmethod
+    def single(cls, n_rows: int, key: Key = ()) -> "GroupIndex":
+        """All ``n_rows`` rows in one group keyed ``key`` (the ``overall`` slice)."""
+        return cls(np.zeros(n_rows, dtype=np.int64), (key,))
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One finalized value.
+
+    Attributes:
+        key: the group key the value belongs to.
+        metric: metric name in the field's standard terms (``roc_auc``, ``f1_score``...).
+        value: float; ``nan`` when undefined (then ``undefined_reason`` says why).
+        direction: ``higher_is_better``, ``lower_is_better`` or ``neutral``.
+        undefined_reason: empty string when defined.
+        error_bound: guaranteed absolute bound on ``|value - exact value|`` for approximate
+            (bucketed, sketched) metrics; 0.0 for exact ones.
+        class_label: the class a per-class value belongs to, else ``None``.
+        average: ``binary``, ``micro``, ``macro``, ``weighted`` or ``None``.
+    """
+
+    key: Key
+    metric: str
+    value: float
+    direction: str = NEUTRAL
+    undefined_reason: str = ""
+    error_bound: float = 0.0
+    class_label: Any = None
+    average: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyedArrays:
+    """Dense grouped state: additive arrays with a leading group axis.
+
+    Attributes:
+        keys: tuple of unique group keys, length ``G``.
+        arrays: name -> array of shape ``(G, ...)``; merged by addition.
+
+    Sufficient for every family whose statistics are sums (confusion counts, weighted moments,
+    fixed-edge histograms). Treat as immutable.
+    """
+
+    keys: tuple = ()
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.keys)
+
+    def index(self) -> dict:
+        """Key -> row position."""
+        return {k: i for i, k in enumerate(self.keys)}
+
+    def get(self, key: Key) -> dict[str, np.ndarray] | None:
+        """The arrays of one group, or ``None`` when the group is absent."""
+        pos = self.index().get(key)
+        if pos is None:
+            return None
+        return {name: arr[pos] for name, arr in self.arrays.items()}
+
+
+def union_keys(a: Sequence, b: Sequence) -> tuple[tuple, np.ndarray, np.ndarray]:
+    """Union of two unique key sequences, keeping ``a``'s order then ``b``'s new keys.
+
+    Returns:
+        ``(keys, pos_a, pos_b)``: the union and int64 arrays mapping each key of ``a`` / ``b``
+        to its position in the union.
+    """
+    pos: dict = {k: i for i, k in enumerate(a)}
+    keys = list(a)
+    pos_b = np.empty(len(b), dtype=np.int64)
+    for j, k in enumerate(b):
+        i = pos.get(k)
+        if i is None:
+            i = len(keys)
+            pos[k] = i
+            keys.append(k)
+        pos_b[j] = i
+    return tuple(keys), np.arange(len(a), dtype=np.int64), pos_b
+
+
+def merge_keyed(a: KeyedArrays, b: KeyedArrays) -> KeyedArrays:
+    """Add two dense grouped states group by group (groups matched by key).
+
+    Raises:
+        StateMismatchError: if the array names or trailing shapes differ.
+    """
+    if not a.keys:
+        return b
+    if not b.keys:
+        return a
+    if set(a.arrays) != set(b.arrays):
+        raise StateMismatchError(
+            f"Cannot merge states with arrays {sorted(a.arrays)} and {sorted(b.arrays)}."
+        )
+    keys, pos_a, pos_b = union_keys(a.keys, b.keys)
+    out = {}
+    for name, arr_a in a.arrays.items():
+        arr_b = b.arrays[name]
+        if arr_a.shape[1:] != arr_b.shape[1:]:
+            raise StateMismatchError(
+                f"Cannot merge `{name}` of shapes {arr_a.shape[1:]} and {arr_b.shape[1:]}."
+            )
+        dtype = np.result_type(arr_a.dtype, arr_b.dtype)
+        res = np.zeros((len(keys),) + arr_a.shape[1:], dtype=dtype)
+        res[pos_a] += arr_a
+        res[pos_b] += arr_b
+        out[name] = res
+    return KeyedArrays(keys, out)
+
+
+def grouped_sum(codes: np.ndarray, n_groups: int, values: np.ndarray | None = None,
+                minlength_inner: int | None = None, inner: np.ndarray | None = None) -> np.ndarray:
+    """Vectorised per-group (and optionally per-inner-bucket) sum via one ``np.bincount``.
+
+    Args:
+        codes: int64 array (n,), group of each row.
+        n_groups: number of groups G.
+        values: float array (n,) of weights; ``None`` counts rows.
+        inner: optional int64 array (n,) of an inner index in ``[0, minlength_inner)``.
+        minlength_inner: size of the inner axis when ``inner`` is given.
+
+    Returns:
+        array (G,) or (G, minlength_inner); int64 when ``values`` is None, else float64.
+    """
+    if inner is None:
+        out = np.bincount(codes, weights=values, minlength=n_groups)
+        return out.astype(np.int64) if values is None else out
+    flat = codes * minlength_inner + inner
+    out = np.bincount(flat, weights=values, minlength=n_groups * minlength_inner)
+    out = out.reshape(n_groups, minlength_inner)
+    return out.astype(np.int64) if values is None else out
+
+
+def safe_div(num: np.ndarray, den: np.ndarray, fill: float = math.nan) -> np.ndarray:
+    """Elementwise ``num / den`` in float64 with ``fill`` where ``den == 0``."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, fill, dtype=np.float64)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def results_by_key(results: Iterable[MetricResult]) -> dict:
+    """Group finalized results as ``{key: {(metric, class_label, average): MetricResult}}``."""
+    out: dict = {}
+    for r in results:
+        out.setdefault(r.key, {})[(r.metric, r.class_label, r.average)] = r
+    return out
