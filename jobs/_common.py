@@ -1,0 +1,33 @@
+"""Shared argument handling of the ``ray job submit`` entry points (thin wrappers over the CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rayeval.cli import execute  # noqa: E402
+from rayeval.config import ConfigError, JobConfig, load_config  # noqa: E402
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="YAML job config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override (repeatable)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def load(args, extra: list[str]) -> JobConfig:
+    try:
+        return load_config(args.config, list(args.set) + extra)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def run(cfg: JobConfig, quiet: bool) -> None:
+    raise SystemExit(execute(cfg, quiet=quiet))

@@ -1,0 +1,44 @@
+"""Scheduled evaluation: the latest window whose labels are mature.
+
+    ray job submit --working-dir . -- python jobs/scheduled.py --config configs/flights.yaml \
+        --label-delay-hours 72 [--now 2001-07-01T00:00:00]
+
+A window ``[s, e)`` is mature when ``e + label delay <= now``; the latest mature window of the
+config's window size is evaluated with run id ``<name>-<window start>`` (a rerun replaces it).
+"""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+from _common import load, parser, run
+
+from rayeval.slicing import to_utc_ns, window_end, window_starts
+
+
+def latest_mature_window(now: datetime, delay: timedelta, size: str) -> tuple[pd.Timestamp,
+                                                                              pd.Timestamp]:
+    """``(start, end)`` of the latest window of ``size`` with ``end + delay <= now``."""
+    if size == "none":
+        raise SystemExit("error: scheduled runs need windows.size other than 'none'")
+    cutoff = to_utc_ns(pd.DatetimeIndex([now - delay]))
+    start = int(window_starts(cutoff, size)[0])  # window containing the cutoff: not complete
+    prev = int(window_starts(np.array([start - 1], dtype=np.int64), size)[0])
+    return pd.Timestamp(prev, tz="UTC"), pd.Timestamp(window_end(prev, size), tz="UTC")
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--label-delay-hours", type=float, default=72.0)
+    p.add_argument("--now", default=None, help="UTC reference time (default: now)")
+    args = p.parse_args()
+    base = load(args, [])
+    now = pd.Timestamp(args.now, tz="UTC") if args.now else datetime.now(timezone.utc)
+    s, e = latest_mature_window(now, timedelta(hours=args.label_delay_hours), base.windows.size)
+    cfg = load(args, [f"windows.start={s.isoformat()}", f"windows.end={e.isoformat()}",
+                      f"run_id={base.name}-{s.strftime('%Y%m%dT%H%M')}"])
+    run(cfg, args.quiet)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""``rayeval`` command line: ``run``, ``validate``, ``demo`` (thin: parse, call the engine, print).
+
+Exit codes: 0 success; 1 a gate failed; 2 bad config or bad input (nothing written);
+3 results written but MLflow logging failed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from rayeval.config import ConfigError, JobConfig, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Evaluate ML models in production on Ray: per-slice, per-window metrics, "
+                       "drift and gates, written to Parquet and MLflow.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW = 1, 2, 3
+
+
+def _load(config: Path, overrides: list[str] | None) -> JobConfig:
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="YAML job config"),
+             set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value")):
+    """Validate a job config (and print the resolved run id) without running it."""
+    cfg = _load(config, set_)
+    console.print(f"[green]ok[/green] {config}: run_id={cfg.resolved_run_id()} "
+                  f"tasks={[t.name for t in cfg.tasks]} slices={len(cfg.slice_specs())} specs, "
+                  f"windows={cfg.windows.size}")
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="YAML job config"),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value override"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, short summary")):
+    """Run an evaluation job: read, evaluate per slice and window, write Parquet and MLflow."""
+    cfg = _load(config, set_)
+    raise typer.Exit(execute(cfg, quiet=quiet))
+
+
+def execute(cfg: JobConfig, quiet: bool = False) -> int:
+    """Run ``cfg`` in a Ray session, print the summary, return the exit code."""
+    from rayeval.engine.run import run_job
+    from rayeval.engine.session import ray_session
+    from rayeval.io.readers import InputError
+    from rayeval.summary import print_summary
+
+    try:
+        with ray_session(cfg.ray):
+            if quiet:
+                result = run_job(cfg)
+            else:
+                with console.status("starting") as status:
+                    result = run_job(cfg, progress=lambda s: status.update(f"rayeval: {s}"))
+    except (InputError, ConfigError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print("nothing was written.")
+        return EXIT_INPUT
+    print_summary(console, cfg, result, short=quiet)
+    if result.mlflow_error:
+        err.print(f"[red]MLflow logging failed:[/red] {result.mlflow_error}\n"
+                  f"Results are in the Parquet tables under {cfg.outputs.path}.", highlight=False)
+        return EXIT_MLFLOW
+    if not result.gates_passed:
+        return EXIT_GATES
+    return 0
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("rayeval-output/flights"), help="output folder"),
+         data: Path = typer.Option(Path("examples/flights/bucket"), help="example data folder"),
+         sample_frac: float = typer.Option(1.0, help="fraction of the 3M flights to use"),
+         config: Path = typer.Option(Path("configs/flights.yaml"), help="job config")):
+    """Prepare the flights example (if absent) and run the main job on it, locally."""
+    prep = Path("examples/flights/prepare.py")
+    if not prep.exists():
+        err.print("run `rayeval demo` from the rayeval repository root (examples/ not found)")
+        raise typer.Exit(EXIT_INPUT)
+    console.print(f"[bold]preparing example data[/bold] in {data} (skipped when present)")
+    rc = subprocess.call([sys.executable, str(prep), "--out", str(data),
+                          "--sample-frac", str(sample_frac)])
+    if rc:
+        raise typer.Exit(rc)
+    cfg = _load(config, [f"outputs.path={out}",
+                         f"inputs.predictions.uri={data}/predictions",
+                         f"inputs.labels.uri={data}/labels"])
+    raise typer.Exit(execute(cfg))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    main()

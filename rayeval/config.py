@@ -1,0 +1,347 @@
+"""Job configuration: pydantic models of the YAML job config, validated once, frozen.
+
+Unknown keys are rejected and every error names the field path. Secrets and endpoints can come
+from the environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION``, ``MLFLOW_TRACKING_URI``) and are never written to logs, params or manifests.
+
+Load with :func:`load_config` (YAML path plus ``key.path=value`` overrides).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+Scalar = Union[int, str, bool]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Frozen):
+    """Object-store options for ``s3://`` URIs (s3fs). Unset fields fall back to the standard
+    AWS chain (environment, profile, instance metadata)."""
+
+    endpoint_url: Optional[str] = None
+    region: Optional[str] = None
+    anon: bool = False
+    access_key_id: Optional[str] = Field(default=None, repr=False)
+    secret_access_key: Optional[str] = Field(default=None, repr=False)
+
+
+class DatasetConfig(_Frozen):
+    """One Parquet dataset (file, directory or hive-partitioned prefix, local or ``s3://``)."""
+
+    uri: str
+    id_column: Optional[str] = None  # labels: join key when it differs from columns.id
+    timestamp_column: Optional[str] = None  # labels: label arrival time (keep latest)
+
+
+class ReferenceConfig(_Frozen):
+    """Where the drift reference comes from.
+
+    kind:
+        ``dataset``: a separate dataset (``uri``);
+        ``time_range``: ``[start, end)`` of the predictions dataset;
+        ``previous_window``: each window against the one before it.
+    """
+
+    kind: Literal["dataset", "time_range", "previous_window"] = "time_range"
+    uri: Optional[str] = None
+    start: Optional[datetime] = None
+    end: Optional[datetime] = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "dataset" and not self.uri:
+            raise ValueError("reference.kind 'dataset' needs reference.uri")
+        if self.kind == "time_range" and (self.start is None or self.end is None):
+            raise ValueError("reference.kind 'time_range' needs reference.start and reference.end")
+        return self
+
+
+class InputsConfig(_Frozen):
+    predictions: DatasetConfig
+    labels: Optional[DatasetConfig] = None
+    storage: StorageConfig = StorageConfig()
+
+
+class ColumnsConfig(_Frozen):
+    """Column mapping of the data contract (DESIGN section 4)."""
+
+    id: str = "id"
+    timestamp: str = "timestamp"
+    model: Optional[str] = "model"
+    weight: Optional[str] = None
+
+
+class TaskConfig(_Frozen):
+    """One evaluation task over the joined rows.
+
+    ``label`` and ``prediction`` name columns (the label may live in the labels dataset).
+    ``score`` (binary) or ``scores`` (multiclass, one column per class, in ``classes`` order).
+    """
+
+    name: str
+    type: Literal["binary", "multiclass", "regression"]
+    label: str
+    prediction: Optional[str] = None
+    score: Optional[str] = None
+    scores: Optional[list[str]] = None
+    classes: Optional[list[Scalar]] = None
+    positive_class: Optional[Scalar] = None
+    metrics: Optional[list[str]] = None  # None: the default set of the task type
+    exact_scores: bool = False  # exact ROC/PR AUC (distinct scores) instead of bucketed
+    top_k: list[int] = [2]
+    quantiles: list[float] = [0.5, 0.9, 0.99]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.type in ("binary", "multiclass") and not (self.prediction or self.score
+                                                          or self.scores):
+            raise ValueError(f"task {self.name!r}: needs `prediction`, `score` or `scores`")
+        if self.type == "regression" and not self.prediction:
+            raise ValueError(f"task {self.name!r}: regression needs `prediction`")
+        if self.type == "binary" and self.classes is not None and len(self.classes) != 2:
+            raise ValueError(f"task {self.name!r}: binary `classes` must have 2 values, "
+                             f"got {self.classes}")
+        if self.type == "binary" and self.score and self.positive_class is None:
+            raise ValueError(f"task {self.name!r}: binary `score` needs `positive_class`")
+        if self.scores is not None and (self.classes is None
+                                        or len(self.classes) != len(self.scores)):
+            raise ValueError(f"task {self.name!r}: `scores` needs `classes` of the same length")
+        return self
+
+
+class SlicesConfig(_Frozen):
+    overall: bool = True
+    columns: list[str] = []
+    crosses: list[list[str]] = []
+    min_slice_size: int = Field(default=1, ge=1)
+    max_slices: int = Field(default=10_000, ge=1)
+
+    @field_validator("crosses")
+    @classmethod
+    def _crosses(cls, v):
+        for c in v:
+            if len(c) < 2:
+                raise ValueError(f"a cross needs at least 2 columns, got {c}")
+        return v
+
+
+class WindowsConfig(_Frozen):
+    size: Literal["none", "hour", "day", "week", "month"] = "none"
+    start: Optional[datetime] = None  # inclusive, UTC (naive taken as UTC)
+    end: Optional[datetime] = None  # exclusive
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.start and self.end and utc(self.start) >= utc(self.end):
+            raise ValueError(f"windows.start {self.start} must be before windows.end {self.end}")
+        return self
+
+
+class DriftFeature(_Frozen):
+    name: str
+    kind: Literal["numeric", "categorical"]
+    method: Optional[str] = None  # default: by kind and reference size
+    threshold: Optional[float] = None
+
+
+class DriftConfig(_Frozen):
+    enabled: bool = True
+    features: list[DriftFeature] = []
+    predictions: bool = True  # score / predicted class drift
+    labels: bool = True  # label (class mix / target) drift
+    reference: ReferenceConfig = ReferenceConfig(kind="previous_window")
+    n_bins: int = Field(default=20, ge=2, le=1000)
+    top_k_categories: int = Field(default=20, ge=1)
+    slices: bool = True  # also per slice (else overall only)
+    dataset_drift_share: float = Field(default=0.5, gt=0, le=1)
+    learned_thresholds: bool = False
+
+
+class GateRule(_Frozen):
+    name: str
+    metric: str
+    task: Optional[str] = None
+    slice: str = "overall"
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+class MLflowConfig(_Frozen):
+    enabled: bool = True
+    tracking_uri: Optional[str] = None  # default: MLFLOW_TRACKING_URI or sqlite in output dir
+    experiment: str = "rayeval"
+
+
+class OutputsConfig(_Frozen):
+    path: str = "rayeval-output"
+    mlflow: MLflowConfig = MLflowConfig()
+    report: bool = True
+
+
+class RayConfig(_Frozen):
+    address: Optional[str] = None  # None: attach to a running cluster or start a local one
+    num_cpus: Optional[int] = None  # only for a local cluster
+    actors: int = Field(default=1, ge=1)
+    actor_num_cpus: float = Field(default=1.0, gt=0)
+    batch_size: Optional[int] = Field(default=None, ge=1)  # None: one block per call
+    target_block_mib: int = Field(default=16, ge=1)
+    merge_fan_in: int = Field(default=8, ge=2)
+
+
+class PolicyConfig(_Frozen):
+    duplicate_predictions: Literal["error", "keep_latest"] = "keep_latest"
+    duplicate_labels: Literal["keep_latest"] = "keep_latest"
+
+
+class JobConfig(_Frozen):
+    """A whole evaluation job. See ``configs/`` for examples."""
+
+    name: str = "rayeval"
+    run_id: Optional[str] = None  # default: name + config hash + window range
+    inputs: InputsConfig
+    columns: ColumnsConfig = ColumnsConfig()
+    tasks: list[TaskConfig]
+    slices: SlicesConfig = SlicesConfig()
+    windows: WindowsConfig = WindowsConfig()
+    drift: DriftConfig = DriftConfig(enabled=False)
+    gates: list[GateRule] = []
+    outputs: OutputsConfig = OutputsConfig()
+    ray: RayConfig = RayConfig()
+    policy: PolicyConfig = PolicyConfig()
+    models: Optional[list[str]] = None  # restrict to these model versions
+    filters: dict[str, list[Scalar]] = {}  # keep rows whose column value is in the list
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [t.name for t in self.tasks]
+        if not names:
+            raise ValueError("tasks: at least one task is required")
+        if len(set(names)) != len(names):
+            raise ValueError(f"tasks: names must be unique, got {names}")
+        return self
+
+    def slice_specs(self) -> list[tuple[str, ...]]:
+        specs: list[tuple[str, ...]] = [()] if self.slices.overall else []
+        specs += [(c,) for c in self.slices.columns]
+        specs += [tuple(c) for c in self.slices.crosses]
+        return specs
+
+    def redacted(self) -> dict:
+        """The config as a dict with secrets replaced by ``***``."""
+        d = self.model_dump(mode="json")
+        st = d["inputs"]["storage"]
+        for k in ("access_key_id", "secret_access_key"):
+            if st.get(k):
+                st[k] = "***"
+        return d
+
+    def config_hash(self) -> str:
+        """sha256 (first 12 hex) of the redacted config, canonical JSON."""
+        blob = json.dumps(self.redacted(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def resolved_run_id(self) -> str:
+        if self.run_id:
+            return self.run_id
+        return f"{self.name}-{self.config_hash()}"
+
+
+def utc(dt: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+class ConfigError(ValueError):
+    """A job config that cannot be loaded or validated; the message names file and field."""
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = d
+    for k in keys[:-1]:
+        if not isinstance(cur.get(k), dict):
+            cur[k] = {}
+        cur = cur[k]
+    cur[keys[-1]] = value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                data: dict | None = None) -> JobConfig:
+    """Load and validate a job config.
+
+    Args:
+        path: YAML file. Relative dataset URIs and output paths stay relative to the current
+            working directory (as ``ray job submit --working-dir`` expects).
+        overrides: ``key.path=value`` strings; values are parsed as YAML (``windows.size=day``,
+            ``ray.actors=2``, ``slices.columns=[origin]``).
+        data: a dict instead of a file.
+
+    Returns:
+        The frozen :class:`JobConfig`.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, bad override or validation error; the message
+            names the file and each failing field path.
+    """
+    src = str(path) if path is not None else "<dict>"
+    if data is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"Cannot read config {src}: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Config {src} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config {src}: expected a mapping at top level, got {type(data).__name__}")
+    data = json.loads(json.dumps(data, default=str))  # deep copy
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"Override {ov!r}: expected key.path=value")
+        k, v = ov.split("=", 1)
+        try:
+            _set_path(data, k.strip(), yaml.safe_load(v))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Override {ov!r}: value is not valid YAML: {e}") from None
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [f"Config {src} is invalid ({e.error_count()} error(s)):"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+            lines.append(f"  - {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def storage_options(cfg: StorageConfig) -> dict:
+    """s3fs keyword arguments from the config, falling back to the environment / AWS chain."""
+    endpoint = cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL")
+    opts: dict[str, Any] = {"anon": cfg.anon}
+    if cfg.access_key_id:
+        opts["key"] = cfg.access_key_id
+    if cfg.secret_access_key:
+        opts["secret"] = cfg.secret_access_key
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = cfg.region or os.environ.get("AWS_REGION")
+    if region and not endpoint:  # moto rejects region_name with a custom endpoint (NOTES.md)
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    return opts

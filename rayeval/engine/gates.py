@@ -1,0 +1,78 @@
+"""Gates: rules that fail a run when a model is worse than allowed (no Ray).
+
+A rule names a metric (and optionally a task and a slice, default ``overall``) and bounds it with
+``min`` and/or ``max``. It is checked for every model and window in the results; an undefined
+value (NaN) fails the rule (``passed`` false, reason in ``detail``) because a gate that cannot be
+evaluated must not let a model through. The special metric ``dataset_drift_share`` gates the
+share of drifted features per model and window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rayeval.config import JobConfig
+
+GATE_COLUMNS = ["run_id", "rule", "task", "model", "window_start", "slice", "metric", "value",
+                "baseline", "threshold", "passed", "detail"]
+
+
+def evaluate_gates(cfg: JobConfig, metrics: pd.DataFrame, drift: pd.DataFrame | None,
+                   run_id: str) -> pd.DataFrame:
+    """One row per (rule, model, window) with the verdict; empty when no rule is configured."""
+    rows = []
+    for rule in cfg.gates:
+        if rule.metric == "dataset_drift_share":
+            sel = _drift_share(drift, rule.slice)
+        else:
+            sel = metrics[(metrics["metric"] == rule.metric) & (metrics["slice"] == rule.slice)
+                          & metrics["class_label"].isna()]
+            if rule.task:
+                sel = sel[sel["task"] == rule.task]
+            # the headline value: binary average, else macro, else no average
+            if not sel.empty and sel["average"].notna().any():
+                for avg in ("binary", "macro", "micro"):
+                    if (sel["average"] == avg).any():
+                        sel = sel[sel["average"] == avg]
+                        break
+        if sel.empty:
+            rows.append({"run_id": run_id, "rule": rule.name, "task": rule.task, "model": None,
+                         "window_start": pd.NaT, "slice": rule.slice, "metric": rule.metric,
+                         "value": math.nan, "baseline": math.nan,
+                         "threshold": _threshold(rule), "passed": False,
+                         "detail": "no such metric/slice in the results"})
+            continue
+        for r in sel.itertuples(index=False):
+            v = float(r.value)
+            ok = not math.isnan(v)
+            detail = "" if ok else f"undefined: {getattr(r, 'undefined_reason', '')}"
+            if ok and rule.min is not None and v < rule.min:
+                ok, detail = False, f"{v:.6g} < min {rule.min}"
+            if ok and rule.max is not None and v > rule.max:
+                ok, detail = False, f"{v:.6g} > max {rule.max}"
+            rows.append({"run_id": run_id, "rule": rule.name, "task": getattr(r, "task", None),
+                         "model": r.model, "window_start": r.window_start, "slice": rule.slice,
+                         "metric": rule.metric, "value": v, "baseline": math.nan,
+                         "threshold": _threshold(rule), "passed": ok, "detail": detail})
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def _threshold(rule) -> str:
+    parts = []
+    if rule.min is not None:
+        parts.append(f">= {rule.min}")
+    if rule.max is not None:
+        parts.append(f"<= {rule.max}")
+    return " and ".join(parts)
+
+
+def _drift_share(drift: pd.DataFrame | None, slice_: str) -> pd.DataFrame:
+    if drift is None or drift.empty:
+        return pd.DataFrame(columns=["model", "window_start", "value", "task"])
+    d = drift[(drift["slice"] == slice_) & (drift["kind"] == "feature")]
+    g = d.groupby(["model", "window_start"], dropna=False)["drifted"].mean().reset_index()
+    g = g.rename(columns={"drifted": "value"})
+    g["task"] = None
+    return g

@@ -1,0 +1,321 @@
+"""The evaluation plan: from one Arrow batch of predictions to small partial states (no Ray).
+
+:class:`EvalPlan` is built once from the job config and shipped to every actor. Its
+``accumulate(partial, table)`` runs the whole per-batch pipeline, vectorised:
+
+1. validate timestamps (missing/unparseable counted), keep rows in ``[start, end)`` and the
+   configured models;
+2. drop duplicate prediction ids within the batch (policy ``keep_latest`` by timestamp, or
+   ``error``), counted;
+3. join labels (same table, or the broadcast :class:`~rayeval.engine.labels.LabelIndex`);
+4. assign UTC windows; factorise model, window and each slice column once;
+5. for each slice spec: one group index, then every task's spec accumulates its grouped state
+   (one ``np.bincount``-style fan-out each), plus coverage counts (rows, labelled rows).
+
+A *partial* is a plain dict ``state name -> state`` plus ``"_counters"`` (global counts) and
+``"_matched"`` (packed bitset of label positions that met a prediction). Partials merge with
+:meth:`EvalPlan.merge`; they never contain rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from rayeval.config import JobConfig, TaskConfig, utc
+from rayeval.engine.labels import LabelIndex, to_numpy
+from rayeval.io.readers import InputError
+from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_keyed
+from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
+                             window_starts)
+
+COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_other_model",
+            "rows_duplicate_prediction", "rows_evaluated", "rows_labeled")
+
+
+@dataclass(frozen=True)
+class CoverageSpec:
+    """Rows and labelled rows per group: ``KeyedArrays`` with ``counts`` of shape (G, 2)."""
+
+    def zero(self) -> KeyedArrays:
+        return KeyedArrays()
+
+    def accumulate(self, state: KeyedArrays, labeled: np.ndarray, groups: GroupIndex):
+        counts = np.stack([
+            grouped_sum(groups.codes, groups.n_groups),
+            grouped_sum(groups.codes, groups.n_groups, labeled.astype(np.float64)).astype(np.int64),
+        ], axis=1)
+        return merge_keyed(state, KeyedArrays(groups.keys, {"counts": counts}))
+
+    def merge(self, a: KeyedArrays, b: KeyedArrays) -> KeyedArrays:
+        return merge_keyed(a, b)
+
+
+def make_specs(task: TaskConfig) -> dict[str, Any]:
+    """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``)."""
+    from rayeval.metrics.classification import ClassificationSpec
+    from rayeval.metrics.regression import RegressionSpec
+    from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
+
+    specs: dict[str, Any] = {}
+    classes = tuple(task.classes) if task.classes is not None else None
+    if task.type in ("binary", "multiclass"):
+        if task.prediction:
+            specs["labels"] = ClassificationSpec(classes=classes,
+                                                 positive_class=task.positive_class)
+        if task.type == "binary" and task.score:
+            specs["scores"] = BinaryScoreSpec(positive_class=task.positive_class,
+                                              exact=task.exact_scores)
+        if task.type == "multiclass" and task.scores:
+            specs["scores"] = MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
+                                                  exact=task.exact_scores)
+    else:
+        specs["regression"] = RegressionSpec(quantiles=tuple(task.quantiles))
+    return specs
+
+
+class EvalPlan:
+    """Everything an actor needs to turn batches into partial states.
+
+    Args:
+        cfg: the validated job config.
+        labels: the broadcast label index when labels are a separate dataset, else ``None``.
+        drift: an optional drift plan (``rayeval.engine.drift_plan.DriftPlan``) whose
+            ``accumulate`` is called with the same factorised groups.
+    """
+
+    def __init__(self, cfg: JobConfig, labels: LabelIndex | None = None, drift=None):
+        self.cfg = cfg
+        self.labels = labels
+        self.drift = drift
+        self.slices = [SliceSpec(c) for c in cfg.slice_specs()]
+        self.tasks = list(cfg.tasks)
+        self.specs: dict[str, Any] = {}
+        for task in self.tasks:
+            for family, spec in make_specs(task).items():
+                for sl in self.slices:
+                    self.specs[self.state_name(task.name, family, sl)] = spec
+        self.coverage = CoverageSpec()
+        w = cfg.windows
+        self.start_ns = _ns(w.start) if w.start else None
+        self.end_ns = _ns(w.end) if w.end else None
+
+    @staticmethod
+    def state_name(task: str, family: str, sl: SliceSpec) -> str:
+        return f"{task}|{family}|{sl.name}"
+
+    # ---- contract -------------------------------------------------------------------------
+    def zero(self) -> dict:
+        return {"_counters": dict.fromkeys(COUNTERS, 0)}
+
+    def merge(self, a: dict, b: dict) -> dict:
+        """Merge two partials (commutative, associative; inputs untouched)."""
+        out: dict = {"_counters": {k: a["_counters"].get(k, 0) + b["_counters"].get(k, 0)
+                                   for k in set(a["_counters"]) | set(b["_counters"])}}
+        ma, mb = a.get("_matched"), b.get("_matched")
+        if ma is not None or mb is not None:
+            out["_matched"] = mb if ma is None else (ma if mb is None else np.bitwise_or(ma, mb))
+        for name in (set(a) | set(b)) - {"_counters", "_matched"}:
+            if name not in a:
+                out[name] = b[name]
+            elif name not in b:
+                out[name] = a[name]
+            else:
+                out[name] = self._spec_for(name).merge(a[name], b[name])
+        return out
+
+    def _spec_for(self, name: str):
+        if name.startswith("coverage|"):
+            return self.coverage
+        if name.startswith("drift|"):
+            return self.drift.spec_for(name)
+        return self.specs[name]
+
+    # ---- per batch ------------------------------------------------------------------------
+    def accumulate(self, partial: dict, table: pa.Table, source: str = "current") -> dict:
+        """Merge the partial states of one Arrow batch into ``partial`` (returns a new dict)."""
+        return self.merge(partial, self.batch_partial(table, source))
+
+    def batch_partial(self, table: pa.Table, source: str = "current") -> dict:
+        cfg, cols = self.cfg, self.cfg.columns
+        counters = dict.fromkeys(COUNTERS, 0)
+        counters["rows_read"] = n = table.num_rows
+        out: dict = {"_counters": counters}
+        if n == 0:
+            return out
+        ts = _timestamps(table, cols.timestamp)
+        keep = ts != np.iinfo(np.int64).min
+        counters["rows_missing_timestamp"] = int(n - keep.sum())
+        if source == "current":
+            in_range = np.ones(n, dtype=bool)
+            if self.start_ns is not None:
+                in_range &= ts >= self.start_ns
+            if self.end_ns is not None:
+                in_range &= ts < self.end_ns
+            counters["rows_out_of_range"] = int((keep & ~in_range).sum())
+            keep &= in_range
+        elif self.drift is not None:
+            keep &= self.drift.reference_mask(ts)
+        if cols.model and cfg.models is not None:
+            model_ok = np.isin(to_numpy(table[cols.model]).astype(object), list(cfg.models))
+            counters["rows_other_model"] = int((keep & ~model_ok).sum())
+            keep &= model_ok
+        for col, allowed in cfg.filters.items():
+            ok = np.isin(to_numpy(table[col]).astype(str), [str(a) for a in allowed])
+            counters["rows_filtered"] = counters.get("rows_filtered", 0) + int((keep & ~ok).sum())
+            keep &= ok
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+            ts = ts[keep]
+        if table.num_rows == 0:
+            return out
+        table, ts = self._dedupe(table, ts, counters)
+        n = table.num_rows
+        counters["rows_evaluated"] = n
+
+        # label join
+        label_cols, labeled = self._join_labels(table, out)
+        counters["rows_labeled"] = int(labeled.sum())
+
+        # factorise the key columns once
+        model_f = factorize(table[cols.model]) if cols.model else (
+            np.zeros(n, np.int64), np.array(["model"], dtype=object))
+        if source == "current":
+            win = window_starts(ts, cfg.windows.size)
+        else:
+            win = np.full(n, NO_WINDOW, dtype=np.int64)
+        win_f = factorize(win)
+        slice_f = {c: factorize(table[c]) for sl in self.slices for c in sl.columns}
+        weight = to_numpy(table[cols.weight]).astype(np.float64) if cols.weight else None
+
+        for sl in self.slices:
+            g = combine([model_f, win_f] + [slice_f[c] for c in sl.columns])
+            g = GroupIndex(g.codes, tuple((k[0], k[1], k[2:]) for k in g.keys))
+            if self.drift is not None:
+                self.drift.accumulate(out, table, sl, g, source, label_cols, labeled, weight)
+            if source != "current":
+                continue
+            cov = "coverage|" + sl.name
+            out[cov] = self.coverage.accumulate(self.coverage.zero(), labeled, g)
+            for task in self.tasks:
+                self._accumulate_task(out, task, sl, table, label_cols, labeled, weight, g)
+        return out
+
+    def _accumulate_task(self, out, task, sl, table, label_cols, labeled, weight, g):
+        mask = labeled & ~_is_null(label_cols[task.label])
+        if not mask.any():
+            return
+        gl = subset(g, mask)
+        base: dict[str, np.ndarray] = {}
+        if weight is not None:
+            base["weight"] = weight[mask]
+        label = label_cols[task.label][mask]
+        for family in ("labels", "scores", "regression"):
+            name = self.state_name(task.name, family, sl)
+            spec = self.specs.get(name)
+            if spec is None:
+                continue
+            batch = dict(base)
+            if family == "labels":
+                batch["label"] = label
+                batch["prediction"] = to_numpy(table[task.prediction])[mask]
+            elif family == "scores":
+                batch["label"] = label
+                if task.type == "binary":
+                    batch["score"] = _float(table, task.score)[mask]
+                else:
+                    batch["scores"] = np.stack([_float(table, c)[mask] for c in task.scores], 1)
+            else:
+                batch["target"] = label.astype(np.float64)
+                batch["prediction"] = _float(table, task.prediction)[mask]
+            state = spec.accumulate(spec.zero(), batch, gl)
+            out[name] = state
+
+    def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
+        cols = self.cfg.columns
+        if cols.id not in table.column_names:
+            return table, ts
+        keys = {"id": to_numpy(table[cols.id])}
+        if cols.model:
+            keys["model"] = to_numpy(table[cols.model])
+        df = pd.DataFrame(keys)
+        df["ts"] = ts
+        order = np.argsort(ts, kind="stable")
+        dup_sorted = df.iloc[order].duplicated(subset=list(keys), keep="last").to_numpy()
+        n_dup = int(dup_sorted.sum())
+        if n_dup == 0:
+            return table, ts
+        if self.cfg.policy.duplicate_predictions == "error":
+            first = df.iloc[order][dup_sorted].iloc[0]
+            raise InputError(f"{n_dup} duplicate prediction id(s) in one input block (column "
+                             f"{cols.id!r}, e.g. {first['id']!r}); set policy."
+                             f"duplicate_predictions=keep_latest to keep the latest by timestamp")
+        counters["rows_duplicate_prediction"] = n_dup
+        keep = np.ones(len(ts), dtype=bool)
+        keep[order[dup_sorted]] = False
+        return table.filter(pa.array(keep)), ts[keep]
+
+    def _join_labels(self, table: pa.Table, out: dict) -> tuple[dict, np.ndarray]:
+        """Label columns aligned to the batch rows, and the labelled mask (shape (n,))."""
+        n = table.num_rows
+        label_names = {t.label for t in self.tasks}
+        cols: dict[str, np.ndarray] = {}
+        if self.labels is None:
+            for name in label_names:
+                cols[name] = to_numpy(table[name])
+            labeled = np.zeros(n, dtype=bool)
+            for name in label_names:
+                labeled |= ~_is_null(cols[name])
+            return cols, labeled
+        pos = self.labels.lookup(to_numpy(table[self.cfg.columns.id]))
+        labeled = pos >= 0
+        safe = np.where(labeled, pos, 0)
+        for name in label_names:
+            src = self.labels.column(name)
+            vals = src[safe] if len(src) else np.full(n, np.nan)
+            if vals.dtype == object:
+                vals = vals.copy()
+                vals[~labeled] = None
+            else:
+                vals = vals.astype(np.float64) if vals.dtype.kind in "iub" else vals.copy()
+                vals[~labeled] = np.nan
+            cols[name] = vals
+        bits = np.zeros(self.labels.n_labels, dtype=bool)
+        bits[pos[labeled]] = True
+        out["_matched"] = np.packbits(bits)
+        return cols, labeled
+
+
+def _ns(dt) -> int:
+    return int(pd.Timestamp(utc(dt)).value)
+
+
+def _timestamps(table: pa.Table, name: str) -> np.ndarray:
+    col = table[name]
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        return to_utc_ns(col.to_pandas())
+    parsed = pd.to_datetime(col.to_pandas(), errors="coerce", utc=True, format="ISO8601")
+    return to_utc_ns(parsed)
+
+
+def _is_null(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == object:
+        return pd.isna(arr)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    return np.zeros(arr.shape, dtype=bool)
+
+
+def _float(table: pa.Table, name: str) -> np.ndarray:
+    """Column ``name`` as float64 (null -> NaN); a non-numeric column raises InputError."""
+    col = table[name]
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_null(t)):
+        raise InputError(f"Column {name!r} has type {t}; expected a numeric column "
+                         f"({table.num_rows} rows in this block)")
+    return col.cast(pa.float64()).to_numpy(zero_copy_only=False)

@@ -1,0 +1,139 @@
+"""The Ray layer: read Parquet with Ray Data, partial aggregation in an actor pool, tree merge.
+
+This module (with :mod:`rayeval.engine.session`) is the only place that imports Ray. The plan is
+streaming: ``read_parquet`` over an explicit file list -> ``map_batches`` with the callable class
+:class:`PartialAggregator` in an ``ActorPoolStrategy`` pool (each call turns one batch into a small
+pickled partial state, never rows) -> the partials are merged in a tree of Ray tasks with fan-in
+``merge_fan_in`` while the scan is still running; only the final merged state reaches the driver.
+No row-level shuffle happens.
+
+Reader settings are pinned after measurement (``../shared/NOTES.md``, ``BENCHMARKS.md``):
+DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never lists a prefix.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Iterator
+
+import pyarrow as pa
+import ray
+from ray.data import ActorPoolStrategy, DataContext
+
+from rayeval.engine.plan import EvalPlan
+from rayeval.io.readers import DatasetInfo
+
+
+class PartialAggregator:
+    """Callable class for ``map_batches``: one Arrow batch -> one row holding a pickled partial."""
+
+    def __init__(self, plan: EvalPlan, source: str):
+        self.plan = plan
+        self.source = source
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        partial = self.plan.batch_partial(table, self.source)
+        return pa.table({"partial": pa.array([pickle.dumps(partial, protocol=5)],
+                                             type=pa.large_binary())})
+
+
+def _load(block) -> list[dict]:
+    if isinstance(block, dict):
+        return [block]
+    return [pickle.loads(b) for b in block.column("partial").to_pylist()]
+
+
+@ray.remote(num_cpus=0.5)
+def _merge(plan: EvalPlan, *items) -> dict:
+    merged = plan.zero()
+    for item in items:
+        for p in _load(item):
+            merged = plan.merge(merged, p)
+    return merged
+
+
+def configure_data_context(target_block_mib: int) -> None:
+    ctx = DataContext.get_current()
+    ctx.use_datasource_v2 = False  # V1: explicit file lists, honours override_num_blocks
+    ctx.target_max_block_size = target_block_mib * 1024 * 1024
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int):
+    """Ray Data dataset over the explicit file list, projected to ``columns``."""
+    return ray.data.read_parquet(
+        ds_info.paths, filesystem=ds_info.filesystem, columns=columns, partitioning=None,
+        schema=pa.schema([ds_info.schema.field(c) for c in columns]),
+        override_num_blocks=num_blocks)
+
+
+def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
+              actors: int, actor_num_cpus: float, batch_size: int | None, fan_in: int,
+              target_block_mib: int) -> dict:
+    """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
+
+    Args:
+        plan: the evaluation plan (shipped once through the object store).
+        ds_info: inspected dataset (explicit files, unified schema).
+        columns: columns to read (projection pushed into the Parquet scan).
+        source: ``current`` or ``reference``.
+        actors: actor pool size (keep below the cluster's CPUs: Ray issue #44687).
+        batch_size: rows per ``map_batches`` call; ``None`` picks ~4 batches per actor.
+        fan_in: partials merged per tree node.
+
+    Returns:
+        The merged partial (a dict of states).
+    """
+    configure_data_context(target_block_mib)
+    n_rows = max(ds_info.num_rows, 1)
+    if batch_size is None:
+        batch_size = int(min(max(n_rows // (4 * actors), 50_000), 2_000_000))
+    num_blocks = int(min(max(len(ds_info.files), 2 * actors), max(n_rows // 10_000, 1), 2000))
+    plan_ref = ray.put(plan)
+    ds = read_dataset(ds_info, columns, num_blocks)
+    ds = ds.map_batches(
+        PartialAggregator, fn_constructor_args=(plan_ref, source), batch_format="pyarrow",
+        batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=actor_num_cpus,
+        zero_copy_batch=True)
+    return tree_merge(plan_ref, _block_refs(ds), fan_in)
+
+
+def _block_refs(ds) -> Iterator:
+    for bundle in ds.iter_internal_ref_bundles():
+        for block_ref in bundle.block_refs:
+            yield block_ref
+
+
+def tree_merge(plan_ref, refs: Iterator, fan_in: int) -> dict:
+    """Merge partials in a tree of Ray tasks as they stream in; returns the final partial."""
+    levels: list[list] = [[]]
+    for ref in refs:
+        levels[0].append(ref)
+        lvl = 0
+        while len(levels[lvl]) >= fan_in:
+            node = _merge.remote(plan_ref, *levels[lvl])
+            levels[lvl] = []
+            if len(levels) == lvl + 1:
+                levels.append([])
+            levels[lvl + 1].append(node)
+            lvl += 1
+    rest = [r for level in levels for r in level]
+    while len(rest) > fan_in:
+        rest = [_merge.remote(plan_ref, *rest[i:i + fan_in]) for i in range(0, len(rest), fan_in)]
+    plan = ray.get(plan_ref)
+    if not rest:
+        return plan.zero()
+    return ray.get(_merge.remote(plan_ref, *rest))
+
+
+def gather_table(ds_info: DatasetInfo, columns: list[str]) -> pa.Table:
+    """Read a (narrow) dataset with Ray Data and concatenate it on the driver (labels)."""
+    configure_data_context(16)
+    ds = read_dataset(ds_info, columns, max(len(ds_info.files), 1))
+    tables = [t for t in (ray.get(r) for r in _block_refs(ds))]
+    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t) for t in tables]
+    if not tables:
+        return pa.table({c: pa.array([], type=ds_info.schema.field(c).type) for c in columns})
+    return pa.concat_tables(tables, promote_options="permissive")
+

@@ -1,0 +1,273 @@
+"""Run one evaluation job end to end: inspect inputs, read labels, scan, finalize, write.
+
+Stages (timed, recorded in the manifest): ``inspect`` (list files, read footers, check the data
+contract), ``labels`` (read + deduplicate the labels dataset, broadcast), ``reference`` (drift
+pass over the reference data), ``scan`` (partial aggregation of the current data), ``finalize``,
+``write`` (atomic Parquet commit), ``mlflow``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+import rayeval
+from rayeval.config import JobConfig, storage_options
+from rayeval.engine.gates import evaluate_gates
+from rayeval.engine.labels import LabelIndex
+from rayeval.engine.plan import EvalPlan
+from rayeval.engine.results import Finalized, finalize
+from rayeval.io import mlflow_writer
+from rayeval.io.readers import DatasetInfo, InputError, check_columns, inspect_dataset
+from rayeval.io.writers import RunWriter
+
+
+@dataclass
+class RunResult:
+    """What a job produced: tables, paths, counts and timings."""
+
+    run_id: str
+    finalized: Finalized
+    drift: Optional[pd.DataFrame]
+    gates: pd.DataFrame
+    outputs: dict[str, str]
+    manifest: dict
+    mlflow_run_id: Optional[str] = None
+    mlflow_error: Optional[str] = None
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gates_passed(self) -> bool:
+        return bool(self.gates.empty or self.gates["passed"].all())
+
+
+class _Timer:
+    def __init__(self, progress: Callable[[str], None] | None):
+        self.durations: dict[str, float] = {}
+        self.progress = progress or (lambda s: None)
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                timer.progress(name)
+                self.t = time.perf_counter()
+
+            def __exit__(self, *a):
+                timer.durations[name] = round(time.perf_counter() - self.t, 3)
+
+        return _Ctx()
+
+
+def required_prediction_columns(cfg: JobConfig, labels_separate: bool) -> dict[str, str]:
+    cols = cfg.columns
+    req: dict[str, str] = {cols.timestamp: "timestamp"}
+    if cols.model:
+        req[cols.model] = "any"
+    if labels_separate or cfg.policy.duplicate_predictions == "error":
+        req[cols.id] = "id"
+    if cols.weight:
+        req[cols.weight] = "numeric"
+    for t in cfg.tasks:
+        if not labels_separate:
+            req[t.label] = "numeric" if t.type == "regression" else "class"
+        if t.prediction:
+            req[t.prediction] = "numeric" if t.type == "regression" else "class"
+        if t.score:
+            req[t.score] = "score"
+        for c in t.scores or []:
+            req[c] = "score"
+    for c in cfg.filters:
+        req.setdefault(c, "any")
+    for spec in cfg.slice_specs():
+        for c in spec:
+            req.setdefault(c, "any")
+    if cfg.drift.enabled:
+        for f in cfg.drift.features:
+            req.setdefault(f.name, "any")
+    return req
+
+
+def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`).
+
+    Raises:
+        InputError: bad input (missing path/column, corrupt file, bad types, too many slices,
+            duplicate ids under policy ``error``); nothing is written.
+    """
+    from rayeval.engine import ray_runner
+
+    timer = _Timer(progress)
+    run_id = cfg.resolved_run_id()
+    labels_separate = cfg.inputs.labels is not None
+    storage = cfg.inputs.storage
+    w = cfg.windows
+
+    with timer.stage("inspect"):
+        pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
+        req = required_prediction_columns(cfg, labels_separate)
+        check_columns(pred_info, req)
+        label_info = None
+        if labels_separate:
+            label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
+            lid = cfg.inputs.labels.id_column or cfg.columns.id
+            lreq = {lid: "id"}
+            for t in cfg.tasks:
+                lreq[t.label] = "numeric" if t.type == "regression" else "class"
+            check_columns(label_info, lreq)
+
+    label_index = None
+    if label_info is not None:
+        with timer.stage("labels"):
+            lid = cfg.inputs.labels.id_column or cfg.columns.id
+            lts = cfg.inputs.labels.timestamp_column
+            lcols = list(dict.fromkeys([lid] + [t.label for t in cfg.tasks]
+                                       + ([lts] if lts else [])))
+            table = ray_runner.gather_table(label_info, lcols)
+            label_index = LabelIndex.build(table, lid, lts)
+            if lid != cfg.columns.id:
+                label_index.id_column = lid
+
+    drift_plan = None
+    ref_partial = None
+    if cfg.drift.enabled:
+        from rayeval.engine.drift_plan import build_drift_plan
+
+        with timer.stage("reference"):
+            drift_plan, ref_partial = build_drift_plan(cfg, pred_info, label_index, ray_runner)
+
+    plan = EvalPlan(cfg, label_index, drift_plan)
+    columns = list(req)
+    with timer.stage("scan"):
+        merged = ray_runner.aggregate(
+            plan, pred_info, columns, "current", actors=cfg.ray.actors,
+            actor_num_cpus=cfg.ray.actor_num_cpus, batch_size=cfg.ray.batch_size,
+            fan_in=cfg.ray.merge_fan_in, target_block_mib=cfg.ray.target_block_mib)
+
+    with timer.stage("finalize"):
+        fin = finalize(plan, merged, run_id)
+        drift_df = None
+        if drift_plan is not None:
+            drift_df = drift_plan.finalize(ref_partial, merged, run_id)
+        gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
+
+    manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer)
+    result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations)
+    with timer.stage("write"):
+        so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
+        with RunWriter(cfg.outputs.path, run_id, so) as writer:
+            writer.write_table("metrics", fin.metrics)
+            writer.write_table("confusion", fin.confusion)
+            writer.write_table("coverage", fin.coverage)
+            if drift_df is not None:
+                writer.write_table("drift", drift_df)
+            writer.write_table("gates", gates)
+            if cfg.outputs.report:
+                from rayeval.io.report import render_report
+
+                html = render_report(cfg, run_id, fin, drift_df, gates, drift_plan, ref_partial,
+                                     merged)
+                writer.write_bytes(f"reports/{run_id}.html", html.encode())
+            manifest["durations"] = dict(timer.durations)
+            writer.write_json(f"manifests/{run_id}.json", manifest)
+            result.outputs = writer.commit()
+
+    if cfg.outputs.mlflow.enabled:
+        with timer.stage("mlflow"):
+            _log_mlflow(cfg, result)
+    result.durations = dict(timer.durations)
+    return result
+
+
+def tracking_uri(cfg: JobConfig) -> str:
+    """Configured URI, else ``MLFLOW_TRACKING_URI``, else sqlite in the output folder."""
+    uri = cfg.outputs.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if cfg.outputs.path.startswith("s3://"):
+        return "sqlite:///mlflow.db"
+    Path(cfg.outputs.path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(cfg.outputs.path, 'mlflow.db'))}"
+
+
+def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
+    from rayeval.io.mlflow_writer import flatten, log_run, overall_metric_history
+
+    uri = tracking_uri(cfg)
+    tags = {"rayeval.run_id": result.run_id, "rayeval.config_hash": result.manifest["config_hash"],
+            "rayeval.input_fingerprint": result.manifest["input_fingerprint"],
+            "rayeval.gates": "passed" if result.gates_passed else "failed",
+            **{f"version.{k}": v for k, v in result.manifest["versions"].items()}}
+    hist = overall_metric_history(result.finalized.metrics)
+    if result.drift is not None and not result.drift.empty:
+        hist += drift_history(result.drift)
+    artifacts = [(p, os.path.dirname(rel).split("/")[0]) for rel, p in result.outputs.items()
+                 if not p.startswith(("s3://",)) and os.path.exists(p)]
+    try:
+        result.mlflow_run_id = log_run(uri, cfg.outputs.mlflow.experiment, result.run_id,
+                                       flatten(cfg.redacted()), tags, hist, artifacts)
+    except mlflow_writer.MLflowUnavailable as e:
+        result.mlflow_error = str(e)
+    result.manifest["mlflow"] = {"tracking_uri": uri if "@" not in uri else "<redacted>",
+                                 "run_id": result.mlflow_run_id, "error": result.mlflow_error}
+
+
+def drift_history(drift: pd.DataFrame) -> list[tuple[str, float, int, int]]:
+    """Overall-slice drift statistics as ``(key, value, ts_ms, step)``."""
+    from rayeval.io.mlflow_writer import sanitize_key
+
+    df = drift[(drift["slice"] == "overall") & drift["statistic"].notna()]
+    windows = sorted(df["window_start"].dropna().unique())
+    step_of = {w: i for i, w in enumerate(windows)}
+    out = []
+    for r in df.itertuples(index=False):
+        ts = int(pd.Timestamp(r.window_end).value // 10**6) if not pd.isna(r.window_end) else 0
+        key = sanitize_key(f"drift/{r.model}/{r.kind}/{r.feature}/{r.method}")
+        out.append((key, float(r.statistic), ts, step_of.get(r.window_start, 0)))
+    return out
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, cwd=os.path.dirname(__file__)).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: DatasetInfo | None,
+                   fin: Finalized, label_index: LabelIndex | None, timer: _Timer) -> dict:
+    import hashlib
+
+    import pyarrow
+    import ray
+
+    def files(ds: DatasetInfo | None):
+        if ds is None:
+            return []
+        return [{"path": f.path, "size": f.size, "rows": f.num_rows, "fingerprint": f.fingerprint}
+                for f in ds.files]
+
+    inputs = {"predictions": files(pred), "labels": files(labels)}
+    fp = hashlib.sha256(repr(inputs).encode()).hexdigest()[:16]
+    counts = dict(fin.counters)
+    if label_index is not None:
+        counts.update(labels_read=label_index.n_read, labels_duplicate=label_index.n_duplicates,
+                      labels_without_prediction=fin.labels_without_prediction)
+    counts["rows_unlabeled"] = counts.get("rows_evaluated", 0) - counts.get("rows_labeled", 0)
+    counts["slices_below_min_size"] = fin.suppressed_slices
+    return {"run_id": run_id, "config": cfg.redacted(), "config_hash": cfg.config_hash(),
+            "input_fingerprint": fp, "inputs": inputs, "row_counts": counts,
+            "versions": {"rayeval": rayeval.__version__, "ray": ray.__version__,
+                         "pyarrow": pyarrow.__version__, "git_sha": _git_sha()},
+            "durations": dict(timer.durations)}
+
+
+__all__ = ["run_job", "RunResult", "InputError", "tracking_uri"]

@@ -1,0 +1,127 @@
+"""MLflow writer: one run per job execution (mlflow's client; no Ray).
+
+Params: the flattened, redacted config. Metrics: overall-slice values per window as metric history
+(``step`` = window index, ``timestamp`` = window end in ms), keys ``<task>/<model>/<metric>`` plus
+class/average suffixes, sanitised to MLflow's key grammar ``^[/\\w.\\- :]*$`` (250 characters);
+non-finite values are never logged (they stay in the Parquet tables with their reason). Tags:
+run_id, config hash, input fingerprint, versions, gate verdict. Artifacts: the output tables,
+manifest and report.
+
+A tracking server that does not answer is detected with a 5 s health probe before anything is
+logged; :class:`MLflowUnavailable` is raised and the caller reports it (results are already in
+Parquet).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.request
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+_BAD = re.compile(r"[^\w.\- :/]")
+
+
+class MLflowUnavailable(RuntimeError):
+    """The tracking store could not be reached or rejected the run."""
+
+
+def sanitize_key(key: str) -> str:
+    """Map any string to a valid MLflow metric/param/tag key (``^[/\\w.\\- :]*$``, <= 250
+    chars, no leading ``/``, no ``//``, no ``..``)."""
+    k = _BAD.sub("_", key)
+    k = re.sub(r"/+", "/", k).lstrip("/")
+    k = k.replace("..", "_.")
+    return k[:250]
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, str]:
+    """Flatten a nested dict to ``a.b.c -> str(value)`` (values cut to 6000 chars)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out
+
+
+def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`MLflowUnavailable` when an http(s) tracking server does not answer."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as r:
+            if r.status >= 400:
+                raise MLflowUnavailable(f"MLflow server {tracking_uri} answered {r.status}")
+    except OSError as e:
+        raise MLflowUnavailable(f"MLflow server {tracking_uri} is unreachable: {e}") from None
+
+
+def overall_metric_history(metrics: pd.DataFrame) -> list[tuple[str, float, int, int]]:
+    """``(key, value, timestamp_ms, step)`` for every finite overall-slice value."""
+    df = metrics[metrics["slice"] == "overall"]
+    df = df[pd.notna(df["value"]) & df["value"].map(lambda v: math.isfinite(v))]
+    if df.empty:
+        return []
+    windows = sorted(df["window_start"].dropna().unique())
+    step_of = {w: i for i, w in enumerate(windows)}
+    out = []
+    for row in df.itertuples(index=False):
+        parts = [row.task, row.model, row.metric]
+        if row.class_label is not None and not pd.isna(row.class_label):
+            parts.append(f"class_{row.class_label}")
+        if row.average is not None and not pd.isna(row.average):
+            parts.append(row.average)
+        ts = row.window_end
+        ts_ms = int(pd.Timestamp(ts).value // 10**6) if not pd.isna(ts) else 0
+        step = step_of.get(row.window_start, 0)
+        out.append((sanitize_key("/".join(str(p) for p in parts)), float(row.value), ts_ms, step))
+    return out
+
+
+def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, str],
+            tags: Mapping[str, str], metric_history: Iterable[tuple[str, float, int, int]],
+            artifacts: Iterable[tuple[str, str]]) -> str:
+    """Log one job execution as an MLflow run; returns the MLflow run id.
+
+    Args:
+        artifacts: ``(local_path, artifact_dir)`` pairs.
+
+    Raises:
+        MLflowUnavailable: the store is unreachable or a call failed.
+    """
+    check_reachable(tracking_uri)
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        run = client.create_run(exp_id, run_name=run_name)
+        rid = run.info.run_id
+        try:
+            ps = [Param(sanitize_key(k), v) for k, v in params.items()]
+            ts = [RunTag(sanitize_key(k), str(v)[:5000]) for k, v in tags.items()]
+            ms = [Metric(k, v, t, s) for k, v, t, s in metric_history if math.isfinite(v)]
+            for i in range(0, max(len(ps), 1), 100):
+                client.log_batch(rid, params=ps[i:i + 100])
+            client.log_batch(rid, tags=ts)
+            for i in range(0, len(ms), 1000):
+                client.log_batch(rid, metrics=ms[i:i + 1000])
+            for local, art_dir in artifacts:
+                client.log_artifact(rid, local, art_dir)
+            client.set_terminated(rid, "FINISHED")
+        except Exception:
+            client.set_terminated(rid, "FAILED")
+            raise
+        return rid
+    except MLflowUnavailable:
+        raise
+    except Exception as e:  # mlflow raises MlflowException / requests errors
+        raise MLflowUnavailable(f"MLflow logging to {tracking_uri} failed: "
+                                f"{type(e).__name__}: {e}") from None

@@ -1,0 +1,243 @@
+"""Dataset discovery and schema contract checks (pyarrow + s3fs; no Ray).
+
+The engine never lets Ray Data list a prefix itself: listing is done once here (local or s3fs),
+hive ``date=YYYY-MM-DD`` partitions outside the configured time range are pruned, every file's
+footer is read (in threads) and checked against the data contract, and Ray Data then reads the
+explicit file list with the unified schema. A corrupt file, a missing column or a column whose
+type cannot serve its role fails fast, naming the file, column and row count.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable, Literal, Optional
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from rayeval.config import StorageConfig, storage_options
+
+Role = Literal["any", "numeric", "timestamp", "id", "score", "class"]
+
+
+class InputError(ValueError):
+    """Bad input data (missing path, empty dataset, corrupt file, missing or mistyped column).
+    The message names the dataset/file, the column and the row count when known."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One input file: path (without scheme for s3), size in bytes, rows, and an ETag or mtime."""
+
+    path: str
+    size: int
+    num_rows: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A resolved dataset: its URI, filesystem, files and their unified Arrow schema."""
+
+    uri: str
+    filesystem: pafs.FileSystem
+    files: tuple[FileInfo, ...]
+    schema: pa.Schema
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+
+def resolve_filesystem(uri: str, storage: StorageConfig) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and in-filesystem path of ``uri`` (``s3://`` through s3fs)."""
+    if uri.startswith("s3://") or uri.startswith("s3a://"):
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**storage_options(storage))
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), uri.split("://", 1)[1].rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        raise InputError(f"Unsupported URI scheme in {uri!r}: use a local path or s3://")
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+_DATE_PART = re.compile(r"(?:^|/)(?:date|dt|day|ds)=(\d{4}-\d{2}-\d{2})(?:/|$)")
+
+
+def _partition_date(path: str) -> Optional[date]:
+    m = _DATE_PART.search(path)
+    if not m:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
+def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = None,
+               end: Optional[datetime] = None) -> tuple[pafs.FileSystem, list[pafs.FileInfo]]:
+    """List the Parquet files of a dataset, pruning hive date partitions outside ``[start, end)``.
+
+    A partition ``date=D`` holds rows whose day is D; it is kept when D is in
+    ``[start.date(), end)`` (a whole day that overlaps the range).
+
+    Raises:
+        InputError: the path does not exist, or holds no Parquet file.
+    """
+    fs, path = resolve_filesystem(uri, storage)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as e:
+        raise InputError(f"Cannot access {uri}: {e}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"Input path does not exist: {uri}")
+    if info.type == pafs.FileType.File:
+        infos = [info]
+    else:
+        sel = pafs.FileSelector(path, recursive=True)
+        infos = [i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File
+                 and not _hidden(i.path[len(path):]) and i.path.endswith(".parquet")]
+    if start is not None or end is not None:
+        kept = []
+        for i in infos:
+            d = _partition_date(i.path[len(path):])
+            if d is not None and ((start is not None and d < start.date())
+                                  or (end is not None and datetime(d.year, d.month, d.day,
+                                                                   tzinfo=end.tzinfo) >= end)):
+                continue
+            kept.append(i)
+        infos = kept
+    if not infos:
+        raise InputError(f"No Parquet files under {uri}"
+                         + (" in the configured time range" if start or end else ""))
+    infos.sort(key=lambda i: i.path)
+    return fs, infos
+
+
+def _hidden(rel: str) -> bool:
+    return any(p.startswith(("_", ".")) for p in rel.split("/") if p)
+
+
+def _read_footer(fs: pafs.FileSystem, info: pafs.FileInfo) -> tuple[pa.Schema, int]:
+    try:
+        with fs.open_input_file(info.path) as f:
+            md = pq.ParquetFile(f).metadata
+            return md.schema.to_arrow_schema(), md.num_rows
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError on corrupt files
+        raise InputError(f"Cannot read Parquet footer of {info.path} ({info.size} bytes): "
+                         f"{type(e).__name__}: {e}") from None
+
+
+def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] = None,
+                    end: Optional[datetime] = None, threads: int = 16) -> DatasetInfo:
+    """List a dataset, read every footer and unify the schemas.
+
+    Schema differences across files are resolved as a Parquet reader would: integer widths
+    and float widths promote (int16 + int64 -> int64), a column that is null-typed in some files
+    takes the type of the others, a column absent from some files is read as null there (its
+    rows are then counted as invalid by the evaluator). Incompatible types (string vs int)
+    raise, naming both files.
+
+    Raises:
+        InputError: missing path, no files, corrupt file, incompatible schemas.
+    """
+    fs, infos = list_files(uri, storage, start, end)
+    with ThreadPoolExecutor(max_workers=min(threads, len(infos))) as ex:
+        footers = list(ex.map(lambda i: _read_footer(fs, i), infos))
+    schemas = [s for s, _ in footers]
+    try:
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"Incompatible schemas across the files of {uri}: {e}. "
+                         + _first_conflict(infos, schemas)) from None
+    files = tuple(FileInfo(i.path, i.size, n, _fingerprint(i)) for i, (_, n) in zip(infos, footers))
+    return DatasetInfo(uri, fs, files, unified)
+
+
+def _first_conflict(infos, schemas) -> str:
+    seen: dict[str, tuple[pa.DataType, str]] = {}
+    for i, s in zip(infos, schemas):
+        for fld in s:
+            if pa.types.is_null(fld.type):
+                continue
+            prev = seen.get(fld.name)
+            if prev is None:
+                seen[fld.name] = (fld.type, i.path)
+            elif _kind(prev[0]) != _kind(fld.type):
+                return (f"Column {fld.name!r} is {prev[0]} in {prev[1]} but {fld.type} "
+                        f"in {i.path}.")
+    return ""
+
+
+def _fingerprint(info: pafs.FileInfo) -> str:
+    mtime = info.mtime.isoformat() if info.mtime else ""
+    return f"mtime={mtime}"
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return "int"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "string"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    if pa.types.is_null(t):
+        return "null"
+    return str(t)
+
+
+_ALLOWED: dict[str, set[str]] = {
+    "timestamp": {"timestamp", "string"},
+    "numeric": {"int", "float"},
+    "score": {"float", "int"},
+    "id": {"int", "string"},
+    "class": {"int", "string", "float"},
+    "any": {"int", "float", "string", "timestamp"},
+}
+
+
+def check_columns(ds: DatasetInfo, required: dict[str, Role]) -> None:
+    """Check that every required column exists with a type fit for its role.
+
+    Args:
+        ds: the inspected dataset.
+        required: column name -> role (``timestamp``, ``numeric``, ``score``, ``id``,
+            ``class``, ``any``).
+
+    Raises:
+        InputError: naming the dataset, the column, its type and the row count.
+    """
+    names = set(ds.schema.names)
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise InputError(f"Dataset {ds.uri} ({ds.num_rows} rows in {len(ds.files)} files) has no "
+                         f"column(s) {missing}; available: {sorted(names)}")
+    for col, role in required.items():
+        t = ds.schema.field(col).type
+        k = _kind(t)
+        if k == "null":
+            raise InputError(f"Column {col!r} of {ds.uri} is null in every file "
+                             f"({ds.num_rows} rows)")
+        if k not in _ALLOWED[role]:
+            raise InputError(f"Column {col!r} of {ds.uri} has type {t}, expected a {role} "
+                             f"column ({' or '.join(sorted(_ALLOWED[role]))}); "
+                             f"{ds.num_rows} rows")
+
+
+def columns_present(ds: DatasetInfo, cols: Iterable[str]) -> list[str]:
+    """The subset of ``cols`` present in the dataset, in order."""
+    names = set(ds.schema.names)
+    return [c for c in cols if c in names]

@@ -1,0 +1,142 @@
+"""Atomic writers for the output tables, the run manifest and the report (pyarrow + fsspec).
+
+Layout under the output prefix (local path or ``s3://``), readable by pandas, DuckDB and Spark as
+hive-partitioned datasets::
+
+    metrics/run_date=YYYY-MM-DD/<run_id>.parquet
+    confusion/run_date=.../<run_id>.parquet
+    drift/run_date=.../<run_id>.parquet
+    gates/run_date=.../<run_id>.parquet
+    coverage/run_date=.../<run_id>.parquet
+    manifests/<run_id>.json
+    reports/<run_id>.html
+
+Every file of a run is first written under ``_staging/<run_id>-<nonce>/`` (hidden from readers by
+its leading underscore), then committed by renames; files of the same ``run_id`` under other
+run dates are removed at commit, so a rerun replaces instead of duplicating. A failure before
+commit leaves no visible output (the staging folder is removed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from typing import Mapping
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TABLES = ("metrics", "confusion", "drift", "gates", "coverage")
+
+
+def output_fs(path: str, storage_options: dict | None = None):
+    """fsspec filesystem and normalised root for an output prefix."""
+    if path.startswith("s3://"):
+        fs = fsspec.filesystem("s3", **(storage_options or {}))
+        return fs, path[len("s3://"):].rstrip("/")
+    fs = fsspec.filesystem("file")
+    return fs, os.path.abspath(path)
+
+
+class RunWriter:
+    """Stages a run's outputs and commits them atomically.
+
+    Args:
+        path: output prefix (local path or ``s3://bucket/prefix``).
+        run_id: the run identifier (file names); a rerun with the same id replaces.
+        storage_options: s3fs options for ``s3://`` prefixes.
+        run_date: partition value (UTC date; default today).
+
+    Use as a context manager: on an exception the staging area is removed and nothing is
+    committed.
+    """
+
+    def __init__(self, path: str, run_id: str, storage_options: dict | None = None,
+                 run_date: dt.date | None = None):
+        self.fs, self.root = output_fs(path, storage_options)
+        self.uri = path
+        self.run_id = run_id
+        self.run_date = (run_date or dt.datetime.now(dt.timezone.utc).date()).isoformat()
+        self.stage = f"{self.root}/_staging/{run_id}-{uuid.uuid4().hex[:8]}"
+        self.staged: dict[str, str] = {}  # final relative path -> staged path
+        self.committed = False
+
+    def __enter__(self) -> "RunWriter":
+        self.fs.makedirs(self.stage, exist_ok=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self.committed:
+            self.abort()
+
+    def final_path(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def table_rel(self, table: str) -> str:
+        return f"{table}/run_date={self.run_date}/{self.run_id}.parquet"
+
+    def write_table(self, name: str, df: pd.DataFrame | pa.Table) -> str:
+        """Stage one output table; returns its final relative path."""
+        rel = self.table_rel(name)
+        tbl = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+        staged = f"{self.stage}/{rel}"
+        self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(staged, "wb") as f:
+            pq.write_table(tbl, f, compression="zstd")
+        self.staged[rel] = staged
+        return rel
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        staged = f"{self.stage}/{rel}"
+        self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(staged, "wb") as f:
+            f.write(data)
+        self.staged[rel] = staged
+        return rel
+
+    def write_json(self, rel: str, obj: Mapping) -> str:
+        return self.write_bytes(rel, json.dumps(obj, indent=2, default=str).encode())
+
+    def staged_local_path(self, rel: str) -> str | None:
+        """Local path of a staged file (for MLflow artifacts), or None on object storage."""
+        p = self.staged.get(rel)
+        return p if p and not self.uri.startswith("s3://") else None
+
+    def commit(self) -> dict[str, str]:
+        """Move every staged file into place, drop stale files of this run id; returns
+        relative path -> final path."""
+        for table in TABLES:
+            base = f"{self.root}/{table}"
+            if not self.fs.exists(base):
+                continue
+            for old in self.fs.glob(f"{base}/run_date=*/{self.run_id}.parquet"):
+                if old.rstrip("/") != self.final_path(self.table_rel(table)):
+                    self.fs.rm(old)
+        out = {}
+        for rel, staged in self.staged.items():
+            final = self.final_path(rel)
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            if self.fs.exists(final):
+                self.fs.rm(final)
+            self.fs.mv(staged, final)
+            out[rel] = final
+        self.committed = True
+        self._remove_stage()
+        return out
+
+    def abort(self) -> None:
+        self._remove_stage()
+
+    def _remove_stage(self) -> None:
+        try:
+            if self.fs.exists(self.stage):
+                self.fs.rm(self.stage, recursive=True)
+            parent = f"{self.root}/_staging"
+            if self.fs.exists(parent) and not self.fs.ls(parent):
+                self.fs.rm(parent, recursive=True)
+        except (OSError, FileNotFoundError):
+            pass

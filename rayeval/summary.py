@@ -1,0 +1,119 @@
+"""Console summary of a finished run (rich tables): overall per window and model, worst slices,
+drifted features, gate verdicts, and where the outputs are."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from rayeval.config import JobConfig
+
+HEADLINE = {"binary": ["roc_auc", "pr_auc", "f1", "accuracy", "ece", "log_loss"],
+            "multiclass": ["accuracy", "f1", "roc_auc", "log_loss"],
+            "regression": ["mae", "rmse", "mean_error", "r2"]}
+RANK_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "mae"}
+
+
+def headline(metrics: pd.DataFrame, task_type: str) -> pd.DataFrame:
+    """Rows of the headline metrics (binary / macro averages or un-averaged values)."""
+    m = metrics[metrics["metric"].isin(HEADLINE[task_type]) & metrics["class_label"].isna()]
+    keep = m["average"].isna() | m["average"].isin(["binary"] if task_type == "binary"
+                                                    else ["macro"])
+    return m[keep]
+
+
+def print_summary(console: Console, cfg: JobConfig, result, short: bool = False) -> None:
+    fin = result.finalized
+    m = fin.metrics
+    c = fin.counters
+    console.rule(f"[bold]rayeval run {result.run_id}")
+    console.print(f"rows read {c.get('rows_read', 0):,} | evaluated {c.get('rows_evaluated', 0):,}"
+                  f" | labelled {c.get('rows_labeled', 0):,} | duplicates dropped "
+                  f"{c.get('rows_duplicate_prediction', 0):,} | missing timestamp "
+                  f"{c.get('rows_missing_timestamp', 0):,} | durations "
+                  + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
+    for task in cfg.tasks:
+        tm = headline(m[(m["task"] == task.name) & (m["slice"] == "overall")], task.type)
+        if tm.empty:
+            continue
+        pv = tm.pivot_table(index=["window_start", "model"], columns="metric", values="value",
+                            aggfunc="first")
+        t = Table(title=f"{task.name}: overall per window", show_lines=False)
+        t.add_column("window")
+        t.add_column("model")
+        for col in pv.columns:
+            t.add_column(col, justify="right")
+        rows = list(pv.iterrows())
+        for (win, model), vals in (rows[-8:] if short else rows):
+            t.add_row(_day(win), str(model), *[_f(v) for v in vals])
+        console.print(t)
+        _worst(console, cfg, m, task)
+    if result.drift is not None and not result.drift.empty:
+        d = result.drift
+        dd = d[(d["slice"] == "overall") & d["drifted"].astype(bool)]
+        t = Table(title="drift (overall slice): windows in which each column drifted")
+        for col in ("kind", "feature", "method", "windows drifted", "max statistic"):
+            t.add_column(col)
+        if not dd.empty:
+            g = dd.groupby(["kind", "feature", "method"]).agg(
+                n=("drifted", "size"), mx=("statistic", "max")).reset_index()
+            n_win = d["window_start"].nunique()
+            for r in g.sort_values("n", ascending=False).head(15).itertuples():
+                t.add_row(r.kind, r.feature, r.method, f"{r.n}/{n_win}", _f(r.mx))
+        console.print(t if not dd.empty else "drift: no column drifted in the overall slice")
+    if not result.gates.empty:
+        g = result.gates
+        failed = g[~g["passed"]]
+        console.print(f"gates: {len(g) - len(failed)}/{len(g)} checks passed"
+                      + ("" if failed.empty else "; failed: " + ", ".join(
+                          sorted(set(f"{r.rule}[{r.model}]" for r in failed.itertuples())))))
+    console.rule("outputs")
+    for rel, path in sorted(result.outputs.items()):
+        console.print(f"  {rel.split('/')[0]:<10} {path}")
+    console.print("  open the tables: python -c \"import pandas as pd; print(pd.read_parquet("
+                  f"'{cfg.outputs.path}/metrics'))\"")
+    if result.mlflow_run_id:
+        uri = result.manifest.get("mlflow", {}).get("tracking_uri", "")
+        console.print(f"  MLflow run {result.mlflow_run_id} in {uri} "
+                      f"(browse: mlflow ui --backend-store-uri {uri})")
+    reports = [p for r, p in result.outputs.items() if r.startswith("reports/")]
+    if reports:
+        console.print(f"  report: open file://{reports[0]} in a browser")
+
+
+def _worst(console, cfg, m, task, n: int = 10) -> None:
+    metric = RANK_METRIC[task.type]
+    cols = [s for s in cfg.slices.columns]
+    if not cols:
+        return
+    col = "origin" if "origin" in cols else cols[0]
+    sel = m[(m["task"] == task.name) & (m["slice_columns"] == col) & (m["metric"] == metric)
+            & m["class_label"].isna() & m["value"].notna()]
+    if task.type == "binary":
+        sel = sel[sel["average"].isna() | (sel["average"] == "binary")]
+    if sel.empty:
+        return
+    sel = sel.assign(wv=sel["value"] * sel["n_labeled"])
+    g = sel.groupby(["model", "slice"]).agg(wv=("wv", "sum"), n=("n_labeled", "sum"),
+                                            windows=("value", "size")).reset_index()
+    g["value"] = g["wv"] / g["n"]
+    ascending = metric != "mae"
+    t = Table(title=f"{task.name}: worst {n} {col} by {metric} (label-weighted mean over windows)")
+    for c in ("model", "slice", metric, "labelled rows", "windows"):
+        t.add_column(c)
+    for model, part in g.groupby("model"):
+        for r in part.sort_values("value", ascending=ascending).head(n).itertuples():
+            t.add_row(str(model), r.slice, _f(r.value), f"{int(r.n):,}", str(r.windows))
+    console.print(t)
+
+
+def _f(v) -> str:
+    try:
+        return "nan" if pd.isna(v) else f"{float(v):.4f}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _day(ts) -> str:
+    return "all" if pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d")
