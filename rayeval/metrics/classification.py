@@ -1,0 +1,509 @@
+"""Label-based classification metrics (binary and multiclass) from a weighted confusion matrix.
+
+The state of every group is its weighted confusion matrix ``M[true, predicted]``; every metric
+is a pure function of the merged matrix, so results never depend on partitioning. Formulas
+follow scikit-learn 1.9 (``sklearn/metrics/_classification.py``) unless noted:
+
+- ``precision = TP / (TP + FP)``, ``recall = TP / (TP + FN)``, ``f1 = 2 TP / (2 TP + FP + FN)``
+  (from counts, as ``precision_recall_fscore_support``), ``specificity = TN / (TN + FP)``;
+  per class (``average=None``, ``class_label`` set), ``micro`` (pooled counts), ``macro``
+  (mean over classes), ``weighted`` (mean weighted by support), ``binary`` (positive class).
+- ``accuracy`` (``accuracy_score``), ``balanced_accuracy`` (``balanced_accuracy_score``, mean
+  recall over classes with support), ``mcc`` (``matthews_corrcoef``, multiclass R_K of
+  Gorodkin 2004), ``cohen_kappa`` (``cohen_kappa_score``, unweighted).
+- ``support`` (weighted count of labels per class), ``prevalence`` (share of labels),
+  ``predicted_positive_rate`` (share of predictions), ``n_rows`` (valid rows, unweighted).
+
+Ranges: ``mcc`` and ``cohen_kappa`` in [-1, 1]; the other scores and the shares in [0, 1];
+scores are ``higher_is_better``, counts and shares ``neutral``.
+
+Conventions (where we differ from scikit-learn, on purpose):
+
+- Classes: ``classes=None`` discovers them; the state keeps the sorted union, and per-class
+  results of a group cover the classes *present* in that group (as label or prediction), like
+  scikit-learn's default ``labels``. With fixed ``classes`` every class gets per-class results.
+  Macro and weighted averages always skip classes absent from both labels and predictions of
+  the group (scikit-learn with ``labels=classes`` would include them).
+- ``zero_division`` (0.0, 1.0 or nan; default nan, scikit-learn's default ``"warn"`` acts as
+  0.0): a ratio with a zero denominator takes that value and the reason ``zero_division`` (also
+  when the value is 0.0 or 1.0). Averages ignore NaN classes (scikit-learn's ``_nanaverage``);
+  an average carries ``zero_division`` only if every class in it was undefined. A weighted
+  average whose remaining classes all have zero support is NaN (scikit-learn falls back to the
+  unweighted mean).
+- ``mcc`` and ``cohen_kappa`` are NaN with ``single_class`` when the labels or the predictions
+  of the group (by positive weight) take a single class; scikit-learn returns 0.0 for MCC there
+  and 0.0 (or ``replace_undefined_by``) for kappa.
+- ``empty``: a group with no valid rows or zero total weight; every value except ``n_rows`` and
+  ``support`` is NaN.
+- ``binary`` average only when ``positive_class`` is given; we never guess a positive class.
+- Class types: integer or string. Float labels are accepted when every non-missing value is
+  integral (1.0 -> class 1; 1.5 raises ``ValueError``), bools are the integers 0 and 1;
+  labels and predictions of different types ("1" vs 1) raise ``TypeError``.
+- Invalid rows are excluded and counted per group under the first matching reason of
+  ``INVALID_REASONS`` (missing = None or NaN; ``negative_weight`` includes -inf,
+  ``nonfinite_weight`` is NaN or +inf; zero weights are valid).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
+                                   weight_problems)
+from rayeval.metrics.base import (HIGHER, NEUTRAL, Batch, GroupIndex, KeyedArrays, Key,
+                                  MetricResult, StateMismatchError, grouped_sum, merge_keyed,
+                                  safe_div)
+
+INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
+                   "unknown_class")
+AVERAGES = ("micro", "macro", "weighted")
+_INT, _STR = "int", "str"
+_KIND_NAME = {_INT: "integer", _STR: "string"}
+
+
+@dataclass(frozen=True)
+class ClassificationState:
+    """Grouped sufficient statistics of :class:`ClassificationSpec`.
+
+    Attributes:
+        classes: tuple of C class values (int or str): sorted when discovered, as configured
+            when fixed. Index ``i`` of every class axis is ``classes[i]``.
+        kind: ``"int"``, ``"str"`` or ``None`` (no class seen yet).
+        table: :class:`KeyedArrays` over G groups with ``confusion`` float64 (G, C, C)
+            (weighted counts, rows = true class, columns = predicted class), ``label_rows`` and
+            ``pred_rows`` int64 (G, C) (unweighted rows per true / predicted class) and
+            ``invalid`` int64 (G, len(INVALID_REASONS)) (excluded rows per reason).
+    """
+
+    classes: tuple = ()
+    kind: str | None = None
+    table: KeyedArrays = field(default_factory=KeyedArrays)
+
+
+def _py_class(value: Any, what: str) -> Any:
+    """A configured class value as a Python int or str."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TypeError(f"Expected `{what}` to be an int or str class, got {value!r}.")
+
+
+def _class_column(batch: Batch, name: str, n: int):
+    """Normalise one class column.
+
+    Returns:
+        ``(values, missing, kind)``: values int64 or unicode (n,) (placeholders at missing
+        rows), missing bool (n,) (None or NaN), kind ``"int"``/``"str"``/``None`` (no value).
+
+    Raises:
+        KeyError: column absent. ValueError: wrong shape or non-integral float classes.
+        TypeError: neither integer nor string values, or both mixed.
+    """
+    if name not in batch:
+        raise KeyError(f"Expected column `{name}` in the batch, got columns {sorted(batch)}.")
+    arr = np.asarray(batch[name])
+    if arr.shape != (n,):
+        raise ValueError(f"Expected `{name}` of shape ({n},), got shape {arr.shape}.")
+    none = np.zeros(n, dtype=bool)
+    k = arr.dtype.kind
+    if k in "biu":
+        return arr.astype(np.int64), none, (_INT if n else None)
+    if k in "US":
+        return arr.astype(str), none, (_STR if n else None)
+    if k == "f":
+        missing = np.isnan(arr)
+        vals = np.where(missing, 0.0, arr)
+        bad = ~np.isfinite(vals) | (vals != np.trunc(vals))
+        if bad.any():
+            raise ValueError(f"Expected integral class values in `{name}` (dtype {arr.dtype}), "
+                             f"got {vals[bad][0]!r}.")
+        return vals.astype(np.int64), missing, (_INT if (~missing).any() else None)
+    if k != "O":
+        raise TypeError(f"Expected integer or string classes in `{name}`, got dtype {arr.dtype}.")
+    missing = np.asarray((arr == None) | (arr != arr), dtype=bool)  # noqa: E711 (elementwise)
+    present = arr[~missing]
+    if present.size == 0:
+        return np.zeros(n, dtype=np.int64), missing, None
+    try:
+        uniq, inv = np.unique(present, return_inverse=True)
+    except TypeError:
+        raise TypeError(f"`{name}` (dtype object) mixes string and numeric values; "
+                        "use one class type.") from None
+    if all(isinstance(u, str) for u in uniq):
+        kind, u_vals = _STR, uniq.astype(str)
+    elif all(isinstance(u, numbers.Real) and not isinstance(u, str) for u in uniq):
+        bad = [u for u in uniq if not float(u).is_integer()]
+        if bad:
+            raise ValueError(f"Expected integral class values in `{name}`, got {bad[0]!r}.")
+        kind, u_vals = _INT, np.array([int(u) for u in uniq], dtype=np.int64)
+    else:
+        raise TypeError(f"Expected integer or string classes in `{name}`, got values of types "
+                        f"{sorted({type(u).__name__ for u in uniq})}.")
+    vals = np.zeros(n, dtype=u_vals.dtype)
+    vals[~missing] = u_vals[inv.reshape(-1)]
+    return vals, missing, kind
+
+
+def _lookup(classes: tuple, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class index (int64 (n,)) and known mask (bool (n,)) of ``values`` in ``classes``."""
+    if not classes:
+        return np.zeros(values.size, dtype=np.int64), np.zeros(values.size, dtype=bool)
+    arr = np.asarray(classes)
+    order = np.argsort(arr, kind="stable")
+    srt = arr[order]
+    pos = np.minimum(np.searchsorted(srt, values), len(classes) - 1)
+    return order[pos].astype(np.int64), srt[pos] == values
+
+
+def _remap(state: ClassificationState, classes: tuple) -> KeyedArrays:
+    """The state's table re-indexed onto ``classes`` (a superset of ``state.classes``)."""
+    tab = state.table
+    if state.classes == classes or not tab.keys:
+        return tab
+    where = {c: i for i, c in enumerate(classes)}
+    pos = np.array([where[c] for c in state.classes], dtype=np.int64)
+    g, c = tab.n_groups, len(classes)
+    conf = np.zeros((g, c, c), dtype=np.float64)
+    conf[:, pos[:, None], pos[None, :]] = tab.arrays["confusion"]
+    out = {"confusion": conf, "invalid": tab.arrays["invalid"]}
+    for name in ("label_rows", "pred_rows"):
+        arr = np.zeros((g, c), dtype=np.int64)
+        arr[:, pos] = tab.arrays[name]
+        out[name] = arr
+    return KeyedArrays(tab.keys, out)
+
+
+@dataclass(frozen=True)
+class ClassificationSpec:
+    """Confusion-matrix metrics per group from predicted and true class labels.
+
+    Args:
+        classes: fixed class list (ints or strs, unique) or ``None`` to discover classes. With a
+            fixed list, rows whose label or prediction is not in it are excluded and counted as
+            ``unknown_class``.
+        positive_class: the positive class of a binary problem; enables ``average="binary"``
+            results. With fixed ``classes`` it must be one of exactly 2 classes; with discovered
+            classes, seeing more than 2 classes (positive included) raises ``ValueError``.
+        zero_division: value of a ratio whose denominator is 0: ``0.0``, ``1.0`` or ``nan``.
+        averages: subset of ``("micro", "macro", "weighted")``.
+
+    Batch columns: ``label`` (n,) and ``prediction`` (n,) of int, str, integral float or object
+    dtype (None/NaN = missing); optional ``weight`` (n,) float >= 0.
+
+    Raises:
+        ValueError / TypeError: on invalid options (message names the argument).
+    """
+
+    classes: tuple | None = None
+    positive_class: Any = None
+    zero_division: float = math.nan
+    averages: tuple = AVERAGES
+
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            classes = tuple(_py_class(c, "classes") for c in self.classes)
+            if not classes or len(set(classes)) != len(classes):
+                raise ValueError(f"Expected `classes` non-empty and unique, got {classes}.")
+            if len({type(c) for c in classes}) != 1:
+                raise TypeError(f"Expected `classes` of one type (int or str), got {classes}.")
+            object.__setattr__(self, "classes", classes)
+        if self.positive_class is not None:
+            pos = _py_class(self.positive_class, "positive_class")
+            object.__setattr__(self, "positive_class", pos)
+            if self.classes is not None and (len(self.classes) != 2 or pos not in self.classes):
+                raise ValueError(f"Expected `positive_class` to be one of exactly 2 `classes`, "
+                                 f"got {pos!r} with classes {self.classes}.")
+        zd = float(self.zero_division)
+        if not (math.isnan(zd) or zd in (0.0, 1.0)):
+            raise ValueError(f"Expected `zero_division` in {{0.0, 1.0, nan}}, got {zd}.")
+        object.__setattr__(self, "zero_division", zd)
+        averages = tuple(self.averages)
+        if not set(averages) <= set(AVERAGES) or len(set(averages)) != len(averages):
+            raise ValueError(f"Expected `averages` a subset of {AVERAGES}, got {averages}.")
+        object.__setattr__(self, "averages", averages)
+
+    # ---- contract -----------------------------------------------------------------------
+    def zero(self) -> ClassificationState:
+        """The empty state (no groups); the two-sided identity of :meth:`merge`."""
+        if self.classes is None:
+            return ClassificationState()
+        return ClassificationState(self.classes, _kind_of(self.classes[0]))
+
+    def accumulate(self, state: ClassificationState, batch: Batch,
+                   groups: GroupIndex) -> ClassificationState:
+        """``state`` merged with the statistics of one batch (vectorised; inputs untouched).
+
+        Raises:
+            TypeError: labels and predictions (or earlier batches / fixed classes) have
+                different class types; the message names both dtypes.
+            ValueError: bad column shape, non-integral float classes, or more than 2 classes
+                for a binary spec with discovered classes.
+        """
+        n = groups.n_rows
+        lab, lab_miss, lab_kind = _class_column(batch, "label", n)
+        pred, pred_miss, pred_kind = _class_column(batch, "prediction", n)
+        kind = self._check_kinds(state.kind, lab_kind, pred_kind, batch)
+        w = weight_column(batch, n)
+        reason = first_reason([lab_miss, pred_miss, *weight_problems(w, n)])
+        ok = reason < 0
+        lab, pred = lab[ok], pred[ok]
+        classes = state.classes
+        if self.classes is None:
+            classes = self._union(classes, np.unique(lab).tolist() + np.unique(pred).tolist())
+        ti, t_known = _lookup(classes, lab)
+        pi, p_known = _lookup(classes, pred)
+        known = t_known & p_known
+        if not known.all():  # only with fixed classes
+            rows = np.flatnonzero(ok)[~known]
+            reason[rows] = INVALID_REASONS.index("unknown_class")
+            ok[rows] = False
+            ti, pi = ti[known], pi[known]
+
+        codes, keys = compact_groups(groups)
+        g, c, r = len(keys), len(classes), len(INVALID_REASONS)
+        cv = codes[ok]
+        wv = None if w is None else w[ok]
+        conf = grouped_sum(cv, g, wv, minlength_inner=c * c, inner=ti * c + pi)
+        bad = ~ok
+        arrays = {
+            "confusion": conf.astype(np.float64).reshape(g, c, c),
+            "label_rows": grouped_sum(cv, g, None, minlength_inner=c, inner=ti),
+            "pred_rows": grouped_sum(cv, g, None, minlength_inner=c, inner=pi),
+            "invalid": grouped_sum(codes[bad], g, None, minlength_inner=r, inner=reason[bad]),
+        }
+        return self.merge(state, ClassificationState(classes, kind, KeyedArrays(keys, arrays)))
+
+    def merge(self, a: ClassificationState, b: ClassificationState) -> ClassificationState:
+        """Group-wise sum of two states; discovered class lists are united (counts remapped).
+
+        Raises:
+            StateMismatchError: fixed class lists differ. TypeError: class types differ.
+        """
+        if a.kind is not None and b.kind is not None and a.kind != b.kind:
+            raise TypeError(f"Cannot merge states with {_KIND_NAME[a.kind]} and "
+                            f"{_KIND_NAME[b.kind]} classes.")
+        classes = a.classes
+        if a.classes != b.classes:
+            if self.classes is not None:
+                raise StateMismatchError(f"Cannot merge states with classes {a.classes} and "
+                                         f"{b.classes}.")
+            classes = self._union(a.classes, b.classes)
+        table = merge_keyed(_remap(a, classes), _remap(b, classes))
+        return ClassificationState(classes, a.kind or b.kind, table)
+
+    def finalize(self, state: ClassificationState) -> list[MetricResult]:
+        """Metric values per group (see the module docstring for names and conventions)."""
+        tab = state.table
+        if not tab.keys:
+            return []
+        s = _Stats(tab, self.zero_division)
+        out: list[MetricResult] = []
+        scalars = [("accuracy", s.accuracy), ("balanced_accuracy", s.balanced_accuracy),
+                   ("mcc", s.mcc), ("cohen_kappa", s.kappa)]
+        per_class = [(name, HIGHER, s.ratio(name)) for name in
+                     ("precision", "recall", "f1", "specificity")]
+        per_class += [("support", NEUTRAL, (s.t, np.full(s.t.shape, ""))),
+                      ("prevalence", NEUTRAL, s.share(s.t)),
+                      ("predicted_positive_rate", NEUTRAL, s.share(s.p))]
+        averaged = [(name, avg, s.average(name, avg)) for name in
+                    ("precision", "recall", "f1", "specificity") for avg in self.averages]
+        pos = None
+        if self.positive_class is not None and self.positive_class in state.classes:
+            pos = state.classes.index(self.positive_class)
+        emit = np.ones_like(s.present) if self.classes is not None else s.present
+        scalars = [(m, v.tolist(), r.tolist()) for m, (v, r) in scalars]
+        per_class = [(m, d, v.tolist(), r.tolist()) for m, d, (v, r) in per_class]
+        averaged = [(m, a, v.tolist(), r.tolist()) for m, a, (v, r) in averaged]
+        n_rows, emit = s.n_rows.tolist(), emit.tolist()
+        for g, key in enumerate(tab.keys):
+            out.append(MetricResult(key, "n_rows", float(n_rows[g]), NEUTRAL))
+            for m, v, r in scalars:
+                out.append(MetricResult(key, m, v[g], HIGHER, r[g]))
+            for m, d, v, r in per_class:
+                for i, cls in enumerate(state.classes):
+                    if emit[g][i]:
+                        out.append(MetricResult(key, m, v[g][i], d, r[g][i], class_label=cls))
+            for m, a, v, r in averaged:
+                out.append(MetricResult(key, m, v[g], HIGHER, r[g], average=a))
+            if pos is not None:
+                for m, _, v, r in per_class[:4]:
+                    out.append(MetricResult(key, m, v[g][pos], HIGHER, r[g][pos],
+                                            average="binary"))
+        return out
+
+    # ---- extra outputs ------------------------------------------------------------------
+    def confusion_records(self, state: ClassificationState) -> list[tuple[Key, Any, Any, float]]:
+        """Non-zero cells of each group's weighted confusion matrix as
+        ``(key, true_class, predicted_class, weighted_count)`` (zero cells are omitted)."""
+        tab = state.table
+        if not tab.keys:
+            return []
+        conf = tab.arrays["confusion"]
+        g, i, j = np.nonzero(conf)
+        vals = conf[g, i, j].tolist()
+        cls = state.classes
+        return [(tab.keys[a], cls[b], cls[c], v)
+                for a, b, c, v in zip(g.tolist(), i.tolist(), j.tolist(), vals)]
+
+    def row_counts(self, state: ClassificationState) -> dict[Key, float]:
+        """Valid (counted) rows per group, unweighted."""
+        tab = state.table
+        if not tab.keys:
+            return {}
+        return dict(zip(tab.keys, tab.arrays["label_rows"].sum(axis=1).astype(float).tolist()))
+
+    def weight_sums(self, state: ClassificationState) -> dict[Key, float]:
+        """Total weight of valid rows per group (equals :meth:`row_counts` without weights)."""
+        tab = state.table
+        if not tab.keys:
+            return {}
+        return dict(zip(tab.keys, tab.arrays["confusion"].sum(axis=(1, 2)).tolist()))
+
+    def invalid_counts(self, state: ClassificationState) -> dict[Key, dict[str, int]]:
+        """Excluded rows per group and reason (every reason listed, zeros included); a row
+        failing several checks counts once, under the first of ``INVALID_REASONS``."""
+        tab = state.table
+        if not tab.keys:
+            return {}
+        return {k: dict(zip(INVALID_REASONS, row))
+                for k, row in zip(tab.keys, tab.arrays["invalid"].tolist())}
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _union(self, old: tuple, new) -> tuple:
+        extra = {self.positive_class} if self.positive_class is not None else set()
+        classes = tuple(sorted(set(old) | set(new) | extra))
+        if self.positive_class is not None and len(classes) > 2:
+            raise ValueError(f"Expected at most 2 classes with `positive_class`="
+                             f"{self.positive_class!r} (binary), got {list(classes)}.")
+        return classes
+
+    def _check_kinds(self, state_kind, lab_kind, pred_kind, batch) -> str | None:
+        def dt(name):
+            return np.asarray(batch[name]).dtype
+
+        if lab_kind and pred_kind and lab_kind != pred_kind:
+            raise TypeError(f"`label` holds {_KIND_NAME[lab_kind]} classes (dtype {dt('label')}) "
+                            f"but `prediction` holds {_KIND_NAME[pred_kind]} classes (dtype "
+                            f"{dt('prediction')}); convert one so both use the same class type.")
+        kind = lab_kind or pred_kind
+        expected, source = state_kind, "earlier batches"
+        if self.classes is not None:
+            source = "`classes`"
+        elif expected is None and self.positive_class is not None:
+            expected, source = _kind_of(self.positive_class), "`positive_class`"
+        if kind and expected and kind != expected:
+            raise TypeError(f"The batch holds {_KIND_NAME[kind]} classes (`label` dtype "
+                            f"{dt('label')}, `prediction` dtype {dt('prediction')}) but {source} "
+                            f"hold {_KIND_NAME[expected]} classes.")
+        return state_kind or kind
+
+
+def _kind_of(value: Any) -> str:
+    return _STR if isinstance(value, str) else _INT
+
+
+class _Stats:
+    """Vectorised per-group, per-class counts of one finalized table (internal)."""
+
+    def __init__(self, tab: KeyedArrays, zero_division: float) -> None:
+        m = tab.arrays["confusion"]
+        c = m.shape[1]
+        off = 1.0 - np.eye(c)
+        self.fill = zero_division
+        self.t = m.sum(axis=2)                    # weighted labels per class (G, C)
+        self.p = m.sum(axis=1)                    # weighted predictions per class (G, C)
+        self.tp = np.diagonal(m, axis1=1, axis2=2).copy()
+        self.fp = (m * off).sum(axis=1)
+        self.fn = (m * off).sum(axis=2)
+        self.neg = self.t @ off                   # weight of rows whose label is another class
+        self.tn = np.maximum(self.neg - self.fp, 0.0)
+        self.w = self.t.sum(axis=1)
+        self.n_rows = tab.arrays["label_rows"].sum(axis=1)
+        self.present = (tab.arrays["label_rows"] + tab.arrays["pred_rows"]) > 0
+        self.empty = ~(self.w > 0)
+        self.off_obs = (m * off).sum(axis=(1, 2))
+        self.off_exp = np.einsum("gi,gj,ij->g", self.p, self.t, off)
+
+    def _reasons(self, zd: np.ndarray, value: np.ndarray | None = None) -> np.ndarray:
+        empty = self.empty if zd.ndim == 1 else self.empty[:, None]
+        out = np.where(zd, "zero_division", "")
+        if value is not None:
+            out = np.where(np.isnan(value), "zero_division", out)
+        return np.where(empty, "empty", out)
+
+    def _ratio(self, num, den):
+        zd = ~(den > 0)
+        val = np.where(zd, self.fill, safe_div(num, den))
+        return val, zd
+
+    def _num_den(self, name: str, reduce=None):
+        r = reduce or (lambda x: x)
+        return {"precision": (r(self.tp), r(self.p)), "recall": (r(self.tp), r(self.t)),
+                "f1": (2 * r(self.tp), r(self.t) + r(self.p)),
+                "specificity": (r(self.tn), r(self.neg))}[name]
+
+    def ratio(self, name: str):
+        """Per-class value (G, C) and reason (G, C) of precision/recall/f1/specificity."""
+        val, zd = self._ratio(*self._num_den(name))
+        empty = self.empty[:, None]
+        return np.where(empty, np.nan, val), self._reasons(zd)
+
+    def share(self, x: np.ndarray):
+        val = safe_div(x, self.w[:, None])
+        return val, self._reasons(np.zeros(x.shape, dtype=bool))
+
+    def average(self, name: str, avg: str):
+        """Averaged value (G,) and reason (G,) over the classes present in each group."""
+        pres = self.present
+        if avg == "micro":
+            val, zd = self._ratio(*self._num_den(name, lambda x: np.where(pres, x, 0).sum(1)))
+            return np.where(self.empty, np.nan, val), self._reasons(zd)
+        val, zd = self._ratio(*self._num_den(name))
+        use = pres & ~np.isnan(val)
+        wts = np.where(use, 1.0 if avg == "macro" else self.t, 0.0)
+        out = safe_div(np.where(use, val * wts, 0.0).sum(1), wts.sum(1))
+        all_zd = ~(pres & ~zd).any(axis=1)
+        out = np.where(self.empty, np.nan, out)
+        return out, self._reasons(all_zd, out)
+
+    @property
+    def accuracy(self):
+        val = np.where(self.empty, np.nan, safe_div(self.tp.sum(1), self.w))
+        return val, self._reasons(np.zeros(val.shape, dtype=bool))
+
+    @property
+    def balanced_accuracy(self):
+        has = self.t > 0
+        rec = np.where(has, safe_div(self.tp, self.t, 0.0), 0.0).sum(1)
+        val = np.where(self.empty, np.nan, safe_div(rec, has.sum(1)))
+        return val, self._reasons(np.zeros(val.shape, dtype=bool))
+
+    def _single(self):
+        single = ((self.t > 0).sum(1) < 2) | ((self.p > 0).sum(1) < 2)
+        reasons = np.where(self.empty, "empty", np.where(single, "single_class", ""))
+        return single | self.empty, reasons
+
+    @property
+    def mcc(self):
+        bad, reasons = self._single()
+        n = self.w
+        cov_tp = self.tp.sum(1) * n - (self.t * self.p).sum(1)
+        cov_pp = n * n - (self.p * self.p).sum(1)
+        cov_tt = n * n - (self.t * self.t).sum(1)
+        den = np.sqrt(np.where(bad, 1.0, cov_pp * cov_tt))
+        return np.where(bad, np.nan, cov_tp / den), reasons
+
+    @property
+    def kappa(self):
+        bad, reasons = self._single()
+        expected = safe_div(self.off_exp, self.w, 1.0)
+        val = 1.0 - safe_div(self.off_obs, np.where(bad, 1.0, expected))
+        return np.where(bad, np.nan, val), reasons
