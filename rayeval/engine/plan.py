@@ -59,7 +59,6 @@ def make_specs(task: TaskConfig) -> dict[str, Any]:
     """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``)."""
     from rayeval.metrics.classification import ClassificationSpec
     from rayeval.metrics.regression import RegressionSpec
-    from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
 
     specs: dict[str, Any] = {}
     classes = tuple(task.classes) if task.classes is not None else None
@@ -67,6 +66,8 @@ def make_specs(task: TaskConfig) -> dict[str, Any]:
         if task.prediction:
             specs["labels"] = ClassificationSpec(classes=classes,
                                                  positive_class=task.positive_class)
+        if task.score or task.scores:
+            from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
         if task.type == "binary" and task.score:
             specs["scores"] = BinaryScoreSpec(positive_class=task.positive_class,
                                               exact=task.exact_scores)

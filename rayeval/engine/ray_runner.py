@@ -13,6 +13,7 @@ DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never 
 
 from __future__ import annotations
 
+import logging
 import pickle
 from typing import Iterator
 
@@ -27,8 +28,8 @@ from rayeval.io.readers import DatasetInfo
 class PartialAggregator:
     """Callable class for ``map_batches``: one Arrow batch -> one row holding a pickled partial."""
 
-    def __init__(self, plan: EvalPlan, source: str):
-        self.plan = plan
+    def __init__(self, plan, source: str):
+        self.plan: EvalPlan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
         self.source = source
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -58,6 +59,8 @@ def configure_data_context(target_block_mib: int) -> None:
     ctx.target_max_block_size = target_block_mib * 1024 * 1024
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    for name in ("ray.data", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int):
@@ -121,10 +124,13 @@ def tree_merge(plan_ref, refs: Iterator, fan_in: int) -> dict:
     rest = [r for level in levels for r in level]
     while len(rest) > fan_in:
         rest = [_merge.remote(plan_ref, *rest[i:i + fan_in]) for i in range(0, len(rest), fan_in)]
+    # the last (at most fan_in) partials are merged where the result is needed: on the driver
     plan = ray.get(plan_ref)
-    if not rest:
-        return plan.zero()
-    return ray.get(_merge.remote(plan_ref, *rest))
+    merged = plan.zero()
+    for item in ray.get(rest):
+        for p in _load(item):
+            merged = plan.merge(merged, p)
+    return merged
 
 
 def gather_table(ds_info: DatasetInfo, columns: list[str]) -> pa.Table:

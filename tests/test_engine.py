@@ -1,0 +1,157 @@
+"""The Ray engine end to end on a real local Ray: results equal the single-process core for any
+number of workers and block size, label policies are counted, outputs are atomic and rerunnable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.metrics import f1_score, mean_absolute_error, roc_auc_score
+
+from rayeval.config import load_config
+from rayeval.engine.labels import LabelIndex
+from rayeval.engine.plan import EvalPlan
+from rayeval.engine.results import finalize
+from rayeval.engine.run import run_job
+from tests.synth import job_dict, make_frames, write_parquet
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synthetic")
+    preds, labels = make_frames(6000, seed=1)
+    write_parquet(preds, d / "preds", 5)
+    write_parquet(labels, d / "labels", 2)
+    return {"dir": d, "preds": preds, "labels": labels}
+
+
+def single_process(cfg, preds: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The core without Ray: one plan, one accumulate over all rows, finalize."""
+    index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
+    plan = EvalPlan(cfg, index)
+    partial = plan.accumulate(plan.zero(), pa.Table.from_pandas(preds, preserve_index=False))
+    return finalize(plan, partial, cfg.resolved_run_id()).metrics
+
+
+SKETCHED = {"median_absolute_error", "p90_absolute_error", "p99_absolute_error"}
+
+
+def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal to 1e-9, except KLL-sketched quantiles: the sketch is randomised, so those are
+    compared against the raw data within their rank bound in the oracle test instead."""
+    key = ["task", "model", "window_start", "slice", "metric", "class_label", "average"]
+    a = a[~a.metric.isin(SKETCHED)]
+    b = b[~b.metric.isin(SKETCHED)]
+    a = a.sort_values(key, na_position="first").reset_index(drop=True)
+    b = b.sort_values(key, na_position="first").reset_index(drop=True)
+    assert len(a) == len(b) > 0
+    pd.testing.assert_frame_equal(a[key], b[key], check_dtype=False)
+    np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float),
+                               rtol=1e-9, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(a["error_bound"].to_numpy(float),
+                               b["error_bound"].to_numpy(float), rtol=1e-9, atol=1e-12)
+    assert (a["n_labeled"].to_numpy() == b["n_labeled"].to_numpy()).all()
+    assert (a["undefined_reason"].to_numpy() == b["undefined_reason"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("actors,batch_size,block_mib", [(1, None, 16), (2, 700, 1), (2, 3000, 4)])
+def test_ray_equals_single_process(ray_local, synthetic, tmp_path, actors, batch_size, block_mib):
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
+                                    ray={"actors": actors, "batch_size": batch_size,
+                                         "target_block_mib": block_mib, "actor_num_cpus": 0.5}))
+    result = run_job(cfg)
+    expected = single_process(cfg, synthetic["preds"], synthetic["labels"])
+    assert_same_metrics(result.finalized.metrics, expected)
+    written = pd.read_parquet(tmp_path / "out" / "metrics")
+    assert len(written) == len(expected)
+
+
+def test_metrics_match_sklearn_on_joined_rows(ray_local, synthetic, tmp_path):
+    """Oracle: recompute a few slices with pandas + scikit-learn from the raw files."""
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "o")))
+    m = run_job(cfg).finalized.metrics
+    labels = synthetic["labels"].sort_values("label_ts").drop_duplicates("id", keep="last")
+    joined = synthetic["preds"].merge(labels, on="id", how="inner")
+    joined["week"] = joined["timestamp"].dt.tz_convert("UTC").dt.floor("D") - pd.to_timedelta(
+        joined["timestamp"].dt.dayofweek, unit="D")
+    for (model, week, seg), g in joined.groupby(["model", "week", "segment"]):
+        sel = m[(m.model == model) & (m.window_start == week) & (m.slice == f"segment={seg}")]
+        auc = sel[(sel.metric == "roc_auc") & sel.class_label.isna()]
+        assert abs(auc.value.iloc[0] - roc_auc_score(g.label, g.score)) <= auc.error_bound.iloc[0] + 1e-12
+        f1 = sel[(sel.metric == "f1") & (sel.average == "binary")]
+        assert f1.value.iloc[0] == pytest.approx(f1_score(g.label, g.predicted), abs=1e-12)
+        mae = sel[(sel.task == "reg") & (sel.metric == "mae")]
+        assert mae.value.iloc[0] == pytest.approx(mean_absolute_error(g.target, g.predicted_value),
+                                                  rel=1e-9)
+        assert sel.n_labeled.iloc[0] == len(g)
+        p90 = sel[(sel.task == "reg") & (sel.metric == "p90_absolute_error")].iloc[0]
+        err = np.sort(np.abs(g.predicted_value - g.target).to_numpy())
+        rank = np.searchsorted(err, p90.value, side="right") / len(err)
+        assert abs(rank - 0.9) <= p90.error_bound + 1.0 / len(err), (rank, p90.error_bound)
+
+
+def test_label_policies_counted(ray_local, synthetic, tmp_path):
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "o")))
+    res = run_job(cfg)
+    rc = res.manifest["row_counts"]
+    labels = synthetic["labels"]
+    n_ids = synthetic["preds"]["id"].nunique()
+    assert rc["labels_read"] == len(labels)
+    assert rc["labels_duplicate"] == len(labels) - labels["id"].nunique()
+    assert rc["labels_without_prediction"] == 0
+    assert rc["rows_labeled"] == 2 * labels["id"].nunique()
+    assert rc["rows_unlabeled"] == 2 * (n_ids - labels["id"].nunique())
+    cov = res.finalized.coverage
+    overall = cov[cov.slice == "overall"]
+    assert overall.n_rows.sum() == len(synthetic["preds"])
+    assert ((overall.label_coverage > 0.9) & (overall.label_coverage < 1)).all()
+
+
+def test_rerun_replaces_and_manifest(ray_local, synthetic, tmp_path):
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "o")))
+    run_job(cfg)
+    run_job(cfg)
+    files = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*")
+                   if p.is_file())
+    assert not any(f.startswith("_staging") for f in files)
+    assert sum(f.startswith("metrics/") for f in files) == 1
+    man = json.loads((tmp_path / "o" / "manifests" / f"{cfg.resolved_run_id()}.json").read_text())
+    assert man["config_hash"] == cfg.config_hash()
+    assert len(man["inputs"]["predictions"]) == 5 and man["versions"]["ray"]
+    assert set(man["durations"]) >= {"inspect", "labels", "scan", "finalize"}
+
+
+def test_failed_write_leaves_nothing(ray_local, synthetic, tmp_path, monkeypatch):
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "o")))
+    from rayeval.io import writers
+
+    def boom(self, name, df):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writers.RunWriter, "write_table", boom)
+    with pytest.raises(OSError):
+        run_job(cfg)
+    left = [p for p in (tmp_path / "o").rglob("*") if p.is_file()] if (tmp_path / "o").exists() else []
+    assert left == []
+
+
+def test_deep_dive_filter_and_windows(ray_local, synthetic, tmp_path):
+    d = synthetic["dir"]
+    data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "o"))
+    data["filters"] = {"segment": ["north"]}
+    data["windows"] = {"size": "day", "start": "2024-01-03", "end": "2024-01-10"}
+    res = run_job(load_config(data=data))
+    m = res.finalized.metrics
+    assert set(m[m.slice_columns == "segment"].slice) == {"segment=north"}
+    days = m.window_start.dropna().unique()
+    assert len(days) == 7 and min(days) == pd.Timestamp("2024-01-03", tz="UTC")
+    rc = res.manifest["row_counts"]
+    assert rc["rows_out_of_range"] > 0 and rc["rows_filtered"] > 0
