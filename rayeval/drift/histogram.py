@@ -1,0 +1,275 @@
+"""Pass 2: sparse, mergeable, grouped histograms over a reference-fixed binning.
+
+:class:`HistogramSpec` follows the grouped-state contract of :mod:`rayeval.metrics.base`. Its
+state keeps per-group scalars densely (G,) and the bins *sparsely* (only occupied ``(group, bin)``
+cells), so a batch's partial state is bounded by its own row count, not by slices x bins
+(DESIGN section 7). The fan-out is one ``np.unique`` over ``group * B + bin`` plus ``np.bincount``.
+
+Batch columns:
+    ``value`` (n,): numeric (float64-convertible, NaN = missing) or categorical (hashables,
+    ``None``/NaN = missing), per the binning's kind;
+    ``weight`` (n,), optional: float >= 0;
+    ``type_error`` (n,), optional: bool, rows whose raw value failed to parse (counted, excluded).
+
+Per-group scalars (float64 weighted sums unless noted): ``rows`` (int64, rows with a value),
+``weight``, ``w2`` (sum of squared weights, for Kish's effective sample size), ``missing``,
+``type_error``; numeric: ``nonfinite`` (+-inf values; they sit in the under/overflow bins), ``m1``
+and ``m2`` (sums of ``w*(x-c)`` and ``w*(x-c)**2`` over finite values, ``c`` = the binning's
+``center``); categorical: ``unseen`` (values never seen in the reference; also counted in
+``other``). Per-cell arrays: ``count`` (weighted); numeric also ``sum``, the weighted sum of
+``x - anchor`` of the finite values (``anchor`` = the bin's finite bound, see
+:attr:`NumericBinning.anchors`), which makes Wasserstein bounds tight and out-of-range exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
+from rayeval.drift.profile import _numeric_column, _weights, present_groups
+from rayeval.metrics.base import (
+    GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
+)
+
+Binning = NumericBinning | CategoricalBinning
+NUMERIC_SCALARS = ("rows", "weight", "w2", "missing", "type_error", "nonfinite", "m1", "m2")
+CATEGORICAL_SCALARS = ("rows", "weight", "w2", "missing", "type_error", "unseen")
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramState:
+    """Grouped sparse histogram state (treat as immutable).
+
+    Attributes:
+        binning_id: the layout the counts refer to; states of different layouts never merge.
+        n_bins: ``B``.
+        scalars: :class:`KeyedArrays` of (G,) per-group scalars (module docstring).
+        cell: int64 (nnz,), sorted unique ``g * B + b`` (``g`` = position in ``scalars.keys``).
+        cells: name -> float64 (nnz,) per-cell sums (``count``; numeric also ``sum``).
+    """
+
+    binning_id: str
+    n_bins: int
+    scalars: KeyedArrays
+    cell: np.ndarray
+    cells: Mapping[str, np.ndarray]
+
+    @property
+    def keys(self) -> tuple:
+        return self.scalars.keys
+
+
+@dataclass(frozen=True, eq=False)
+class Histograms:
+    """Dense view of some groups' histograms, the input of every drift statistic.
+
+    Attributes:
+        binning_id: layout id (checked by :func:`rayeval.drift.compare.compare`).
+        keys: tuple (G,) of group keys.
+        counts: float64 (G, B) weighted bin counts.
+        sums: float64 (G, B) per-bin sums of ``x - anchor`` (numeric), else ``None``.
+        scalars: name -> float64 (G,) per-group scalars (see module docstring).
+    """
+
+    binning_id: str
+    keys: tuple
+    counts: np.ndarray
+    sums: np.ndarray | None
+    scalars: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take(self, positions: Sequence[int], keys: Sequence | None = None) -> "Histograms":
+        """Rows at ``positions`` (int), optionally re-keyed."""
+        p = np.asarray(positions, dtype=np.int64)
+        keys = tuple(self.keys[i] for i in p) if keys is None else tuple(keys)
+        return Histograms(self.binning_id, keys, self.counts[p],
+                          None if self.sums is None else self.sums[p],
+                          {k: v[p] for k, v in self.scalars.items()})
+
+    def __getitem__(self, key) -> "Histograms":
+        """The one-row histogram of group ``key``.
+
+        Raises:
+            KeyError: if ``key`` is absent.
+        """
+        return self.take([self.keys.index(key)])
+
+    def total(self, key=("total",)) -> "Histograms":
+        """One row: the sum of all rows (histograms are additive), keyed ``key``."""
+        return Histograms(self.binning_id, (key,), self.counts.sum(0, keepdims=True),
+                          None if self.sums is None else self.sums.sum(0, keepdims=True),
+                          {k: v.sum(0, keepdims=True) for k, v in self.scalars.items()})
+
+    @property
+    def n_eff(self) -> np.ndarray:
+        """float64 (G,) Kish effective sample size ``weight**2 / w2`` (= rows when unweighted)."""
+        w, w2 = self.scalars["weight"], self.scalars["w2"]
+        return np.divide(w * w, w2, out=np.zeros_like(w), where=w2 > 0)
+
+    def unweighted(self) -> np.ndarray:
+        """bool (G,): every weight was 1 (then exact small-sample p-values apply)."""
+        r = self.scalars["rows"]
+        return (self.scalars["weight"] == r) & (self.scalars["w2"] == r)
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """Grouped histograms of one feature over a fixed ``binning``.
+
+    Args:
+        binning: :class:`NumericBinning` or :class:`CategoricalBinning` (from the reference).
+    """
+
+    binning: Binning
+
+    @property
+    def numeric(self) -> bool:
+        return isinstance(self.binning, NumericBinning)
+
+    def _names(self) -> tuple[tuple, tuple]:
+        if self.numeric:
+            return NUMERIC_SCALARS, ("count", "sum")
+        return CATEGORICAL_SCALARS, ("count",)
+
+    def zero(self) -> HistogramState:
+        _, cells = self._names()
+        return HistogramState(self.binning.binning_id, self.binning.n_bins, KeyedArrays(),
+                              np.zeros(0, np.int64), {c: np.zeros(0) for c in cells})
+
+    def accumulate(self, state: HistogramState, batch: Mapping[str, np.ndarray],
+                   groups: GroupIndex) -> HistogramState:
+        """``state`` merged with the histograms of one batch (columns in the module docstring).
+
+        Raises:
+            ValueError: on a missing/malformed ``value``, ``weight`` or ``type_error`` column.
+            StateMismatchError: if ``state`` belongs to another binning.
+        """
+        groups, _ = present_groups(groups)
+        n, g, codes = groups.n_rows, groups.n_groups, groups.codes
+        w = _weights(batch, n)
+        w = np.ones(n) if w is None else w
+        te = np.zeros(n, dtype=bool)
+        if batch.get("type_error") is not None:
+            te = np.asarray(batch["type_error"], dtype=bool)
+            if te.shape != (n,):
+                raise ValueError(f"Expected `type_error` of shape ({n},), got {te.shape}.")
+        if self.numeric:
+            x = _numeric_column(batch, n)
+            missing = np.isnan(x) & ~te
+        else:
+            if "value" not in batch:
+                raise ValueError(f"Expected batch column `value`, got columns {sorted(batch)}.")
+            vcodes, uniques, missing = factorize(batch["value"])
+            if vcodes.size != n:
+                raise ValueError(f"Expected `value` of shape ({n},), got ({vcodes.size},).")
+            missing = missing & ~te
+        valid = ~missing & ~te
+        cv, wv = codes[valid], w[valid]
+        scal = {
+            "rows": np.bincount(cv, minlength=g).astype(np.int64),
+            "weight": np.bincount(cv, wv, g),
+            "w2": np.bincount(cv, wv * wv, g),
+            "missing": np.bincount(codes[missing], w[missing], g),
+            "type_error": np.bincount(codes[te], w[te], g),
+        }
+        b_cells = self.binning.n_bins
+        if self.numeric:
+            xv = x[valid]
+            fin = np.isfinite(xv)
+            bins = self.binning.assign(xv)
+            dx = xv[fin] - self.binning.center
+            scal["nonfinite"] = np.bincount(cv[~fin], wv[~fin], g)
+            scal["m1"] = np.bincount(cv[fin], wv[fin] * dx, g)
+            scal["m2"] = np.bincount(cv[fin], wv[fin] * dx * dx, g)
+            dev = np.zeros(xv.size)
+            dev[fin] = xv[fin] - self.binning.anchors[bins[fin]]
+            per_row = {"count": wv, "sum": wv * dev}
+        else:
+            ub, uu = self.binning.assign_unique(uniques)
+            vc = vcodes[valid]
+            bins = ub[vc] if vc.size else np.zeros(0, np.int64)
+            unseen = uu[vc] if vc.size else np.zeros(0, bool)
+            scal["unseen"] = np.bincount(cv[unseen], wv[unseen], g)
+            per_row = {"count": wv}
+        cell, inv = np.unique(cv * b_cells + bins, return_inverse=True)
+        cells = {k: np.bincount(inv, v, cell.size) for k, v in per_row.items()}
+        part = HistogramState(self.binning.binning_id, b_cells, KeyedArrays(groups.keys, scal),
+                              cell.astype(np.int64), cells)
+        return self.merge(state, part)
+
+    def merge(self, a: HistogramState, b: HistogramState) -> HistogramState:
+        """Add two states group by group and cell by cell; inputs are not mutated.
+
+        Raises:
+            StateMismatchError: if the states use different binnings.
+        """
+        for s in (a, b):
+            if s.binning_id != self.binning.binning_id:
+                raise StateMismatchError(f"Cannot merge histograms of binning {s.binning_id} with "
+                                         f"spec binning {self.binning.binning_id}.")
+        if not a.keys:
+            return b
+        if not b.keys:
+            return a
+        _, pa, pb = union_keys(a.keys, b.keys)
+        nb = a.n_bins
+        flat = np.concatenate([pa[a.cell // nb] * nb + a.cell % nb,
+                               pb[b.cell // nb] * nb + b.cell % nb])
+        cell, inv = np.unique(flat, return_inverse=True)
+        cells = {k: np.bincount(inv, np.concatenate([a.cells[k], b.cells[k]]), cell.size)
+                 for k in a.cells}
+        return HistogramState(a.binning_id, nb, merge_keyed(a.scalars, b.scalars), cell, cells)
+
+    def finalize(self, state: HistogramState) -> list[MetricResult]:
+        """The state as results (for the mergeability harness and debugging): per group one
+        result per scalar, and per occupied bin ``bin_count`` (and ``bin_sum``) with
+        ``class_label`` = bin index."""
+        out = []
+        for i, key in enumerate(state.keys):
+            out += [MetricResult(key, name, float(arr[i]))
+                    for name, arr in state.scalars.arrays.items()]
+        g, b = np.divmod(state.cell, state.n_bins)
+        for name, arr in state.cells.items():
+            out += [MetricResult(state.keys[gi], "bin_" + name, v, class_label=bi)
+                    for gi, bi, v in zip(g.tolist(), b.tolist(), arr.tolist())]
+        return out
+
+    def table(self, state: HistogramState, keys: Sequence | None = None) -> Histograms:
+        """Dense :class:`Histograms` of ``keys`` (default: all groups, in state order); a key
+        absent from the state gets an all-zero (empty) row."""
+        names, cell_names = self._names()
+        keys = state.keys if keys is None else tuple(keys)
+        if len(set(keys)) != len(keys):
+            raise ValueError("Expected unique `keys`, got repeated keys.")
+        pos = state.scalars.index()
+        nb, g, gs = self.binning.n_bins, len(keys), len(state.keys)
+        rows = np.array([pos.get(k, gs) for k in keys], dtype=np.int64)  # gs: the empty row
+        out_row = np.full(gs + 1, -1, dtype=np.int64)
+        out_row[rows] = np.arange(g)
+        gi, bi = np.divmod(state.cell, nb)
+        sel = out_row[gi] >= 0
+        dense = {}
+        for c in cell_names:
+            dense[c] = np.zeros((g, nb))
+            dense[c][out_row[gi[sel]], bi[sel]] = state.cells[c][sel]
+        scal = {}
+        for name in names:
+            arr = state.scalars.arrays.get(name, np.zeros(gs))
+            scal[name] = np.append(np.asarray(arr, dtype=np.float64), 0.0)[rows]
+        return Histograms(state.binning_id, keys, dense["count"], dense.get("sum"), scal)
+
+
+def histogram(binning: Binning, values, weights=None, type_error=None, key=("all",)) -> Histograms:
+    """One-row :class:`Histograms` of ``values`` (n,) with optional ``weights``/``type_error``
+    masks (n,): a convenience over :class:`HistogramSpec` for a single group."""
+    n = len(values)
+    spec = HistogramSpec(binning)
+    batch = {"value": values, "weight": weights, "type_error": type_error}
+    state = spec.accumulate(spec.zero(), batch, GroupIndex.single(n, key))
+    return spec.table(state, [key])
+

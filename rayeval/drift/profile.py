@@ -1,0 +1,403 @@
+"""Pass 1: mergeable reference profiles that fix the drift bin layouts.
+
+:class:`NumericProfileSpec` keeps, per group, a KLL quantile sketch (Apache DataSketches
+``kll_doubles_sketch``, Karnin-Lang-Liberty 2016), exact count/min/max/mean/M2 (Chan et al. 1979
+parallel moments) and the set of distinct values while it stays small (so small or discrete
+references get the *exact* layout). :class:`CategoricalProfileSpec` keeps weighted category
+frequencies in a Misra-Gries summary (mergeable, Agarwal et al. 2012: exact while the number of
+categories is at most ``capacity``, otherwise every count is under-estimated by at most the
+recorded ``offset``).
+
+Both follow the grouped-state contract of :mod:`rayeval.metrics.base` (``zero / accumulate /
+merge / finalize``) and add ``binning(state, key)``. Sketch states are stored serialised (bytes),
+so states pickle and merging never mutates an input. The batch column is ``value`` (n,); the
+numeric profile ignores weights (any edges are valid; weights enter the histograms), the
+categorical one ranks categories by ``weight`` when given.
+
+Note: the KLL sketch compacts at random, so quantile edges of a large reference can differ between
+runs and merge orders within the sketch's rank error (about 1.3% for ``k=200``); the exact layout
+(at most ``exact_max_distinct`` distinct values) is fully deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from datasketches import kll_doubles_sketch
+
+from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
+from rayeval.metrics.base import (
+    GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
+)
+
+
+def present_groups(groups: GroupIndex) -> tuple[GroupIndex, np.ndarray]:
+    """``groups`` without the keys that have no row in this batch, and the kept row mask over
+    the original codes' domain (so results never depend on which keys a worker listed)."""
+    used = np.bincount(groups.codes, minlength=groups.n_groups) > 0
+    if used.all():
+        return groups, used
+    remap = np.cumsum(used) - 1
+    keys = tuple(k for k, u in zip(groups.keys, used) if u)
+    return GroupIndex(remap[groups.codes], keys), used
+
+
+def _groups_of(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Row indices of each group (one argsort; the loop that uses them runs over groups)."""
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(codes, minlength=n_groups))[:-1])
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class NumericProfileState:
+    """Grouped numeric profile.
+
+    Attributes:
+        scalars: :class:`KeyedArrays` with float64/int64 (G,) arrays ``count`` (finite values),
+            ``missing`` (NaN), ``nonfinite`` (+-inf); merged by addition.
+        lo, hi: float64 (G,) min/max of finite values (``+inf``/``-inf`` when none).
+        mean, m2: float64 (G,) mean and sum of squared deviations of finite values.
+        sketches: tuple (G,) of serialised ``kll_doubles_sketch`` bytes.
+        distinct: tuple (G,) of sorted float64 distinct finite values, or ``None`` once more
+            than the spec's ``exact_max_distinct`` were seen.
+    """
+
+    k: int
+    cap: int
+    scalars: KeyedArrays
+    lo: np.ndarray
+    hi: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    sketches: tuple
+    distinct: tuple
+
+    @property
+    def keys(self) -> tuple:
+        return self.scalars.keys
+
+
+@dataclass(frozen=True)
+class NumericProfileSpec:
+    """Reference profile of a numeric feature; ``binning`` fixes its drift bins.
+
+    Args:
+        n_bins: number of regular quantile bins when the reference is not small (>= 2).
+        exact_max_distinct: use the exact value-per-bin layout when the reference has at most this
+            many distinct values (statistics then equal their raw-sample versions).
+        k: KLL accuracy parameter (normalised rank error about 1.65 / k**0.96 ... 1.3% at 200).
+
+    Raises:
+        ValueError: on out-of-range arguments.
+    """
+
+    n_bins: int = 100
+    exact_max_distinct: int = 1000
+    k: int = 200
+
+    def __post_init__(self) -> None:
+        if self.n_bins < 2:
+            raise ValueError(f"Expected `n_bins` >= 2, got {self.n_bins}.")
+        if self.exact_max_distinct < 0:
+            raise ValueError(f"Expected `exact_max_distinct` >= 0, got {self.exact_max_distinct}.")
+        if not 8 <= self.k <= 65535:
+            raise ValueError(f"Expected `k` in [8, 65535], got {self.k}.")
+
+    def zero(self) -> NumericProfileState:
+        e = np.zeros(0)
+        return NumericProfileState(self.k, self.exact_max_distinct, KeyedArrays(),
+                                   e, e, e, e, (), ())
+
+    def accumulate(self, state: NumericProfileState, batch: Mapping[str, np.ndarray],
+                   groups: GroupIndex) -> NumericProfileState:
+        """Profile of ``batch["value"]`` (float64-convertible (n,); NaN = missing) per group.
+
+        Raises:
+            ValueError: if ``value`` is missing, not numeric or of the wrong length.
+        """
+        x = _numeric_column(batch, groups.n_rows)
+        groups, _ = present_groups(groups)
+        g, codes = groups.n_groups, groups.codes
+        fin = np.isfinite(x)
+        nan = np.isnan(x)
+        count = np.bincount(codes[fin], minlength=g)
+        scal = KeyedArrays(groups.keys, {
+            "count": count.astype(np.int64),
+            "missing": np.bincount(codes[nan], minlength=g).astype(np.int64),
+            "nonfinite": np.bincount(codes[~fin & ~nan], minlength=g).astype(np.int64),
+        })
+        xf, cf = x[fin], codes[fin]
+        lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+        np.minimum.at(lo, cf, xf)
+        np.maximum.at(hi, cf, xf)
+        mean = np.divide(np.bincount(cf, xf, g), count, out=np.zeros(g), where=count > 0)
+        m2 = np.bincount(cf, (xf - mean[cf]) ** 2, g)
+        sketches, distinct = [], []
+        for rows in _groups_of(cf, g):  # a loop over groups (one sketch each), not rows
+            s = kll_doubles_sketch(self.k)
+            vals = np.ascontiguousarray(xf[rows])
+            if vals.size:
+                s.update(vals)
+            sketches.append(s.serialize())
+            u = np.unique(vals)
+            distinct.append(u if u.size <= self.exact_max_distinct else None)
+        part = NumericProfileState(self.k, self.exact_max_distinct, scal, lo, hi, mean, m2,
+                                   tuple(sketches), tuple(distinct))
+        return self.merge(state, part)
+
+    def merge(self, a: NumericProfileState, b: NumericProfileState) -> NumericProfileState:
+        """Combine two profiles group by group; inputs are not mutated.
+
+        Raises:
+            StateMismatchError: if the states were built with different ``k`` or cap.
+        """
+        if (a.k, a.cap) != (b.k, b.cap):
+            raise StateMismatchError(f"Cannot merge numeric profiles with (k, cap) {(a.k, a.cap)} "
+                                     f"and {(b.k, b.cap)}.")
+        if not a.keys:
+            return b
+        if not b.keys:
+            return a
+        keys, pa, pb = union_keys(a.keys, b.keys)
+        g = len(keys)
+        scal = merge_keyed(a.scalars, b.scalars)
+        na, nb = np.zeros(g), np.zeros(g)
+        na[pa], nb[pb] = a.scalars.arrays["count"], b.scalars.arrays["count"]
+        ma, mb, sa, sb = (np.zeros(g) for _ in range(4))
+        ma[pa], mb[pb], sa[pa], sb[pb] = a.mean, b.mean, a.m2, b.m2
+        n = na + nb
+        delta = mb - ma
+        mean = ma + np.divide(delta * nb, n, out=np.zeros(g), where=n > 0)
+        m2 = sa + sb + np.divide(delta**2 * na * nb, n, out=np.zeros(g), where=n > 0)
+        lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+        lo[pa], hi[pa] = a.lo, a.hi
+        lo[pb], hi[pb] = np.minimum(lo[pb], b.lo), np.maximum(hi[pb], b.hi)
+        sk: list = [None] * g
+        dist: list = [None] * g
+        filled = np.zeros(g, dtype=bool)
+        for src, pos in ((a, pa), (b, pb)):
+            for i, p in enumerate(pos):
+                if not filled[p]:
+                    sk[p], dist[p], filled[p] = src.sketches[i], src.distinct[i], True
+                    continue
+                s = kll_doubles_sketch.deserialize(sk[p])
+                s.merge(kll_doubles_sketch.deserialize(src.sketches[i]))
+                sk[p] = s.serialize()
+                da, db = dist[p], src.distinct[i]
+                u = None if da is None or db is None else np.union1d(da, db)
+                dist[p] = u if u is not None and u.size <= a.cap else None
+        return NumericProfileState(a.k, a.cap, scal, lo, hi, mean, m2, tuple(sk), tuple(dist))
+
+    def finalize(self, state: NumericProfileState) -> list[MetricResult]:
+        """Per group: ``count``, ``missing``, ``nonfinite``, ``min``, ``max``, ``mean``, ``std``
+        (population, ddof=0), ``n_distinct`` (NaN, reason ``too_many_distinct``, above the cap)
+        and ``sketch_n``. Quantile edges come from :meth:`binning`."""
+        out = []
+        arr = state.scalars.arrays
+        for i, key in enumerate(state.keys):
+            n = int(arr["count"][i])
+            empty = "" if n else "empty"
+            vals = {
+                "count": (n, ""), "missing": (int(arr["missing"][i]), ""),
+                "nonfinite": (int(arr["nonfinite"][i]), ""),
+                "min": (state.lo[i] if n else math.nan, empty),
+                "max": (state.hi[i] if n else math.nan, empty),
+                "mean": (state.mean[i] if n else math.nan, empty),
+                "std": (math.sqrt(max(state.m2[i], 0.0) / n) if n else math.nan, empty),
+                "sketch_n": (kll_doubles_sketch.deserialize(state.sketches[i]).n, ""),
+            }
+            d = state.distinct[i]
+            vals["n_distinct"] = (math.nan, "too_many_distinct") if d is None else (d.size, "")
+            out += [MetricResult(key, m, float(v), undefined_reason=r)
+                    for m, (v, r) in vals.items()]
+        return out
+
+    def binning(self, state: NumericProfileState, key) -> NumericBinning:
+        """The bin layout of group ``key``: exact over its distinct values when they are at most
+        ``exact_max_distinct``, else ``n_bins`` quantile bins (KLL quantiles at ``i / n_bins``,
+        with the exact min and max as outer edges, deduplicated).
+
+        Raises:
+            KeyError: if ``key`` is not in the state.
+        """
+        i = state.scalars.index()[key]
+        center = float(state.mean[i])
+        d = state.distinct[i]
+        if d is not None:
+            return NumericBinning(d, exact=True, center=center)
+        s = kll_doubles_sketch.deserialize(state.sketches[i])
+        ranks = np.arange(1, self.n_bins) / self.n_bins
+        q = np.asarray(s.get_quantiles(ranks.tolist()), dtype=np.float64)
+        edges = np.unique(np.clip(np.concatenate([[state.lo[i]], q, [state.hi[i]]]),
+                                  state.lo[i], state.hi[i]))
+        # a single distinct value cannot make a quantile bin: it is the exact layout
+        return NumericBinning(edges, exact=edges.size < 2, center=center)
+
+
+def _numeric_column(batch: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    if "value" not in batch:
+        raise ValueError(f"Expected batch column `value`, got columns {sorted(batch)}.")
+    try:
+        x = np.asarray(batch["value"], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Expected numeric `value` (NaN for missing), got: {exc}") from None
+    if x.shape != (n,):
+        raise ValueError(f"Expected `value` of shape ({n},), got {x.shape}.")
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CategoricalProfileState:
+    """Grouped categorical profile.
+
+    Attributes:
+        scalars: :class:`KeyedArrays` with (G,) ``count`` (rows with a value), ``missing``
+            (rows without) int64, and ``offset`` float64, the Misra-Gries under-count bound.
+        freqs: tuple (G,) of dicts category -> weighted count (at most ``capacity`` entries).
+    """
+
+    capacity: int
+    scalars: KeyedArrays
+    freqs: tuple
+
+    @property
+    def keys(self) -> tuple:
+        return self.scalars.keys
+
+
+def _order_key(item: tuple) -> tuple:
+    """Deterministic ranking: weight desc, then type and repr (mixed types cannot be compared)."""
+    cat, w = item
+    return (-w, type(cat).__name__, repr(cat))
+
+
+@dataclass(frozen=True)
+class CategoricalProfileSpec:
+    """Reference profile of a categorical feature; ``binning`` fixes its top-k categories.
+
+    Args:
+        top_k: categories kept as their own bins (the rest is ``other``), >= 1.
+        capacity: categories tracked per group by the Misra-Gries summary (exact up to this many).
+    """
+
+    top_k: int = 20
+    capacity: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"Expected `top_k` >= 1, got {self.top_k}.")
+        if self.capacity < self.top_k:
+            raise ValueError(f"Expected `capacity` >= top_k ({self.top_k}), got {self.capacity}.")
+
+    def zero(self) -> CategoricalProfileState:
+        return CategoricalProfileState(self.capacity, KeyedArrays(), ())
+
+    def accumulate(self, state: CategoricalProfileState, batch: Mapping[str, np.ndarray],
+                   groups: GroupIndex) -> CategoricalProfileState:
+        """Weighted category frequencies of ``batch["value"]`` (hashables (n,); ``None``/NaN =
+        missing), optional ``batch["weight"]`` (float >= 0 (n,)).
+
+        Raises:
+            ValueError: if ``value`` is absent or ``weight`` invalid.
+        """
+        if "value" not in batch:
+            raise ValueError(f"Expected batch column `value`, got columns {sorted(batch)}.")
+        codes, uniques, missing = factorize(batch["value"])
+        w = _weights(batch, groups.n_rows)
+        groups, _ = present_groups(groups)
+        g, gc = groups.n_groups, groups.codes
+        ok = ~missing
+        scal = KeyedArrays(groups.keys, {
+            "count": np.bincount(gc[ok], minlength=g).astype(np.int64),
+            "missing": np.bincount(gc[missing], minlength=g).astype(np.int64),
+            "offset": np.zeros(g),
+        })
+        u = max(len(uniques), 1)
+        pair, inv = np.unique(gc[ok] * u + codes[ok], return_inverse=True)
+        tot = np.bincount(inv, None if w is None else w[ok], minlength=pair.size)
+        freqs: list = [{} for _ in range(g)]
+        for p, t in zip(pair.tolist(), tot.tolist()):  # distinct (group, category) pairs only
+            freqs[p // u][uniques[p % u]] = t
+        freqs, offs = zip(*(self._reduce(f) for f in freqs)) if g else ((), ())
+        scal.arrays["offset"][:] = offs
+        return self.merge(state, CategoricalProfileState(self.capacity, scal, tuple(freqs)))
+
+    def _reduce(self, f: dict) -> tuple[dict, float]:
+        """Misra-Gries reduction to ``capacity`` entries; returns the dict and the decrement."""
+        if len(f) <= self.capacity:
+            return f, 0.0
+        cut = sorted(f.values(), reverse=True)[self.capacity]
+        return {c: v - cut for c, v in f.items() if v - cut > 0}, float(cut)
+
+    def merge(self, a: CategoricalProfileState,
+              b: CategoricalProfileState) -> CategoricalProfileState:
+        """Combine two profiles; inputs are not mutated.
+
+        Raises:
+            StateMismatchError: if the capacities differ.
+        """
+        if a.capacity != b.capacity:
+            raise StateMismatchError(f"Cannot merge categorical profiles with capacity "
+                                     f"{a.capacity} and {b.capacity}.")
+        if not a.keys:
+            return b
+        if not b.keys:
+            return a
+        keys, pa, pb = union_keys(a.keys, b.keys)
+        scal = merge_keyed(a.scalars, b.scalars)
+        freqs: list = list(a.freqs) + [{} for _ in range(len(keys) - len(a.keys))]
+        extra = np.zeros(len(keys))
+        for p, f in zip(pb, b.freqs):
+            d = dict(freqs[p])  # copy: the inputs' dicts are never mutated
+            for c, v in f.items():
+                d[c] = d.get(c, 0.0) + v
+            freqs[p], extra[p] = self._reduce(d)
+        arrays = dict(scal.arrays)
+        arrays["offset"] = arrays["offset"] + extra
+        return CategoricalProfileState(a.capacity, KeyedArrays(keys, arrays), tuple(freqs))
+
+    def finalize(self, state: CategoricalProfileState) -> list[MetricResult]:
+        """Per group: ``count``, ``missing``, ``n_categories`` (tracked) and one
+        ``category_weight`` per tracked category (``class_label`` = category, ``error_bound`` =
+        the Misra-Gries offset)."""
+        out = []
+        arr = state.scalars.arrays
+        for i, key in enumerate(state.keys):
+            off = float(arr["offset"][i])
+            out += [MetricResult(key, "count", float(arr["count"][i])),
+                    MetricResult(key, "missing", float(arr["missing"][i])),
+                    MetricResult(key, "n_categories", float(len(state.freqs[i])), error_bound=off)]
+            out += [MetricResult(key, "category_weight", float(v), error_bound=off, class_label=c)
+                    for c, v in state.freqs[i].items()]
+        return out
+
+    def binning(self, state: CategoricalProfileState, key, top_k: int | None = None
+                ) -> CategoricalBinning:
+        """The ``top_k`` (default: the spec's) most frequent categories of group ``key``, ties
+        broken by type name and ``repr`` (deterministic), plus every tracked category as known.
+
+        Raises:
+            KeyError: if ``key`` is not in the state.
+        """
+        i = state.scalars.index()[key]
+        ranked = [c for c, _ in sorted(state.freqs[i].items(), key=_order_key)]
+        k = self.top_k if top_k is None else top_k
+        return CategoricalBinning(tuple(ranked[:k]), tuple(ranked),
+                                  known_complete=bool(state.scalars.arrays["offset"][i] == 0))
+
+
+def _weights(batch: Mapping[str, np.ndarray], n: int) -> np.ndarray | None:
+    """Validated optional ``weight`` column: float64 (n,), finite and >= 0, or ``None``."""
+    if batch.get("weight") is None:
+        return None
+    w = np.asarray(batch["weight"], dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"Expected `weight` of shape ({n},), got {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("Expected `weight` finite and >= 0, got negative or non-finite weights.")
+    return w
