@@ -22,18 +22,22 @@ import ray
 from ray.data import ActorPoolStrategy, DataContext
 
 from rayeval.engine.plan import EvalPlan
-from rayeval.io.readers import DatasetInfo
+from rayeval.io.readers import DatasetInfo, InputError, conform
 
 
 class PartialAggregator:
     """Callable class for ``map_batches``: one Arrow batch -> one row holding a pickled partial."""
 
-    def __init__(self, plan, source: str):
+    def __init__(self, plan, source: str, schema: pa.Schema):
         self.plan: EvalPlan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
         self.source = source
+        self.schema = schema
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        partial = self.plan.batch_partial(table, self.source)
+        try:
+            partial = self.plan.batch_partial(conform(table, self.schema), self.source)
+        except (TypeError, ValueError) as e:  # InputError is a ValueError
+            raise InputError(str(e)) from None
         return pa.table({"partial": pa.array([pickle.dumps(partial, protocol=5)],
                                              type=pa.large_binary())})
 
@@ -94,12 +98,39 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         batch_size = int(min(max(n_rows // (4 * actors), 50_000), 2_000_000))
     num_blocks = int(min(max(len(ds_info.files), 2 * actors), max(n_rows // 10_000, 1), 2000))
     plan_ref = ray.put(plan)
+    schema = pa.schema([ds_info.schema.field(c) for c in columns])
     ds = read_dataset(ds_info, columns, num_blocks)
     ds = ds.map_batches(
-        PartialAggregator, fn_constructor_args=(plan_ref, source), batch_format="pyarrow",
+        PartialAggregator, fn_constructor_args=(plan_ref, source, schema), batch_format="pyarrow",
         batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=actor_num_cpus,
         zero_copy_batch=True)
-    return tree_merge(plan_ref, _block_refs(ds), fan_in)
+    try:
+        return tree_merge(plan_ref, _block_refs(ds), fan_in)
+    except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
+        cause = _input_error(e)
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def _input_error(e: BaseException) -> InputError | None:
+    """The InputError a worker raised, recovered from Ray's wrapped exception (by cause chain,
+    else from the formatted remote traceback)."""
+    marker = "rayeval.io.readers.InputError: "
+    text = str(e)
+    if marker in text:
+        return InputError(text.split(marker, 1)[1].split("\n", 1)[0].strip())
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, InputError):
+            return InputError(str(e))
+        inner = getattr(e, "cause", None)
+        if isinstance(inner, BaseException) and inner is not e:
+            e = inner
+            continue
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _block_refs(ds) -> Iterator:

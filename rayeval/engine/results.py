@@ -2,7 +2,8 @@
 
 ``metrics``: run_id, task, model, window_start, window_end, slice, slice_columns, metric,
 class_label, average, value, direction, ci_lower, ci_upper, n_rows, n_labeled, undefined_reason,
-error_bound. ``confusion``: run_id, task, model, window_start, window_end, slice, slice_columns,
+error_bound. ``invalid``: rows excluded per task, family (labels / scores / regression),
+model, window, slice and reason. ``confusion``: run_id, task, model, window_start, window_end, slice, slice_columns,
 true_class, predicted_class, count. (``task`` is an addition to DESIGN's columns: one job can
 evaluate several tasks, e.g. a classifier and its delay regressor.)
 """
@@ -22,6 +23,8 @@ from rayeval.slicing import NO_WINDOW, SliceSpec, window_end
 METRIC_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
                   "slice_columns", "metric", "class_label", "average", "value", "direction",
                   "ci_lower", "ci_upper", "n_rows", "n_labeled", "undefined_reason", "error_bound"]
+INVALID_COLUMNS = ["run_id", "task", "family", "model", "window_start", "slice", "slice_columns",
+                   "reason", "count"]
 CONFUSION_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
                      "slice_columns", "true_class", "predicted_class", "count"]
 
@@ -33,6 +36,7 @@ class Finalized:
     metrics: pd.DataFrame
     confusion: pd.DataFrame
     coverage: pd.DataFrame
+    invalid: pd.DataFrame
     counters: dict
     suppressed_slices: int
     labels_without_prediction: int | None
@@ -67,7 +71,7 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     """Turn the merged partial into tidy DataFrames (metrics, confusion, coverage)."""
     check_max_slices(plan, merged)
     min_size = plan.cfg.slices.min_slice_size
-    cov_rows, rows, conf_rows = [], [], []
+    cov_rows, rows, conf_rows, inv_rows = [], [], [], []
     coverage: dict[tuple, tuple[int, int]] = {}
     bounds: dict[int, tuple] = {}
     suppressed = set()
@@ -96,7 +100,20 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                 for r in spec.finalize(state):
                     if (sl.name, r.key) in suppressed:
                         continue
-                    rows.append(_metric_row(run_id, task.name, sl, r, coverage, bounds, plan))
+                    row = _metric_row(run_id, task.name, sl, r, coverage, bounds, plan)
+                    if family == "scores" and r.metric == "n_rows":
+                        row["metric"] = "n_rows_scored"  # rows valid for the score metrics
+                    rows.append(row)
+                for key, reasons in spec.invalid_counts(state).items():
+                    model, win, values = key
+                    bounds.setdefault(win, _window_bounds(plan, win))
+                    for reason, count in reasons.items():
+                        if count:
+                            inv_rows.append({
+                                "run_id": run_id, "task": task.name, "family": family,
+                                "model": model, "window_start": bounds[win][0],
+                                "slice": sl.render(values), "slice_columns": ",".join(sl.columns),
+                                "reason": reason, "count": int(count)})
                 if family == "labels" and hasattr(spec, "confusion_records"):
                     for key, t, p, c in spec.confusion_records(state):
                         if (sl.name, key) in suppressed:
@@ -117,8 +134,17 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     if plan.labels is not None:
         n_matched = int(np.unpackbits(matched)[:plan.labels.n_labels].sum()) if matched is not None else 0
         no_pred = plan.labels.n_labels - n_matched
+    invalid = pd.DataFrame(inv_rows, columns=INVALID_COLUMNS)
     return Finalized(metrics, pd.DataFrame(conf_rows, columns=CONFUSION_COLUMNS),
-                     pd.DataFrame(cov_rows), dict(merged["_counters"]), len(suppressed), no_pred)
+                     pd.DataFrame(cov_rows), invalid, dict(merged["_counters"]), len(suppressed),
+                     no_pred)
+
+
+def invalid_totals(invalid: pd.DataFrame) -> dict:
+    """``{task/family/reason: rows}`` over the overall slice (the manifest's invalid counts)."""
+    ov = invalid[invalid["slice"] == "overall"]
+    g = ov.groupby(["task", "family", "reason"])["count"].sum()
+    return {f"{t}/{f}/{r}": int(c) for (t, f, r), c in g.items()}
 
 
 def _metric_row(run_id, task, sl: SliceSpec, r, coverage, bounds, plan) -> dict:

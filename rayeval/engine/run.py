@@ -22,7 +22,7 @@ from rayeval.config import JobConfig, storage_options
 from rayeval.engine.gates import evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
-from rayeval.engine.results import Finalized, finalize
+from rayeval.engine.results import Finalized, finalize, invalid_totals
 from rayeval.io import mlflow_writer
 from rayeval.io.readers import DatasetInfo, InputError, check_columns, inspect_dataset
 from rayeval.io.writers import RunWriter
@@ -114,6 +114,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
         req = required_prediction_columns(cfg, labels_separate)
         check_columns(pred_info, req)
+        if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
+            req.setdefault(cfg.columns.id, "id")
         label_info = None
         if labels_separate:
             label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
@@ -166,6 +168,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             writer.write_table("metrics", fin.metrics)
             writer.write_table("confusion", fin.confusion)
             writer.write_table("coverage", fin.coverage)
+            writer.write_table("invalid", fin.invalid)
             if drift_df is not None:
                 writer.write_table("drift", drift_df)
             writer.write_table("gates", gates)
@@ -263,6 +266,7 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
                       labels_without_prediction=fin.labels_without_prediction)
     counts["rows_unlabeled"] = counts.get("rows_evaluated", 0) - counts.get("rows_labeled", 0)
     counts["slices_below_min_size"] = fin.suppressed_slices
+    counts["invalid"] = invalid_totals(fin.invalid)
     return {"run_id": run_id, "config": cfg.redacted(), "config_hash": cfg.config_hash(),
             "input_fingerprint": fp, "inputs": inputs, "row_counts": counts,
             "versions": {"rayeval": rayeval.__version__, "ray": ray.__version__,

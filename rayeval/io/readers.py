@@ -155,7 +155,7 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     fs, infos = list_files(uri, storage, start, end)
     with ThreadPoolExecutor(max_workers=min(threads, len(infos))) as ex:
         footers = list(ex.map(lambda i: _read_footer(fs, i), infos))
-    schemas = [s for s, _ in footers]
+    schemas = [_normalise_timestamps(s) for s, _ in footers]
     try:
         unified = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
@@ -163,6 +163,15 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
                          + _first_conflict(infos, schemas)) from None
     files = tuple(FileInfo(i.path, i.size, n, _fingerprint(i)) for i, (_, n) in zip(infos, footers))
     return DatasetInfo(uri, fs, files, unified)
+
+
+def _normalise_timestamps(schema: pa.Schema) -> pa.Schema:
+    """Timestamps of any unit and zone are read as ``timestamp[us, tz=UTC]``: naive values are
+    taken as UTC (DESIGN section 4), so files that mix naive and zoned timestamps unify."""
+    for i, fld in enumerate(schema):
+        if pa.types.is_timestamp(fld.type):
+            schema = schema.set(i, fld.with_type(pa.timestamp("us", tz="UTC")))
+    return schema
 
 
 def _first_conflict(infos, schemas) -> str:
@@ -241,3 +250,24 @@ def columns_present(ds: DatasetInfo, cols: Iterable[str]) -> list[str]:
     """The subset of ``cols`` present in the dataset, in order."""
     names = set(ds.schema.names)
     return [c for c in cols if c in names]
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast one batch to the dataset's unified ``schema``: columns absent from its file become
+    nulls (their rows are then counted invalid), narrower types are widened, timestamps become
+    UTC. Raises InputError naming the column when a value cannot be cast."""
+    cols = []
+    for fld in schema:
+        if fld.name not in table.column_names:
+            cols.append(pa.nulls(table.num_rows, type=fld.type))
+            continue
+        col = table[fld.name]
+        if col.type != fld.type:
+            try:
+                col = col.cast(fld.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise InputError(f"Column {fld.name!r}: cannot cast {col.type} to {fld.type} "
+                                 f"({table.num_rows} rows in this block): {e}") from None
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=schema)
+

@@ -8,6 +8,7 @@ hive-partitioned datasets::
     drift/run_date=.../<run_id>.parquet
     gates/run_date=.../<run_id>.parquet
     coverage/run_date=.../<run_id>.parquet
+    invalid/run_date=.../<run_id>.parquet
     manifests/<run_id>.json
     reports/<run_id>.html
 
@@ -30,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TABLES = ("metrics", "confusion", "drift", "gates", "coverage")
+TABLES = ("metrics", "confusion", "drift", "gates", "coverage", "invalid")
 
 
 def output_fs(path: str, storage_options: dict | None = None):

@@ -1,0 +1,279 @@
+"""Probabilistic (score-based) metrics: ROC AUC, average precision, log loss, Brier score,
+expected calibration error and top-k accuracy, per group, from small mergeable states.
+
+Two specs follow the contract of :mod:`rayeval.metrics.base`:
+
+- :class:`BinaryScoreSpec`: batch columns ``label`` (n,), ``score`` (n,) float positive-class
+  probability, optional ``weight`` (n,).
+- :class:`MulticlassScoreSpec`: batch columns ``label`` (n,), ``scores`` (n, K) float class
+  probabilities (column j is ``classes[j]``), optional ``weight`` (n,).
+
+The ranking metrics come from a sparse per-group score histogram
+(:mod:`rayeval.metrics._score_hist`): small groups stay exact (one bucket per distinct score);
+a group with more distinct scores than ``bucket_budget`` is coarsened to the finest resolution
+that fits, a function of the group's data only, so results do not depend on partitioning.
+Every ``roc_auc`` / ``pr_auc`` carries a guaranteed bound on its distance to the exact
+(scikit-learn) value; ``exact=True`` never coarsens and matches scikit-learn to 1e-12.
+Losses and calibration use exact per-group sums, independent of bucketing.
+
+Invalid rows are excluded and counted per group and reason (:meth:`invalid_counts`).
+Weights: rows with weight 0 count in ``n_rows`` but affect no metric (as in scikit-learn).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rayeval.metrics import _score_hist as sh
+from rayeval.metrics import _score_math as sm
+from rayeval.metrics._score_spec import (ScoreState, _column, _res, _ScoreSpecBase,
+                                         auto_bucket_budget)
+from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, grouped_sum
+
+__all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
+
+
+@dataclass(frozen=True)
+class BinaryScoreSpec(_ScoreSpecBase):
+    """Binary probabilistic metrics per group.
+
+    Args:
+        positive_class: label value meaning positive (labels are compared with ``==``); every
+            other non-missing label is negative.
+        exact: keep one bucket per distinct score (no coarsening, bound 0).
+        max_bound: target bound on ``|roc_auc - exact|`` and ``|pr_auc - exact|``; sizes the
+            default budget (:func:`auto_bucket_budget`). A result whose bound ends above it is
+            still reported, with its true bound.
+        bucket_budget: max occupied buckets per group (``None``: from ``max_bound``).
+        n_calibration_bins: equal-width bins on [0, 1] for ``ece`` / :meth:`calibration_curve`.
+
+    Batch: ``label`` (n,) any dtype, ``score`` (n,) float in [0, 1], optional ``weight`` (n,)
+    float >= 0.
+
+    Metrics per group (``MetricResult.metric``): ``roc_auc``, ``pr_auc`` (average precision,
+    step-wise), ``log_loss``, ``brier_score``, ``ece``, ``n_rows``, ``n_positive`` (valid row
+    counts, unweighted). Undefined: ``empty`` (no valid row of positive weight),
+    ``single_class`` (roc_auc), ``no_positive_labels`` (pr_auc).
+
+    Raises:
+        ValueError: on invalid options.
+    """
+
+    positive_class: object = 1
+    exact: bool = False
+    max_bound: float = 1e-4
+    bucket_budget: int | None = None
+    n_calibration_bins: int = 10
+
+    REASONS = ("missing_label", "missing_score", "score_out_of_range", "nonfinite_weight",
+               "negative_weight")
+
+    def __post_init__(self) -> None:
+        self._check_options()
+        if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
+            raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got "
+                             f"{self.n_calibration_bins!r}.")
+
+    def _layout(self) -> tuple:
+        return ("binary_score", repr(self.positive_class), self._budget(),
+                self.n_calibration_bins)
+
+    def _batch_stats(self, batch, codes, g, n):
+        label = _column(batch, "label", n)
+        score = np.asarray(_column(batch, "score", n), dtype=np.float64)
+        if score.ndim != 1:
+            raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
+        w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
+        missing, out_of_range = sm.score_conditions(score)
+        ok, invalid = self._invalid([sm.missing_mask(label), missing, out_of_range, w_nonfinite,
+                                     w_negative], codes, g, n)
+        c, p, w = codes[ok], score[ok], w[ok]
+        y = np.asarray(label[ok] == self.positive_class, dtype=bool)
+        wy = np.where(y, w, 0.0)
+        bins = sm.calibration_bin_ids(p, self.n_calibration_bins)
+        nb = self.n_calibration_bins
+        arrays = {
+            "n_rows": grouped_sum(c, g), "n_pos": grouped_sum(c[y], g),
+            "w": grouped_sum(c, g, w), "w_pos": grouped_sum(c, g, wy),
+            "log_loss": grouped_sum(c, g, w * sm.binary_log_loss_terms(y, p)),
+            "brier": grouped_sum(c, g, w * (p - y) ** 2),
+            "cal": np.stack([grouped_sum(c, g, v, nb, bins) for v in (w, w * p, wy)], axis=1),
+            "invalid": invalid,
+        }
+        keep = w > 0
+        return arrays, c[keep], sh.exact_keys(p[keep]), wy[keep], (w - wy)[keep]
+
+    def finalize(self, state: ScoreState) -> list[MetricResult]:
+        """One result per group and metric (see the class docstring for names and reasons)."""
+        out: list[MetricResult] = []
+        a = state.sums.arrays
+        indptr = state.hist.indptr()
+        for i, key in enumerate(state.keys):
+            pos, neg, exact = self._rank_metrics(state, i, indptr)
+            w = a["w"][i]
+            empty = "" if w > 0 else "empty"
+            roc = sm.roc_auc_from_buckets(pos, neg, exact)
+            ap = sm.average_precision_from_buckets(pos, neg, exact)
+            cal = a["cal"][i]
+            out += [
+                _res(key, "roc_auc", roc[0], HIGHER, roc[2], roc[1]),
+                _res(key, "pr_auc", ap[0], HIGHER, ap[2], ap[1]),
+                _res(key, "log_loss", a["log_loss"][i] / w if w > 0 else math.nan, LOWER, empty),
+                _res(key, "brier_score", a["brier"][i] / w if w > 0 else math.nan, LOWER, empty),
+                _res(key, "ece", np.abs(cal[1] - cal[2]).sum() / w if w > 0 else math.nan,
+                     LOWER, empty),
+                _res(key, "n_rows", a["n_rows"][i], NEUTRAL),
+                _res(key, "n_positive", a["n_pos"][i], NEUTRAL),
+            ]
+        return out
+
+    def calibration_curve(self, state: ScoreState) -> list[tuple]:
+        """Reliability diagram per group: equal-width bins, as scikit-learn's
+        ``calibration_curve(strategy="uniform")`` (``prob_true`` = fraction_positive,
+        ``prob_pred`` = mean_score), extended to weights.
+
+        Returns:
+            list of ``(key, bin_lower, bin_upper, weight, mean_score, fraction_positive)`` for
+            every non-empty bin (weight > 0), in key then bin order; bins are ``[0, e1]`` then
+            ``(e_i, e_i+1]``.
+        """
+        edges = np.linspace(0.0, 1.0, self.n_calibration_bins + 1)
+        cal = state.sums.arrays.get("cal")
+        out = []
+        for i, key in enumerate(state.keys):
+            w, ws, wy = cal[i]
+            for j in np.flatnonzero(w > 0):
+                out.append((key, float(edges[j]), float(edges[j + 1]), float(w[j]),
+                            float(ws[j] / w[j]), float(wy[j] / w[j])))
+        return out
+
+
+@dataclass(frozen=True)
+class MulticlassScoreSpec(_ScoreSpecBase):
+    """Multiclass probabilistic metrics per group.
+
+    Args:
+        classes: tuple of K >= 2 unique labels; column j of ``scores`` is ``classes[j]``.
+        top_k: tuple of ints >= 1; one ``top_{k}_accuracy`` metric each.
+        exact, max_bound, bucket_budget: as :class:`BinaryScoreSpec` (budget per group and
+            class: each class keeps its own one-vs-rest histogram).
+
+    Batch: ``label`` (n,), ``scores`` (n, K) float in [0, 1], optional ``weight`` (n,) >= 0.
+
+    Metrics per group: ``roc_auc`` one-vs-rest per class (``class_label`` set) and averaged
+    (``average`` ``macro`` / ``weighted``, as scikit-learn's
+    ``roc_auc_score(multi_class="ovr")``, weights = weighted class prevalence; classes whose AUC
+    is undefined are skipped, where scikit-learn would raise); ``log_loss`` (scikit-learn
+    ``log_loss(labels=classes)``: ``-log(clip(p_true, eps, 1 - eps))``, scores not
+    renormalised); ``brier_score`` (mean of ``sum_k (p_k - y_k)**2``, halved when K == 2, as
+    scikit-learn's ``brier_score_loss(scale_by_half="auto")``); ``top_{k}_accuracy`` (weighted
+    share of rows whose label is among the k highest scores; ties as scikit-learn's
+    ``top_k_accuracy_score``: the later column wins; equals it for K >= 3 and sorted
+    ``classes``); ``n_rows``. Reasons: ``missing_label``, ``unknown_class``, ``missing_score``
+    (any NaN in the row), ``score_out_of_range``, ``nonfinite_weight``, ``negative_weight``.
+
+    Raises:
+        ValueError: on invalid options.
+    """
+
+    classes: tuple = ()
+    top_k: tuple = (2,)
+    exact: bool = False
+    max_bound: float = 1e-4
+    bucket_budget: int | None = None
+
+    REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
+               "nonfinite_weight", "negative_weight")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "top_k", tuple(self.top_k))
+        self._check_options()
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"Expected `classes` of >= 2 unique labels, got {self.classes!r}.")
+        if not all(isinstance(k, (int, np.integer)) and k >= 1 for k in self.top_k):
+            raise ValueError(f"Expected `top_k` a tuple of ints >= 1, got {self.top_k!r}.")
+
+    @property
+    def _n_classes_hist(self) -> int:
+        return len(self.classes)
+
+    def _layout(self) -> tuple:
+        return ("multiclass_score", tuple(repr(c) for c in self.classes), self._budget(),
+                self.top_k)
+
+    def _batch_stats(self, batch, codes, g, n):
+        label = _column(batch, "label", n)
+        kk = len(self.classes)
+        scores = np.asarray(_column(batch, "scores", n), dtype=np.float64)
+        if scores.shape != (n, kk):
+            raise ValueError(f"Expected `scores` of shape ({n}, {kk}), got {scores.shape}.")
+        w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
+        idx = np.full(n, -1, dtype=np.int64)
+        for j, c in enumerate(self.classes):  # loop over the K classes, not rows
+            idx[np.asarray(label == c, dtype=bool) & (idx < 0)] = j
+        missing_label = sm.missing_mask(label)
+        missing, out_of_range = sm.score_conditions(scores)
+        ok, invalid = self._invalid([missing_label, ~missing_label & (idx < 0), missing,
+                                     out_of_range, w_nonfinite, w_negative], codes, g, n)
+        c, s, w, t = codes[ok], scores[ok], w[ok], idx[ok]
+        m = c.size
+        onehot = np.zeros((m, kk), dtype=np.float64)
+        onehot[np.arange(m), t] = 1.0
+        p_true = s[np.arange(m), t]
+        brier = ((s - onehot) ** 2).sum(axis=1) * (0.5 if kk == 2 else 1.0)
+        ranks = sm.top_k_ranks(s, t)
+        arrays = {
+            "n_rows": grouped_sum(c, g),
+            "w": grouped_sum(c, g, w),
+            "w_class": grouped_sum(c, g, w, kk, t),
+            "log_loss": grouped_sum(c, g, -w * np.log(np.clip(p_true, sm.EPS, 1.0 - sm.EPS))),
+            "brier": grouped_sum(c, g, w * brier),
+            "top_k": np.stack([grouped_sum(c, g, w * (ranks < k)) for k in self.top_k], axis=-1)
+            if self.top_k else np.zeros((g, 0)),
+            "invalid": invalid,
+        }
+        keep = w > 0
+        cells = (c[keep][:, None] * kk + np.arange(kk)).ravel()
+        pos_w = (w[keep][:, None] * onehot[keep]).ravel()
+        neg_w = (w[keep][:, None] * (1.0 - onehot[keep])).ravel()
+        return arrays, cells, sh.exact_keys(s[keep].ravel()), pos_w, neg_w
+
+    def finalize(self, state: ScoreState) -> list[MetricResult]:
+        """One result per group and metric (see the class docstring for names and reasons)."""
+        out: list[MetricResult] = []
+        a = state.sums.arrays
+        kk = len(self.classes)
+        indptr = state.hist.indptr()
+        for i, key in enumerate(state.keys):
+            w = a["w"][i]
+            empty = "" if w > 0 else "empty"
+            aucs = []
+            for j, cls in enumerate(self.classes):  # K classes per group
+                pos, neg, exact = self._rank_metrics(state, i * kk + j, indptr)
+                v, b, r = sm.roc_auc_from_buckets(pos, neg, exact)
+                aucs.append((v, b))
+                out.append(_res(key, "roc_auc", v, HIGHER, r, b, cls))
+            vals, bounds = np.array(aucs).T
+            ok = ~np.isnan(vals)
+            reason = "empty" if w <= 0 else "single_class"
+            prev = a["w_class"][i][ok]
+            for avg, wts in (("macro", np.ones(ok.sum())), ("weighted", prev)):
+                if ok.any() and wts.sum() > 0:
+                    wts = wts / wts.sum()
+                    out.append(_res(key, "roc_auc", vals[ok] @ wts, HIGHER, "",
+                                    bounds[ok] @ wts, None, avg))
+                else:
+                    out.append(_res(key, "roc_auc", math.nan, HIGHER, reason, 0.0, None, avg))
+            out.append(_res(key, "log_loss", a["log_loss"][i] / w if w > 0 else math.nan, LOWER,
+                            empty))
+            out.append(_res(key, "brier_score", a["brier"][i] / w if w > 0 else math.nan, LOWER,
+                            empty))
+            for j, k in enumerate(self.top_k):
+                out.append(_res(key, f"top_{k}_accuracy",
+                                a["top_k"][i][j] / w if w > 0 else math.nan, HIGHER, empty))
+            out.append(_res(key, "n_rows", a["n_rows"][i], NEUTRAL))
+        return out

@@ -1,0 +1,190 @@
+"""Bad input: a clear error naming the file/column/count, or a counted exclusion — and never a
+partial output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rayeval.config import ConfigError, load_config
+from rayeval.engine.run import run_job
+from rayeval.io.readers import InputError
+from tests.synth import job_dict, make_frames, write_parquet
+
+
+def outputs(path) -> list:
+    return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return make_frames(2000, seed=3)
+
+
+def cfg_for(tmp_path, preds_dir, labels_dir=None, **extra):
+    return load_config(data=job_dict(str(preds_dir), str(labels_dir) if labels_dir else None,
+                                     str(tmp_path / "out"), **extra))
+
+
+def same_table_frame(frames) -> pd.DataFrame:
+    preds, labels = frames
+    lab = labels.sort_values("label_ts").drop_duplicates("id", keep="last")
+    return preds.merge(lab[["id", "label", "target"]], on="id", how="left")
+
+
+def expect_error(tmp_path, cfg, *needles):
+    with pytest.raises(InputError) as e:
+        run_job(cfg)
+    for n in needles:
+        assert n in str(e.value), str(e.value)
+    assert outputs(tmp_path / "out") == []
+    return str(e.value)
+
+
+def test_missing_path(ray_local, tmp_path):
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "nope"), "does not exist", "nope")
+
+
+def test_empty_dataset(ray_local, tmp_path):
+    (tmp_path / "empty").mkdir()
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "empty"), "No Parquet files")
+
+
+def test_missing_column(ray_local, tmp_path, frames):
+    df = same_table_frame(frames).drop(columns=["score"])
+    write_parquet(df, tmp_path / "p", 2)
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "'score'", f"{len(df)} rows")
+
+
+def test_score_as_string(ray_local, tmp_path, frames):
+    df = same_table_frame(frames)
+    df["score"] = df["score"].astype(str)
+    write_parquet(df, tmp_path / "p", 2)
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "'score'", "string")
+
+
+def test_corrupt_file(ray_local, tmp_path, frames):
+    write_parquet(same_table_frame(frames), tmp_path / "p", 3)
+    bad = tmp_path / "p" / "part-001.parquet"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # truncated
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "part-001.parquet")
+
+
+def test_incompatible_types_across_files(ray_local, tmp_path, frames):
+    df = same_table_frame(frames)
+    write_parquet(df.iloc[:1000], tmp_path / "p", 1)
+    other = df.iloc[1000:].copy()
+    other["segment"] = np.arange(len(other))  # int where the other file has strings
+    pq.write_table(pa.Table.from_pandas(other, preserve_index=False),
+                   tmp_path / "p" / "part-zzz.parquet")
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "segment", "part-zzz.parquet")
+
+
+def test_schema_drift_across_partitions_is_read(ray_local, tmp_path, frames):
+    """int16 vs int64, a column null-typed in one file, absent in another, tz-aware vs naive
+    timestamps: all read; the rows with missing values are counted, not lost silently."""
+    df = same_table_frame(frames).dropna(subset=["label"])
+    d = tmp_path / "p"
+    d.mkdir()
+    a, b, c = df.iloc[:600], df.iloc[600:1200].copy(), df.iloc[1200:].copy()
+    ta = pa.Table.from_pandas(a, preserve_index=False)
+    ta = ta.set_column(ta.schema.get_field_index("predicted"), "predicted",
+                       ta["predicted"].cast(pa.int16()))
+    pq.write_table(ta, d / "a.parquet")
+    b["timestamp"] = b["timestamp"].dt.tz_convert(None)  # naive (taken as UTC)
+    tb = pa.Table.from_pandas(b.drop(columns=["score"]), preserve_index=False)  # score absent
+    pq.write_table(tb, d / "b.parquet")
+    tc = pa.Table.from_pandas(c, preserve_index=False)
+    tc = tc.set_column(tc.schema.get_field_index("predicted_value"), "predicted_value",
+                       pa.nulls(len(c)))  # null-typed column
+    pq.write_table(tc, d / "c.parquet")
+    res = run_job(cfg_for(tmp_path, d))
+    inv = res.manifest["row_counts"]["invalid"]
+    assert inv["clf/scores/missing_score"] == len(b)
+    assert inv["reg/regression/missing_prediction"] == len(c)
+    m = res.finalized.metrics
+    n = m[(m.slice == "overall") & (m.task == "clf") & (m.metric == "n_rows")]
+    assert n.groupby("model").value.sum().sum() == len(df)  # every labelled row evaluated
+
+
+def test_mixed_label_types_error(ray_local, tmp_path, frames):
+    preds, labels = frames
+    labels = labels.copy()
+    labels["label"] = labels["label"].astype(str)  # "1" vs predictions 1
+    write_parquet(preds, tmp_path / "p", 2)
+    write_parquet(labels, tmp_path / "l", 1)
+    data = job_dict(str(tmp_path / "p"), str(tmp_path / "l"), str(tmp_path / "out"))
+    data["tasks"] = [{"name": "clf", "type": "multiclass", "label": "label",
+                      "prediction": "predicted"}]
+    with pytest.raises(InputError) as e:
+        run_job(load_config(data=data))
+    assert "str" in str(e.value) or "object" in str(e.value) or "<U" in str(e.value)
+    assert outputs(tmp_path / "out") == []
+
+
+def test_counted_exclusions(ray_local, tmp_path, frames):
+    """Unknown class, NaN labels and predictions, out-of-range scores, duplicate ids."""
+    df = same_table_frame(frames).dropna(subset=["label"]).reset_index(drop=True)
+    df.loc[0:9, "predicted"] = 7  # not in classes [0, 1]
+    df.loc[10:19, "score"] = 1.5
+    df.loc[20:24, "score"] = np.nan
+    df.loc[25:29, "predicted_value"] = np.inf
+    dup = df.iloc[30:40].copy()
+    dup["timestamp"] = dup["timestamp"] - pd.Timedelta(minutes=5)  # older duplicates
+    df = pd.concat([df, dup], ignore_index=True)
+    write_parquet(df, tmp_path / "p", 1)
+    res = run_job(cfg_for(tmp_path, tmp_path / "p"))
+    rc = res.manifest["row_counts"]
+    assert rc["rows_duplicate_prediction"] == 10
+    inv = rc["invalid"]
+    assert inv["clf/labels/unknown_class"] == 10
+    assert inv["clf/scores/score_out_of_range"] == 10
+    assert inv["clf/scores/missing_score"] == 5
+    assert inv["reg/regression/missing_prediction"] == 5
+    t = pd.read_parquet(tmp_path / "out" / "invalid")
+    assert set(t.reason) >= {"unknown_class", "score_out_of_range", "missing_score"}
+
+
+def test_duplicate_ids_policy_error(ray_local, tmp_path, frames):
+    df = same_table_frame(frames)
+    df = pd.concat([df, df.iloc[:3]], ignore_index=True)
+    write_parquet(df, tmp_path / "p", 1)
+    cfg = cfg_for(tmp_path, tmp_path / "p", policy={"duplicate_predictions": "error"})
+    expect_error(tmp_path, cfg, "3 duplicate prediction id", "'id'")
+
+
+def test_too_many_slices(ray_local, tmp_path, frames):
+    write_parquet(same_table_frame(frames), tmp_path / "p", 1)
+    data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))
+    data["slices"] = {"columns": ["id"], "max_slices": 50}
+    expect_error(tmp_path, load_config(data=data), "'id'", "max_slices=50")
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("windows.size=fortnight", "windows.size"),
+    ("slices.min_slice_size=0", "slices.min_slice_size"),
+    ("tasks=[]", "tasks"),
+    ("bogus_key=1", "bogus_key"),
+    ("ray.actors=zero", "ray.actors"),
+])
+def test_invalid_config_values(tmp_path, override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(data=job_dict("p", None, "o"), overrides=[override])
+    assert needle in str(e.value)
+
+
+def test_mlflow_server_down(ray_local, tmp_path, frames):
+    """Results land in Parquet, the failure is reported, the CLI exits 3."""
+    from rayeval.cli import EXIT_MLFLOW, execute
+    from tests.conftest import free_port
+
+    write_parquet(same_table_frame(frames), tmp_path / "p", 1)
+    data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))
+    data["outputs"]["mlflow"] = {"enabled": True,
+                                 "tracking_uri": f"http://127.0.0.1:{free_port()}"}
+    cfg = load_config(data=data)
+    assert execute(cfg, quiet=True) == EXIT_MLFLOW
+    assert len(pd.read_parquet(tmp_path / "out" / "metrics")) > 0
