@@ -29,7 +29,7 @@ import numpy as np
 
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
-from rayeval.metrics._score_spec import (ScoreState, _column, _res, _ScoreSpecBase,
+from rayeval.metrics._score_spec import (ScoreState, _column, _equals, _res, _ScoreSpecBase,
                                          auto_bucket_budget)
 from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, grouped_sum
 
@@ -53,10 +53,27 @@ class BinaryScoreSpec(_ScoreSpecBase):
     Batch: ``label`` (n,) any dtype, ``score`` (n,) float in [0, 1], optional ``weight`` (n,)
     float >= 0.
 
-    Metrics per group (``MetricResult.metric``): ``roc_auc``, ``pr_auc`` (average precision,
-    step-wise), ``log_loss``, ``brier_score``, ``ece``, ``n_rows``, ``n_positive`` (valid row
-    counts, unweighted). Undefined: ``empty`` (no valid row of positive weight),
-    ``single_class`` (roc_auc), ``no_positive_labels`` (pr_auc).
+    Metrics per group (``MetricResult.metric``):
+
+    - ``roc_auc`` (higher is better): scikit-learn's ``roc_auc_score``; bucketed: within-bucket
+      pairs count 1/2, ``error_bound = sum_b P_b N_b / (2 P N)``.
+    - ``pr_auc`` (higher): average precision, step-wise as ``average_precision_score``; bucketed:
+      the midpoint of the interval of every value consistent with the histogram, with its
+      half-width as ``error_bound`` (derivation in
+      :func:`~rayeval.metrics._score_math.average_precision_from_buckets`).
+    - ``log_loss`` (lower): weighted mean of ``-log(clip(p))`` for positives and
+      ``-log(clip(1 - p))`` for negatives, clipped to ``[eps, 1 - eps]`` (float64 eps) as
+      scikit-learn >= 1.5, so p in {0, 1} costs at most 36.04 per row, never inf. Scores are
+      cast to float64 (scikit-learn would clip float32 input at float32 eps).
+    - ``brier_score`` (lower): weighted mean of ``(p - y)**2`` (``brier_score_loss``).
+    - ``ece`` (lower): ``sum_bins |sum w p - sum w y| / sum w`` over ``n_calibration_bins``
+      equal-width bins, i.e. the bin-weight-averaged ``|mean score - fraction positive|``
+      (Naeini et al. 2015, AAAI; Guo et al. 2017, ICML).
+    - ``n_rows``, ``n_positive`` (neutral): valid rows and valid positive rows, unweighted.
+
+    Undefined (NaN plus reason): ``empty`` (no valid row of positive weight), ``single_class``
+    (roc_auc), ``no_positive_labels`` (pr_auc). A group is exact (bound 0) while its distinct
+    scores fit the budget; each bound is computed from the merged state in O(buckets).
 
     Raises:
         ValueError: on invalid options.
@@ -91,13 +108,13 @@ class BinaryScoreSpec(_ScoreSpecBase):
         ok, invalid = self._invalid([sm.missing_mask(label), missing, out_of_range, w_nonfinite,
                                      w_negative], codes, g, n)
         c, p, w = codes[ok], score[ok], w[ok]
-        y = np.asarray(label[ok] == self.positive_class, dtype=bool)
+        y = _equals(label[ok], self.positive_class)
         wy = np.where(y, w, 0.0)
         bins = sm.calibration_bin_ids(p, self.n_calibration_bins)
         nb = self.n_calibration_bins
         arrays = {
             "n_rows": grouped_sum(c, g), "n_pos": grouped_sum(c[y], g),
-            "w": grouped_sum(c, g, w), "w_pos": grouped_sum(c, g, wy),
+            "w": grouped_sum(c, g, w),
             "log_loss": grouped_sum(c, g, w * sm.binary_log_loss_terms(y, p)),
             "brier": grouped_sum(c, g, w * (p - y) ** 2),
             "cal": np.stack([grouped_sum(c, g, v, nb, bins) for v in (w, w * p, wy)], axis=1),
@@ -214,7 +231,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
         idx = np.full(n, -1, dtype=np.int64)
         for j, c in enumerate(self.classes):  # loop over the K classes, not rows
-            idx[np.asarray(label == c, dtype=bool) & (idx < 0)] = j
+            idx[_equals(label, c) & (idx < 0)] = j
         missing_label = sm.missing_mask(label)
         missing, out_of_range = sm.score_conditions(scores)
         ok, invalid = self._invalid([missing_label, ~missing_label & (idx < 0), missing,
