@@ -163,7 +163,7 @@ class DriftConfig(_Frozen):
     predictions: bool = True  # score / predicted class drift
     labels: bool = True  # label (class mix / target) drift
     reference: ReferenceConfig = ReferenceConfig(kind="previous_window")
-    n_bins: int = Field(default=20, ge=2, le=1000)
+    n_bins: int = Field(default=100, ge=2, le=1000)
     top_k_categories: int = Field(default=20, ge=1)
     slices: bool = True  # also per slice (else overall only)
     dataset_drift_share: float = Field(default=0.5, gt=0, le=1)

@@ -175,8 +175,9 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             if cfg.outputs.report:
                 from rayeval.io.report import render_report
 
-                html = render_report(cfg, run_id, fin, drift_df, gates, drift_plan, ref_partial,
-                                     merged)
+                hist = drift_plan.histogram_table() if drift_plan is not None else None
+                html = render_report(cfg.name, run_id, fin.metrics, fin.coverage, drift_df,
+                                     gates, hist, manifest)
                 writer.write_bytes(f"reports/{run_id}.html", html.encode())
             manifest["durations"] = dict(timer.durations)
             writer.write_json(f"manifests/{run_id}.json", manifest)

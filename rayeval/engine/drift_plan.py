@@ -1,0 +1,403 @@
+"""Drift in the engine: which columns are monitored, the two reference passes, and the drift table.
+
+Monitored columns (each with a kind for the ``drift`` table):
+``feature`` (``drift.features``), ``prediction`` (binary: the score as numeric and the predicted
+class as categorical; multiclass: the predicted class; regression: the prediction as numeric) and
+``label`` (classes as categorical, regression targets as numeric; labelled rows only).
+
+Reference (``drift.reference.kind``): ``time_range`` of the predictions, a separate ``dataset``,
+or ``previous_window`` (each window against the one before; bin edges then come from the first
+window alone). Passes: (1) profiles over the reference (KLL sketch / category counts per model) fix
+the binning of each column and model from the reference alone; (2) sparse histograms with those
+binnings over the reference; (3) the same histograms over the current data inside the metric scan
+(no extra pass). Statistics are computed on the driver from merged histograms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from rayeval.config import JobConfig
+from rayeval.drift import (CategoricalProfileSpec, HistogramSpec, NumericProfileSpec,
+                           compare_rows, data_quality, default_method)
+from rayeval.drift.compare import METHODS
+from rayeval.engine.labels import to_numpy
+from rayeval.metrics.base import GroupIndex
+from rayeval.slicing import NO_WINDOW, SliceSpec, subset, window_end
+
+NUMERIC_METHODS = ("ks", "wasserstein", "wasserstein_normed", "psi", "jensen_shannon",
+                   "hellinger")
+CATEGORICAL_METHODS = ("chi2", "psi", "jensen_shannon", "linf", "unseen_share")
+DRIFT_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slice_columns",
+                 "feature", "kind", "method", "statistic", "p_value", "threshold", "drifted",
+                 "decision", "reference_window", "error_bound", "smoothing", "undefined_reason",
+                 "n_reference", "n_current"]
+HIST_COLUMNS = ["model", "feature", "kind", "window_start", "bin", "bin_label", "reference",
+                "current"]
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """One monitored column: its source (``table`` or ``label``), type and drift kind."""
+
+    column: str
+    kind: str  # feature / prediction / label
+    dtype: str  # numeric / categorical
+    source: str = "table"
+    method: str | None = None
+    threshold: float | None = None
+
+
+def monitored_columns(cfg: JobConfig) -> list[Monitored]:
+    d = cfg.drift
+    out = [Monitored(f.name, "feature", f.kind, method=f.method, threshold=f.threshold)
+           for f in d.features]
+    seen = {(m.column, m.source) for m in out}
+
+    def add(m: Monitored):
+        if (m.column, m.source) not in seen:
+            seen.add((m.column, m.source))
+            out.append(m)
+
+    for t in cfg.tasks:
+        if d.predictions:
+            if t.type == "regression":
+                add(Monitored(t.prediction, "prediction", "numeric"))
+            else:
+                if t.score:
+                    add(Monitored(t.score, "prediction", "numeric"))
+                if t.prediction:
+                    add(Monitored(t.prediction, "prediction", "categorical"))
+        if d.labels:
+            add(Monitored(t.label, "label", "numeric" if t.type == "regression" else "categorical",
+                          source="label"))
+    return out
+
+
+class DriftPlan:
+    """Drift part of an :class:`~rayeval.engine.plan.EvalPlan` (picklable, no Ray).
+
+    ``phase="profile"``: accumulate reference profiles (overall slice, keyed by model);
+    ``phase="histogram"``: accumulate histograms with the fixed binnings, for every drift slice.
+    """
+
+    def __init__(self, cfg: JobConfig, columns: list[Monitored], ref_range: tuple | None):
+        self.cfg = cfg
+        self.columns = columns
+        self.ref_range = ref_range  # (start_ns, end_ns) on the predictions, or None
+        ref = cfg.drift.reference
+        self.reference_name = (ref.uri if ref.kind == "dataset" else
+                               f"{ref.start.date()}/{ref.end.date()}" if ref.kind == "time_range"
+                               else "previous_window")
+        self.phase = "profile"
+        self.num_profile = NumericProfileSpec(n_bins=cfg.drift.n_bins)
+        self.cat_profile = CategoricalProfileSpec(top_k=cfg.drift.top_k_categories,
+                                                  capacity=max(1000, cfg.drift.top_k_categories))
+        self.binnings: dict[tuple[str, str, object], object] = {}  # (source, column, model)
+        self.hist_specs: dict[str, HistogramSpec] = {}
+        self.slices = ([SliceSpec(c) for c in cfg.slice_specs()] if cfg.drift.slices
+                       else [SliceSpec(())])
+
+    # ---- state names ----------------------------------------------------------------------
+    @staticmethod
+    def name(phase: str, m: Monitored, model, sl: SliceSpec) -> str:
+        return f"drift|{phase}|{m.source}|{m.column}|{model}|{sl.name}"
+
+    def spec_for(self, name: str):
+        _, phase, source, column, model, _ = name.split("|", 5)
+        if phase == "profile":
+            m = next(c for c in self.columns if c.source == source and c.column == column)
+            return self.num_profile if m.dtype == "numeric" else self.cat_profile
+        return self.hist_specs[name]
+
+    def reference_mask(self, ts: np.ndarray) -> np.ndarray:
+        if self.ref_range is None:
+            return np.ones(ts.shape, dtype=bool)
+        lo, hi = self.ref_range
+        return (ts >= lo) & (ts < hi)
+
+    # ---- per batch ------------------------------------------------------------------------
+    def accumulate(self, out: dict, table: pa.Table, sl: SliceSpec, g: GroupIndex, source: str,
+                   label_cols: dict, labeled: np.ndarray, weight: np.ndarray | None) -> None:
+        if sl not in self.slices or (self.phase == "profile" and sl.columns):
+            return
+        models = np.array([k[0] for k in g.keys], dtype=object)[g.codes]
+        for m in self.columns:
+            values, valid_rows, type_error = self._values(m, table, label_cols, labeled)
+            for model in pd.unique(models):
+                rows = valid_rows & (models == model)
+                if not rows.any():
+                    continue
+                gm = subset(g, rows)
+                batch = {"value": values[rows]}
+                if self.phase == "profile":
+                    spec = self.num_profile if m.dtype == "numeric" else self.cat_profile
+                    name = self.name("profile", m, model, sl)
+                    # profiles are per model only: collapse windows and slice values
+                    gm = GroupIndex(np.zeros(gm.n_rows, np.int64), ((model,),))
+                else:
+                    name = self.name("hist", m, model, sl)
+                    spec = self.hist_specs.get(name)
+                    if spec is None:
+                        continue  # no reference for this model
+                    if weight is not None:
+                        batch["weight"] = weight[rows]
+                    if type_error is not None:
+                        batch["type_error"] = type_error[rows]
+                st = spec.accumulate(spec.zero(), batch, gm)
+                out[name] = spec.merge(out[name], st) if name in out else st
+
+    def _values(self, m: Monitored, table, label_cols, labeled):
+        n = table.num_rows
+        if m.source == "label":
+            raw = label_cols[m.column]
+            rows = labeled.copy()
+        else:
+            raw = to_numpy(table[m.column])
+            rows = np.ones(n, dtype=bool)
+        type_error = None
+        if m.dtype == "numeric":
+            if raw.dtype.kind in "iufb":
+                vals = raw.astype(np.float64)
+            else:  # strings in a numeric feature: parse, count failures as type errors
+                s = pd.Series(raw, dtype=object)
+                num = pd.to_numeric(s, errors="coerce")
+                type_error = (s.notna() & num.isna()).to_numpy()
+                vals = num.to_numpy(dtype=np.float64)
+            if self.phase == "profile":
+                rows &= ~np.isnan(vals)
+            return vals, rows, type_error
+        if raw.dtype.kind == "f":  # float-typed classes (labels joined with NaN for missing)
+            vals = np.where(np.isnan(raw), None, raw).astype(object)
+            ok = ~np.isnan(raw)
+            integral = ok & (raw == np.round(raw))
+            vals[integral] = raw[integral].astype(np.int64)
+        else:
+            vals = raw.astype(object)
+        if self.phase == "profile":
+            rows &= ~pd.isna(vals)
+        return vals, rows, type_error
+
+    # ---- between passes ---------------------------------------------------------------------
+    def fix_binnings(self, profile_partial: dict) -> None:
+        """Binnings per (source, column, model) from the reference profiles; switch to the
+        histogram phase."""
+        for name, state in profile_partial.items():
+            if not name.startswith("drift|profile|"):
+                continue
+            _, _, source, column, model, _ = name.split("|", 5)
+            spec = self.spec_for(name)
+            model_v = state.keys[0][0]
+            binning = spec.binning(state, (model_v,))
+            self.binnings[(source, column, model_v)] = binning
+            m = next(c for c in self.columns if c.source == source and c.column == column)
+            for sl in self.slices:
+                self.hist_specs[self.name("hist", m, model_v, sl)] = HistogramSpec(binning)
+        self.phase = "histogram"
+
+    # ---- finalize ---------------------------------------------------------------------------
+    def finalize(self, ref_partial: dict | None, merged: dict, run_id: str) -> pd.DataFrame:
+        """The tidy ``drift`` table (DESIGN section 5) plus data-quality rows."""
+        rows: list[dict] = []
+        self.histograms = []
+        prev = self.cfg.drift.reference.kind == "previous_window"
+        size = self.cfg.windows.size
+        for name, spec in self.hist_specs.items():
+            cur_state = merged.get(name)
+            if cur_state is None:
+                continue
+            _, _, source, column, model, sl_name = name.split("|", 5)
+            m = next(c for c in self.columns if c.source == source and c.column == column)
+            sl = next(s for s in self.slices if s.name == sl_name)
+            cur = spec.table(cur_state)
+            keys = list(cur.keys)  # (model, window, values)
+            if prev:
+                windows = sorted({k[1] for k in keys})
+                before = {w: windows[i - 1] for i, w in enumerate(windows) if i > 0}
+                pairs = [(i, (k[0], before[k[1]], k[2])) for i, k in enumerate(keys)
+                         if k[1] in before]
+                ref_tab = cur
+            else:
+                ref_state = (ref_partial or {}).get(name)
+                if ref_state is None:
+                    continue
+                ref_tab = spec.table(ref_state)
+                pairs = [(i, (k[0], NO_WINDOW, k[2])) for i, k in enumerate(keys)]
+            ref_pos = {k: i for i, k in enumerate(ref_tab.keys)}
+            pairs = [(i, ref_pos[rk], rk) for i, rk in pairs if rk in ref_pos]
+            if not pairs:
+                continue
+            ci = [p[0] for p in pairs]
+            ri = [p[1] for p in pairs]
+            c_h, r_h = cur.take(ci), ref_tab.take(ri)
+            results = self._compare(m, spec.binning, r_h, c_h)
+            for (i, _, rk), per_method in zip(pairs, results):
+                key = keys[i]
+                ws, we = self._bounds(key[1], size)
+                ref_name = (str(pd.Timestamp(rk[1], tz="UTC").date()) if prev
+                            else self.reference_name)
+                base = {"run_id": run_id, "model": key[0], "window_start": ws, "window_end": we,
+                        "slice": sl.render(key[2]), "slice_columns": ",".join(sl.columns),
+                        "feature": column, "kind": m.kind, "reference_window": ref_name}
+                for r, is_decision in per_method:
+                    rows.append({**base, "method": r.method, "statistic": r.statistic,
+                                 "p_value": r.p_value, "threshold": r.threshold,
+                                 "drifted": bool(r.drifted), "decision": is_decision,
+                                 "error_bound": r.error_bound, "smoothing": r.smoothing,
+                                 "undefined_reason": r.undefined_reason,
+                                 "n_reference": r.n_reference, "n_current": r.n_current})
+            for q in data_quality(c_h, spec.binning):
+                ws, we = self._bounds(q.key[1], size)
+                for res in q.results():
+                    rows.append({"run_id": run_id, "model": q.key[0], "window_start": ws,
+                                 "window_end": we, "slice": sl.render(q.key[2]),
+                                 "slice_columns": ",".join(sl.columns), "feature": column,
+                                 "kind": m.kind, "method": res.metric,
+                                 "statistic": res.value, "p_value": math.nan,
+                                 "threshold": math.nan, "drifted": False, "decision": False,
+                                 "reference_window": "", "error_bound": 0.0, "smoothing": 0.0,
+                                 "undefined_reason": res.undefined_reason,
+                                 "n_reference": math.nan, "n_current": q.n_rows})
+            if not sl.columns:
+                self._histogram_rows(m, column, spec.binning, r_h, c_h, [keys[i] for i in ci])
+        return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+
+    def _compare(self, m: Monitored, binning, ref, cur) -> list[list[tuple]]:
+        """Per current row: every method of its type, and which one decides ``drifted``."""
+        methods = NUMERIC_METHODS if binning.kind == "numeric" else CATEGORICAL_METHODS
+        if m.method:
+            decision = (m.method, m.threshold)
+        else:
+            n_ref = int(np.median(ref.scalars["rows"])) if len(ref) else 0
+            ch = default_method(binning.kind, n_ref, binning.n_distinct)
+            decision = (ch.method, ch.threshold)
+        thresholds = {"wasserstein": math.inf}
+        out: list[list[tuple]] = [[] for _ in range(len(cur))]
+        for meth in dict.fromkeys((decision[0],) + methods):
+            if binning.kind not in METHODS[meth].kinds:
+                continue
+            thr = decision[1] if meth == decision[0] else thresholds.get(meth)
+            opts = {"ks_p_method": "asymp"} if len(cur) > 50 else {}
+            res = compare_rows(ref, cur, binning, meth, thr, **opts)
+            for i, r in enumerate(res):
+                out[i].append((r, meth == decision[0]))
+        return out
+
+    def _bounds(self, win, size):
+        if win == NO_WINDOW:
+            return pd.NaT, pd.NaT
+        return pd.Timestamp(win, tz="UTC"), pd.Timestamp(window_end(win, size), tz="UTC")
+
+    def _histogram_rows(self, m, column, binning, ref, cur, keys) -> None:
+        labels = bin_labels(binning)
+        r = ref.counts / np.maximum(ref.counts.sum(1, keepdims=True), 1e-300)
+        c = cur.counts / np.maximum(cur.counts.sum(1, keepdims=True), 1e-300)
+        for i, key in enumerate(keys):
+            ws, _ = self._bounds(key[1], self.cfg.windows.size)
+            for b, lab in enumerate(labels):
+                self.histograms.append({"model": key[0], "feature": column, "kind": m.kind,
+                                        "window_start": ws, "bin": b, "bin_label": lab,
+                                        "reference": float(r[i, b]), "current": float(c[i, b])})
+
+    def histogram_table(self) -> pd.DataFrame:
+        """Overall-slice reference vs current bin shares (for the report's plots)."""
+        return pd.DataFrame(getattr(self, "histograms", []), columns=HIST_COLUMNS)
+
+
+def bin_labels(binning) -> list[str]:
+    if binning.kind == "numeric":
+        lo, hi, point = binning.bounds
+        return [f"{a:.4g}" if p else f"[{a:.4g}, {b:.4g})" for a, b, p in zip(lo, hi, point)]
+    return [str(c) for c in binning.categories] + ["other"]
+
+
+def _ns(dt: datetime) -> int:
+    from rayeval.config import utc
+
+    return int(pd.Timestamp(utc(dt)).value)
+
+
+def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
+    """Run the reference passes; returns ``(drift_plan, reference_partial)`` (the partial is
+    ``None`` for ``previous_window``)."""
+    from rayeval.engine.plan import EvalPlan
+    from rayeval.engine.run import required_prediction_columns
+    from rayeval.io.readers import check_columns, inspect_dataset
+
+    ref = cfg.drift.reference
+    columns = monitored_columns(cfg)
+    table_cols = [m.column for m in columns if m.source == "table"]
+    if ref.kind == "dataset":
+        ref_info = inspect_dataset(ref.uri, cfg.inputs.storage)
+        ref_range = None
+    elif ref.kind == "time_range":
+        ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage, ref.start,
+                                   ref.end)
+        ref_range = (_ns(ref.start), _ns(ref.end))
+    else:  # previous_window: edges from the first window of the current range
+        w = cfg.windows
+        if w.size == "none":
+            from rayeval.io.readers import InputError
+
+            raise InputError("drift.reference.kind=previous_window needs windows.size")
+        start = w.start or _first_timestamp(pred_info, cfg.columns.timestamp)
+        start_ns = _ns(start)
+        from rayeval.slicing import window_starts
+
+        first = int(window_starts(np.array([start_ns]), w.size)[0])
+        ref_range = (max(first, start_ns), window_end(first, w.size))
+        ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage,
+                                   pd.Timestamp(ref_range[0], tz="UTC").to_pydatetime(),
+                                   pd.Timestamp(ref_range[1], tz="UTC").to_pydatetime())
+    req = required_prediction_columns(cfg, cfg.inputs.labels is not None)
+    if ref.kind == "dataset":  # a reference dataset only needs the monitored columns
+        req = {c: r for c, r in req.items() if c in set(table_cols) | {
+            cfg.columns.timestamp, cfg.columns.model, cfg.columns.id, cfg.columns.weight}
+            or c in {t.label for t in cfg.tasks}}
+        req = {c: r for c, r in req.items() if c in ref_info.schema.names or c in table_cols}
+    check_columns(ref_info, {c: "any" for c in req})
+    read_cols = list(req)
+    drift = DriftPlan(cfg, columns, ref_range)
+    plan = EvalPlan(cfg, label_index, drift)
+    opts = dict(actors=cfg.ray.actors, actor_num_cpus=cfg.ray.actor_num_cpus,
+                batch_size=cfg.ray.batch_size, fan_in=cfg.ray.merge_fan_in,
+                target_block_mib=cfg.ray.target_block_mib)
+    profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
+    drift.fix_binnings(profiles)
+    if ref.kind == "previous_window":
+        return drift, None
+    plan = EvalPlan(cfg, label_index, drift)
+    ref_partial = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
+    return drift, ref_partial
+
+
+def _first_timestamp(info, column: str) -> datetime:
+    """Earliest ``column`` value from the Parquet row-group statistics of every file (no scan).
+
+    Raises:
+        InputError: when the files carry no statistics for the column.
+    """
+    import pyarrow.parquet as pq
+
+    from rayeval.io.readers import InputError
+
+    lows = []
+    for f in info.files:
+        with info.filesystem.open_input_file(f.path) as fh:
+            md = pq.ParquetFile(fh).metadata
+        idx = md.schema.to_arrow_schema().get_field_index(column)
+        for rg in range(md.num_row_groups):
+            st = md.row_group(rg).column(idx).statistics if idx >= 0 else None
+            if st is not None and st.has_min_max:
+                lows.append(pd.Timestamp(st.min))
+    if not lows:
+        raise InputError(f"Set windows.start: no Parquet statistics for {column!r} in "
+                         f"{info.uri} to find the first window")
+    first = min(lows)
+    return (first.tz_localize("UTC") if first.tzinfo is None else first).to_pydatetime()
