@@ -144,7 +144,8 @@ def factorize(values) -> tuple[np.ndarray, np.ndarray]:
 def combine(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> GroupIndex:
     """Group index of the value combinations of several factorised columns.
 
-    One mixed-radix code per row and one ``np.unique``: vectorised, no Python loop over rows.
+    One mixed-radix code per row and one hash factorisation: vectorised, no Python loop over
+    rows.
 
     Args:
         parts: ``(codes, uniques)`` pairs from :func:`factorize`, all of length n.
@@ -168,9 +169,10 @@ def combine(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> GroupIndex:
         if radix > 2**62:
             raise ValueError("Too many distinct key combinations in one batch.")
         combined = combined * size + codes
-    uniq, inv = np.unique(combined, return_inverse=True)
+    # hash factorisation: O(n), no sort; group order is first appearance (keys are opaque)
+    inv, uniq = pd.factorize(combined)
     decoded = []
-    rest = uniq.copy()
+    rest = np.asarray(uniq, dtype=np.int64).copy()
     for codes, uniques in reversed(parts):
         size = max(len(uniques), 1)
         decoded.append(uniques[rest % size] if len(uniques) else np.full(len(rest), None))
@@ -188,5 +190,8 @@ def group_index(columns: Sequence) -> GroupIndex:
 def subset(groups: GroupIndex, mask: np.ndarray) -> GroupIndex:
     """The rows of ``groups`` where ``mask`` is true, re-indexed to the groups they occupy."""
     sub = groups.codes[mask]
-    uniq, inv = np.unique(sub, return_inverse=True)
-    return GroupIndex(inv.astype(np.int64).reshape(-1), tuple(groups.keys[u] for u in uniq))
+    present = np.bincount(sub, minlength=groups.n_groups) > 0
+    new_id = np.cumsum(present) - 1
+    keys = groups.keys
+    return GroupIndex(new_id[sub].astype(np.int64),
+                      tuple(keys[u] for u in np.flatnonzero(present).tolist()))

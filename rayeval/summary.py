@@ -51,16 +51,17 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
         _worst(console, cfg, m, task)
     if result.drift is not None and not result.drift.empty:
         d = result.drift
-        dd = d[(d["slice"] == "overall") & d["drifted"].astype(bool)]
+        dd = d[(d["slice"] == "overall") & d["decision"].astype(bool)
+               & d["drifted"].astype(bool)]
         t = Table(title="drift (overall slice): windows in which each column drifted")
-        for col in ("kind", "feature", "method", "windows drifted", "max statistic"):
+        for col in ("model", "kind", "feature", "method", "windows drifted", "max statistic"):
             t.add_column(col)
         if not dd.empty:
-            g = dd.groupby(["kind", "feature", "method"]).agg(
+            g = dd.groupby(["model", "kind", "feature", "method"]).agg(
                 n=("drifted", "size"), mx=("statistic", "max")).reset_index()
             n_win = d["window_start"].nunique()
-            for r in g.sort_values("n", ascending=False).head(15).itertuples():
-                t.add_row(r.kind, r.feature, r.method, f"{r.n}/{n_win}", _f(r.mx))
+            for r in g.sort_values(["n", "model"], ascending=False).head(20).itertuples():
+                t.add_row(str(r.model), r.kind, r.feature, r.method, f"{r.n}/{n_win}", _f(r.mx))
         console.print(t if not dd.empty else "drift: no column drifted in the overall slice")
     if not result.gates.empty:
         g = result.gates

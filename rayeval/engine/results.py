@@ -82,7 +82,8 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
         for key, (n_rows, n_lab) in zip(st.keys, st.arrays["counts"].tolist()):
             coverage[(sl.name, key)] = (n_rows, n_lab)
             model, win, values = key
-            bounds.setdefault(win, _window_bounds(plan, win))
+            if win not in bounds:
+                bounds[win] = _window_bounds(plan, win)
             cov_rows.append({"run_id": run_id, "model": model, "window_start": bounds[win][0],
                              "window_end": bounds[win][1], "slice": sl.render(values),
                              "slice_columns": ",".join(sl.columns), "n_rows": n_rows,
@@ -106,7 +107,8 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                     rows.append(row)
                 for key, reasons in spec.invalid_counts(state).items():
                     model, win, values = key
-                    bounds.setdefault(win, _window_bounds(plan, win))
+                    if win not in bounds:
+                        bounds[win] = _window_bounds(plan, win)
                     for reason, count in reasons.items():
                         if count:
                             inv_rows.append({
@@ -119,7 +121,8 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                         if (sl.name, key) in suppressed:
                             continue
                         model, win, values = key
-                        bounds.setdefault(win, _window_bounds(plan, win))
+                        if win not in bounds:
+                            bounds[win] = _window_bounds(plan, win)
                         conf_rows.append({
                             "run_id": run_id, "task": task.name, "model": model,
                             "window_start": bounds[win][0], "window_end": bounds[win][1],
@@ -149,11 +152,17 @@ def invalid_totals(invalid: pd.DataFrame) -> dict:
 
 def _metric_row(run_id, task, sl: SliceSpec, r, coverage, bounds, plan) -> dict:
     model, win, values = r.key
-    bounds.setdefault(win, _window_bounds(plan, win))
-    n_rows, n_lab = coverage.get((sl.name, r.key), (0, 0))
-    return {"run_id": run_id, "task": task, "model": model, "window_start": bounds[win][0],
-            "window_end": bounds[win][1], "slice": sl.render(values),
-            "slice_columns": ",".join(sl.columns), "metric": r.metric,
+    ctx = bounds.get((sl.name, r.key))
+    if ctx is None:  # per-group context, computed once per group (not per metric)
+        if win not in bounds:
+            bounds[win] = _window_bounds(plan, win)
+        n_rows, n_lab = coverage.get((sl.name, r.key), (0, 0))
+        ctx = bounds[(sl.name, r.key)] = (bounds[win][0], bounds[win][1], sl.render(values),
+                                           ",".join(sl.columns), n_rows, n_lab)
+    ws, we, slice_str, slice_cols, n_rows, n_lab = ctx
+    return {"run_id": run_id, "task": task, "model": model, "window_start": ws,
+            "window_end": we, "slice": slice_str,
+            "slice_columns": slice_cols, "metric": r.metric,
             "class_label": None if r.class_label is None else str(r.class_label),
             "average": r.average, "value": float(r.value), "direction": r.direction,
             "ci_lower": math.nan, "ci_upper": math.nan, "n_rows": n_rows, "n_labeled": n_lab,
