@@ -167,7 +167,8 @@ class DriftConfig(_Frozen):
     top_k_categories: int = Field(default=20, ge=1)
     slices: bool = True  # also per slice (else overall only)
     dataset_drift_share: float = Field(default=0.5, gt=0, le=1)
-    learned_thresholds: bool = False
+    learned_thresholds: bool = False  # NannyML-style mean + 3 std over reference chunks
+    learned_chunk: Literal["hour", "day", "week"] = "day"  # reference chunk size for them
 
 
 class GateRule(_Frozen):

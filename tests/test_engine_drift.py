@@ -78,3 +78,29 @@ def test_previous_window_reference(ray_local, shifted, tmp_path):
     by_week = {str(r.window_start.date()): r.drifted for r in ov.itertuples()}
     assert by_week["2024-01-15"] and not by_week.get("2024-01-08", False)
     assert set(ov.reference_window) <= {"2024-01-01", "2024-01-08"}
+
+
+def test_learned_thresholds_and_dataset_drift(ray_local, shifted, tmp_path):
+    d, _ = shifted
+    data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"))
+    data["drift"] = {"enabled": True, "learned_thresholds": True, "learned_chunk": "day",
+                     "reference": {"kind": "time_range", "start": "2024-01-01",
+                                   "end": "2024-01-08"},
+                     "features": [{"name": "feature_x", "kind": "numeric"},
+                                  {"name": "band", "kind": "categorical"}],
+                     "dataset_drift_share": 0.5}
+    data["windows"] = {"size": "week", "start": "2024-01-08"}
+    data["gates"] = [{"name": "no-dataset-drift", "metric": "dataset_drift_share", "max": 0.4}]
+    res = run_job(load_config(data=data))
+    dr = res.drift
+    fx = dr[(dr.feature == "feature_x") & dr.decision & (dr.slice == "overall")]
+    # learned threshold: mean + 3 std of daily reference chunks vs the whole reference
+    assert (fx.threshold > 0).all() and fx.threshold.nunique() == 2  # one per model
+    by_week = {(r.model, str(r.window_start.date())): r.drifted for r in fx.itertuples()}
+    assert by_week[("champion", "2024-01-15")] and not by_week[("champion", "2024-01-08")]
+    ds = dr[(dr.kind == "dataset") & (dr.slice == "overall")]
+    w3 = ds[ds.window_start == pd.Timestamp("2024-01-15", tz="UTC")]
+    assert (w3.statistic == 0.5).all() and w3.drifted.all()  # 1 of 2 features drifted
+    g = res.gates
+    assert not g[g.window_start == pd.Timestamp("2024-01-15", tz="UTC")].passed.any()
+    assert g[g.window_start == pd.Timestamp("2024-01-08", tz="UTC")].passed.all()

@@ -25,11 +25,13 @@ import pyarrow as pa
 
 from rayeval.config import JobConfig
 from rayeval.drift import (CategoricalProfileSpec, HistogramSpec, NumericProfileSpec,
-                           compare_rows, data_quality, default_method)
+                           compare_rows, data_quality, default_method,
+                           learned_threshold)
 from rayeval.drift.compare import METHODS
 from rayeval.engine.labels import to_numpy
 from rayeval.metrics.base import GroupIndex
-from rayeval.slicing import NO_WINDOW, SliceSpec, subset, window_end
+from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, window_end,
+                             window_starts)
 
 NUMERIC_METHODS = ("ks", "wasserstein", "wasserstein_normed", "psi", "jensen_shannon",
                    "hellinger")
@@ -96,6 +98,7 @@ class DriftPlan:
                                f"{ref.start.date()}/{ref.end.date()}" if ref.kind == "time_range"
                                else "previous_window")
         self.phase = "profile"
+        self.learned = cfg.drift.learned_thresholds
         self.num_profile = NumericProfileSpec(n_bins=cfg.drift.n_bins)
         self.cat_profile = CategoricalProfileSpec(top_k=cfg.drift.top_k_categories,
                                                   capacity=max(1000, cfg.drift.top_k_categories))
@@ -114,7 +117,7 @@ class DriftPlan:
         if phase == "profile":
             m = next(c for c in self.columns if c.source == source and c.column == column)
             return self.num_profile if m.dtype == "numeric" else self.cat_profile
-        return self.hist_specs[name]
+        return self.hist_specs[name.replace("drift|chunks|", "drift|hist|", 1)]
 
     def reference_mask(self, ts: np.ndarray) -> np.ndarray:
         if self.ref_range is None:
@@ -124,10 +127,14 @@ class DriftPlan:
 
     # ---- per batch ------------------------------------------------------------------------
     def accumulate(self, out: dict, table: pa.Table, sl: SliceSpec, g: GroupIndex, source: str,
-                   label_cols: dict, labeled: np.ndarray, weight: np.ndarray | None) -> None:
+                   label_cols: dict, labeled: np.ndarray, weight: np.ndarray | None,
+                   ts: np.ndarray) -> None:
         if sl not in self.slices or (self.phase == "profile" and sl.columns):
             return
         models = np.array([k[0] for k in g.keys], dtype=object)[g.codes]
+        chunks = None
+        if self.learned and source == "reference" and not sl.columns and self.phase != "profile":
+            chunks = window_starts(ts, self.cfg.drift.learned_chunk)
         for m in self.columns:
             values, valid_rows, type_error = self._values(m, table, label_cols, labeled)
             for model in pd.unique(models):
@@ -152,6 +159,13 @@ class DriftPlan:
                         batch["type_error"] = type_error[rows]
                 st = spec.accumulate(spec.zero(), batch, gm)
                 out[name] = spec.merge(out[name], st) if name in out else st
+                if chunks is not None:  # reference chunks for learned thresholds
+                    cname = name.replace("drift|hist|", "drift|chunks|", 1)
+                    gc = combine([factorize(np.full(int(rows.sum()), model, dtype=object)),
+                                  factorize(chunks[rows])])
+                    gc = GroupIndex(gc.codes, tuple((k[0], k[1], ()) for k in gc.keys))
+                    stc = spec.accumulate(spec.zero(), batch, gc)
+                    out[cname] = spec.merge(out[cname], stc) if cname in out else stc
 
     def _values(self, m: Monitored, table, label_cols, labeled):
         n = table.num_rows
@@ -236,7 +250,11 @@ class DriftPlan:
             ci = [p[0] for p in pairs]
             ri = [p[1] for p in pairs]
             c_h, r_h = cur.take(ci), ref_tab.take(ri)
-            results = self._compare(m, spec.binning, r_h, c_h)
+            learned = None
+            chunk_state = (ref_partial or {}).get(name.replace("drift|hist|", "drift|chunks|", 1))
+            if chunk_state is not None and not sl.columns:
+                learned = self._learned(m, spec, chunk_state, r_h)
+            results = self._compare(m, spec.binning, r_h, c_h, learned)
             for (i, _, rk), per_method in zip(pairs, results):
                 key = keys[i]
                 ws, we = self._bounds(key[1], size)
@@ -266,17 +284,52 @@ class DriftPlan:
                                  "n_reference": math.nan, "n_current": q.n_rows})
             if not sl.columns:
                 self._histogram_rows(m, column, spec.binning, r_h, c_h, [keys[i] for i in ci])
-        return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+        df = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+        return pd.concat([df, self._dataset_rows(df)], ignore_index=True) if len(df) else df
 
-    def _compare(self, m: Monitored, binning, ref, cur) -> list[list[tuple]]:
+    def _dataset_rows(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Dataset-level drift per model, window and slice: the share of drifted features among
+        those with a defined decision statistic (kind ``dataset``, feature ``*``)."""
+        dec = df[df["decision"] & (df["kind"] == "feature")]
+        thr = self.cfg.drift.dataset_drift_share
+        out = []
+        keys = ["model", "window_start", "window_end", "slice", "slice_columns"]
+        for key, g in dec.groupby(keys, dropna=False, sort=False):
+            defined = g[g["undefined_reason"] == ""]
+            share = float(defined["drifted"].mean()) if len(defined) else math.nan
+            out.append({**dict(zip(keys, key)), "run_id": g["run_id"].iloc[0], "feature": "*",
+                        "kind": "dataset", "method": "share_drifted_features",
+                        "statistic": share, "p_value": math.nan, "threshold": thr,
+                        "drifted": bool(share >= thr) if not math.isnan(share) else False,
+                        "decision": True, "reference_window": g["reference_window"].iloc[0],
+                        "error_bound": 0.0, "smoothing": 0.0,
+                        "undefined_reason": "" if len(defined) else "empty",
+                        "n_reference": math.nan, "n_current": float(len(defined))})
+        return pd.DataFrame(out, columns=DRIFT_COLUMNS)
+
+    def _decision(self, m: Monitored, binning, ref) -> tuple[str, float | None]:
+        if m.method:
+            return m.method, m.threshold
+        n_ref = int(np.median(ref.scalars["rows"])) if len(ref) else 0
+        ch = default_method(binning.kind, n_ref, binning.n_distinct)
+        return ch.method, ch.threshold
+
+    def _learned(self, m: Monitored, spec, chunk_state, ref):
+        """NannyML-style threshold (mean + 3 std over reference chunks) for the decision method;
+        None when fewer than two chunks have a defined statistic."""
+        method, _ = self._decision(m, spec.binning, ref)
+        chunks = spec.table(chunk_state)
+        try:
+            return learned_threshold(chunks, spec.binning, method)
+        except ValueError:
+            return None
+
+    def _compare(self, m: Monitored, binning, ref, cur, learned=None) -> list[list[tuple]]:
         """Per current row: every method of its type, and which one decides ``drifted``."""
         methods = NUMERIC_METHODS if binning.kind == "numeric" else CATEGORICAL_METHODS
-        if m.method:
-            decision = (m.method, m.threshold)
-        else:
-            n_ref = int(np.median(ref.scalars["rows"])) if len(ref) else 0
-            ch = default_method(binning.kind, n_ref, binning.n_distinct)
-            decision = (ch.method, ch.threshold)
+        decision = self._decision(m, binning, ref)
+        if learned is not None:
+            decision = (decision[0], learned)
         thresholds = {"wasserstein": math.inf}
         out: list[list[tuple]] = [[] for _ in range(len(cur))]
         for meth in dict.fromkeys((decision[0],) + methods):

@@ -71,8 +71,6 @@ def _threshold(rule) -> str:
 def _drift_share(drift: pd.DataFrame | None, slice_: str) -> pd.DataFrame:
     if drift is None or drift.empty:
         return pd.DataFrame(columns=["model", "window_start", "value", "task"])
-    d = drift[(drift["slice"] == slice_) & (drift["kind"] == "feature")]
-    g = d.groupby(["model", "window_start"], dropna=False)["drifted"].mean().reset_index()
-    g = g.rename(columns={"drifted": "value"})
-    g["task"] = None
-    return g
+    d = drift[(drift["slice"] == slice_) & (drift["kind"] == "dataset")]
+    g = d[["model", "window_start", "statistic"]].rename(columns={"statistic": "value"})
+    return g.assign(task=None)

@@ -197,7 +197,7 @@ class EvalPlan:
             g = combine([model_f, win_f] + [slice_f[c] for c in sl.columns])
             g = GroupIndex(g.codes, tuple((k[0], k[1], k[2:]) for k in g.keys))
             if self.drift is not None:
-                self.drift.accumulate(out, table, sl, g, source, label_cols, labeled, weight)
+                self.drift.accumulate(out, table, sl, g, source, label_cols, labeled, weight, ts)
             if source != "current":
                 continue
             cov = "coverage|" + sl.name
