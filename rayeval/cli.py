@@ -82,6 +82,42 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
 
 
 @app.command()
+def report(output: str = typer.Argument(..., help="output path of a run (local or s3://)"),
+           run_id: str = typer.Option(..., "--run-id", help="run id to render"),
+           out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: print path)")):
+    """Re-render the HTML report of a finished run from its written tables."""
+    import json
+
+    import pandas as pd
+
+    from rayeval.io.report import render_report
+
+    def table(name):
+        try:
+            df = pd.read_parquet(f"{output}/{name}", filters=[("run_id", "==", run_id)])
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+        return df.drop(columns=["run_date"], errors="ignore")
+
+    manifest_path = Path(output) / "manifests" / f"{run_id}.json"
+    if not manifest_path.exists():
+        err.print(f"[red]error:[/red] no run {run_id!r} under {output} ({manifest_path} missing)")
+        raise typer.Exit(EXIT_INPUT)
+    manifest = json.loads(manifest_path.read_text())
+    metrics, coverage, gates = table("metrics"), table("coverage"), table("gates")
+    drift = table("drift")
+    hist = None
+    if drift is not None:
+        hist = table("drift_histograms")
+    html = render_report(manifest.get("config", {}).get("name", "rayeval"), run_id, metrics,
+                         coverage, drift, gates, hist, manifest)
+    target = out or Path(output) / "reports" / f"{run_id}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html)
+    console.print(f"report: {target}")
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("rayeval-output/flights"), help="output folder"),
          data: Path = typer.Option(Path("examples/flights/bucket"), help="example data folder"),
          sample_frac: float = typer.Option(1.0, help="fraction of the 3M flights to use"),

@@ -40,7 +40,7 @@ DRIFT_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slic
                  "feature", "kind", "method", "statistic", "p_value", "threshold", "drifted",
                  "decision", "reference_window", "error_bound", "smoothing", "undefined_reason",
                  "n_reference", "n_current"]
-HIST_COLUMNS = ["model", "feature", "kind", "window_start", "bin", "bin_label", "reference",
+HIST_COLUMNS = ["run_id", "model", "feature", "kind", "window_start", "bin", "bin_label", "reference",
                 "current"]
 
 
@@ -283,7 +283,8 @@ class DriftPlan:
                                  "undefined_reason": res.undefined_reason,
                                  "n_reference": math.nan, "n_current": q.n_rows})
             if not sl.columns:
-                self._histogram_rows(m, column, spec.binning, r_h, c_h, [keys[i] for i in ci])
+                self._histogram_rows(run_id, m, column, spec.binning, r_h, c_h,
+                                     [keys[i] for i in ci])
         df = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
         return pd.concat([df, self._dataset_rows(df)], ignore_index=True) if len(df) else df
 
@@ -347,14 +348,14 @@ class DriftPlan:
             return pd.NaT, pd.NaT
         return pd.Timestamp(win, tz="UTC"), pd.Timestamp(window_end(win, size), tz="UTC")
 
-    def _histogram_rows(self, m, column, binning, ref, cur, keys) -> None:
+    def _histogram_rows(self, run_id, m, column, binning, ref, cur, keys) -> None:
         labels = bin_labels(binning)
         r = ref.counts / np.maximum(ref.counts.sum(1, keepdims=True), 1e-300)
         c = cur.counts / np.maximum(cur.counts.sum(1, keepdims=True), 1e-300)
         for i, key in enumerate(keys):
             ws, _ = self._bounds(key[1], self.cfg.windows.size)
             for b, lab in enumerate(labels):
-                self.histograms.append({"model": key[0], "feature": column, "kind": m.kind,
+                self.histograms.append({"run_id": run_id, "model": key[0], "feature": column, "kind": m.kind,
                                         "window_start": ws, "bin": b, "bin_label": lab,
                                         "reference": float(r[i, b]), "current": float(c[i, b])})
 

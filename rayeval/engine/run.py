@@ -169,13 +169,14 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             writer.write_table("confusion", fin.confusion)
             writer.write_table("coverage", fin.coverage)
             writer.write_table("invalid", fin.invalid)
+            hist = drift_plan.histogram_table() if drift_plan is not None else None
             if drift_df is not None:
                 writer.write_table("drift", drift_df)
+                writer.write_table("drift_histograms", hist)
             writer.write_table("gates", gates)
             if cfg.outputs.report:
                 from rayeval.io.report import render_report
 
-                hist = drift_plan.histogram_table() if drift_plan is not None else None
                 html = render_report(cfg.name, run_id, fin.metrics, fin.coverage, drift_df,
                                      gates, hist, manifest)
                 writer.write_bytes(f"reports/{run_id}.html", html.encode())

@@ -6,6 +6,7 @@ hive-partitioned datasets::
     metrics/run_date=YYYY-MM-DD/<run_id>.parquet
     confusion/run_date=.../<run_id>.parquet
     drift/run_date=.../<run_id>.parquet
+    drift_histograms/run_date=.../<run_id>.parquet   (reference vs current bin shares, overall)
     gates/run_date=.../<run_id>.parquet
     coverage/run_date=.../<run_id>.parquet
     invalid/run_date=.../<run_id>.parquet
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TABLES = ("metrics", "confusion", "drift", "gates", "coverage", "invalid")
+TABLES = ("metrics", "confusion", "drift", "drift_histograms", "gates", "coverage", "invalid")
 
 
 def output_fs(path: str, storage_options: dict | None = None):
