@@ -197,6 +197,7 @@ class RayConfig(_Frozen):
     num_cpus: Optional[int] = None  # only for a local cluster
     actors: int = Field(default=1, ge=1)
     actor_num_cpus: float = Field(default=1.0, gt=0)
+    read_num_cpus: float = Field(default=0.25, gt=0)  # per Parquet read task (I/O bound)
     batch_size: Optional[int] = Field(default=None, ge=1)  # None: one block per call
     target_block_mib: int = Field(default=16, ge=1)
     merge_fan_in: int = Field(default=8, ge=2)

@@ -421,7 +421,7 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
     plan = EvalPlan(cfg, label_index, drift)
     opts = dict(actors=cfg.ray.actors, actor_num_cpus=cfg.ray.actor_num_cpus,
                 batch_size=cfg.ray.batch_size, fan_in=cfg.ray.merge_fan_in,
-                target_block_mib=cfg.ray.target_block_mib)
+                target_block_mib=cfg.ray.target_block_mib, read_num_cpus=cfg.ray.read_num_cpus)
     profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
     drift.fix_binnings(profiles)
     if ref.kind == "previous_window":

@@ -240,24 +240,25 @@ class EvalPlan:
         cols = self.cfg.columns
         if cols.id not in table.column_names:
             return table, ts
-        keys = {"id": to_numpy(table[cols.id])}
+        parts = [factorize(table[cols.id])]
         if cols.model:
-            keys["model"] = to_numpy(table[cols.model])
-        df = pd.DataFrame(keys)
-        df["ts"] = ts
-        order = np.argsort(ts, kind="stable")
-        dup_sorted = df.iloc[order].duplicated(subset=list(keys), keep="last").to_numpy()
-        n_dup = int(dup_sorted.sum())
-        if n_dup == 0:
+            parts.append(factorize(table[cols.model]))
+        g = combine(parts)
+        if g.n_groups == table.num_rows:  # fast path: no duplicate (model, id) in the batch
             return table, ts
+        order = np.lexsort((ts, g.codes))  # by key, then time: the last of each run is latest
+        sorted_codes = g.codes[order]
+        is_last = np.ones(len(order), dtype=bool)
+        is_last[:-1] = sorted_codes[1:] != sorted_codes[:-1]
+        n_dup = int((~is_last).sum())
         if self.cfg.policy.duplicate_predictions == "error":
-            first = df.iloc[order][dup_sorted].iloc[0]
+            example = g.keys[sorted_codes[np.flatnonzero(~is_last)[0]]][0]
             raise InputError(f"{n_dup} duplicate prediction id(s) in one input block (column "
-                             f"{cols.id!r}, e.g. {first['id']!r}); set policy."
+                             f"{cols.id!r}, e.g. {example!r}); set policy."
                              f"duplicate_predictions=keep_latest to keep the latest by timestamp")
         counters["rows_duplicate_prediction"] = n_dup
-        keep = np.ones(len(ts), dtype=bool)
-        keep[order[dup_sorted]] = False
+        keep = np.zeros(len(ts), dtype=bool)
+        keep[order[is_last]] = True
         return table.filter(pa.array(keep)), ts[keep]
 
     def _join_labels(self, table: pa.Table, out: dict) -> tuple[dict, np.ndarray]:

@@ -67,17 +67,21 @@ def configure_data_context(target_block_mib: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int):
-    """Ray Data dataset over the explicit file list, projected to ``columns``."""
+def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
+                 read_num_cpus: float = 0.25):
+    """Ray Data dataset over the explicit file list, projected to ``columns``.
+
+    Read tasks ask for ``read_num_cpus`` (I/O bound), so an actor pool sized to the CPUs never
+    starves them (Ray issue #44687)."""
     return ray.data.read_parquet(
         ds_info.paths, filesystem=ds_info.filesystem, columns=columns, partitioning=None,
         schema=pa.schema([ds_info.schema.field(c) for c in columns]),
-        override_num_blocks=num_blocks)
+        override_num_blocks=num_blocks, num_cpus=read_num_cpus)
 
 
 def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
               actors: int, actor_num_cpus: float, batch_size: int | None, fan_in: int,
-              target_block_mib: int) -> dict:
+              target_block_mib: int, read_num_cpus: float = 0.25) -> dict:
     """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
 
     Args:
@@ -99,7 +103,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
     num_blocks = int(min(max(len(ds_info.files), 2 * actors), max(n_rows // 10_000, 1), 2000))
     plan_ref = ray.put(plan)
     schema = pa.schema([ds_info.schema.field(c) for c in columns])
-    ds = read_dataset(ds_info, columns, num_blocks)
+    ds = read_dataset(ds_info, columns, num_blocks, read_num_cpus)
     ds = ds.map_batches(
         PartialAggregator, fn_constructor_args=(plan_ref, source, schema), batch_format="pyarrow",
         batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=actor_num_cpus,
@@ -162,15 +166,3 @@ def tree_merge(plan_ref, refs: Iterator, fan_in: int) -> dict:
         for p in _load(item):
             merged = plan.merge(merged, p)
     return merged
-
-
-def gather_table(ds_info: DatasetInfo, columns: list[str]) -> pa.Table:
-    """Read a (narrow) dataset with Ray Data and concatenate it on the driver (labels)."""
-    configure_data_context(16)
-    ds = read_dataset(ds_info, columns, max(len(ds_info.files), 1))
-    tables = [t for t in (ray.get(r) for r in _block_refs(ds))]
-    tables = [t if isinstance(t, pa.Table) else pa.Table.from_pandas(t) for t in tables]
-    if not tables:
-        return pa.table({c: pa.array([], type=ds_info.schema.field(c).type) for c in columns})
-    return pa.concat_tables(tables, promote_options="permissive")
-

@@ -24,7 +24,8 @@ from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
 from rayeval.engine.results import Finalized, finalize, invalid_totals
 from rayeval.io import mlflow_writer
-from rayeval.io.readers import DatasetInfo, InputError, check_columns, inspect_dataset
+from rayeval.io.readers import (DatasetInfo, InputError, check_columns, inspect_dataset,
+                                read_table)
 from rayeval.io.writers import RunWriter
 
 
@@ -132,7 +133,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             lts = cfg.inputs.labels.timestamp_column
             lcols = list(dict.fromkeys([lid] + [t.label for t in cfg.tasks]
                                        + ([lts] if lts else [])))
-            table = ray_runner.gather_table(label_info, lcols)
+            table = read_table(label_info, lcols)
             label_index = LabelIndex.build(table, lid, lts)
             if lid != cfg.columns.id:
                 label_index.id_column = lid
@@ -151,7 +152,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         merged = ray_runner.aggregate(
             plan, pred_info, columns, "current", actors=cfg.ray.actors,
             actor_num_cpus=cfg.ray.actor_num_cpus, batch_size=cfg.ray.batch_size,
-            fan_in=cfg.ray.merge_fan_in, target_block_mib=cfg.ray.target_block_mib)
+            fan_in=cfg.ray.merge_fan_in, target_block_mib=cfg.ray.target_block_mib,
+            read_num_cpus=cfg.ray.read_num_cpus)
 
     with timer.stage("finalize"):
         fin = finalize(plan, merged, run_id)

@@ -62,7 +62,7 @@ def resolve_filesystem(uri: str, storage: StorageConfig) -> tuple[pafs.FileSyste
     if uri.startswith("s3://") or uri.startswith("s3a://"):
         import s3fs
 
-        fs = s3fs.S3FileSystem(**storage_options(storage))
+        fs = s3fs.S3FileSystem(**_worker_storage_options(storage))
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), uri.split("://", 1)[1].rstrip("/")
     if "://" in uri and not uri.startswith("file://"):
         raise InputError(f"Unsupported URI scheme in {uri!r}: use a local path or s3://")
@@ -70,6 +70,25 @@ def resolve_filesystem(uri: str, storage: StorageConfig) -> tuple[pafs.FileSyste
     import os
 
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _worker_storage_options(storage: StorageConfig) -> dict:
+    """s3fs options for a filesystem that is pickled to Ray workers. The endpoint is already
+    explicit (:func:`storage_options`); credentials the driver takes from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``) are made explicit too, because a worker
+    does not share the driver's environment (started before the variables were set, or on
+    another node) and s3fs then falls back to anonymous access: the driver lists files that
+    every worker reports as missing."""
+    import os
+
+    opts = storage_options(storage)
+    env = os.environ
+    if (not storage.anon and "key" not in opts and "secret" not in opts
+            and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        opts.update(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"])
+        if env.get("AWS_SESSION_TOKEN"):
+            opts["token"] = env["AWS_SESSION_TOKEN"]
+    return opts
 
 
 _DATE_PART = re.compile(r"(?:^|/)(?:date|dt|day|ds)=(\d{4}-\d{2}-\d{2})(?:/|$)")
@@ -270,4 +289,27 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
                                  f"({table.num_rows} rows in this block): {e}") from None
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+def read_table(ds: DatasetInfo, columns: list[str]) -> pa.Table:
+    """Read ``columns`` of every file of ``ds`` on this process with pyarrow's threaded scanner,
+    conformed to the unified schema (used for the labels, which are broadcast anyway).
+
+    Raises:
+        InputError: naming the file that fails to read.
+    """
+    import pyarrow.dataset as pads
+
+    schema = pa.schema([ds.schema.field(c) for c in columns])
+    tables = []
+    for f in ds.files:  # per file: the schemas may differ across files (see inspect_dataset)
+        try:
+            part = pads.dataset(f.path, filesystem=ds.filesystem, format="parquet")
+            cols = [c for c in columns if c in part.schema.names]
+            tables.append(conform(part.to_table(columns=cols), schema))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise InputError(f"Cannot read {f.path}: {e}") from None
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables)
 
