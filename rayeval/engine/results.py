@@ -101,10 +101,11 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                 for r in spec.finalize(state):
                     if (sl.name, r.key) in suppressed:
                         continue
-                    row = _metric_row(run_id, task.name, sl, r, coverage, bounds, plan)
-                    if family == "scores" and r.metric == "n_rows":
-                        row["metric"] = "n_rows_scored"  # rows valid for the score metrics
-                    rows.append(row)
+                    metric = r.metric
+                    if family == "scores" and metric == "n_rows":
+                        metric = "n_rows_scored"  # rows valid for the score metrics
+                    rows.append(_metric_row(run_id, task.name, sl, r, metric, coverage, bounds,
+                                            plan))
                 for key, reasons in spec.invalid_counts(state).items():
                     model, win, values = key
                     if win not in bounds:
@@ -128,7 +129,7 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                             "window_start": bounds[win][0], "window_end": bounds[win][1],
                             "slice": sl.render(values), "slice_columns": ",".join(sl.columns),
                             "true_class": str(t), "predicted_class": str(p), "count": float(c)})
-    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    metrics = pd.DataFrame.from_records(rows, columns=METRIC_COLUMNS)
     metrics = metrics.sort_values(["task", "model", "window_start", "slice_columns", "slice",
                                    "metric", "class_label"], na_position="first",
                                   kind="stable").reset_index(drop=True)
@@ -150,7 +151,9 @@ def invalid_totals(invalid: pd.DataFrame) -> dict:
     return {f"{t}/{f}/{r}": int(c) for (t, f, r), c in g.items()}
 
 
-def _metric_row(run_id, task, sl: SliceSpec, r, coverage, bounds, plan) -> dict:
+def _metric_row(run_id, task, sl: SliceSpec, r, metric, coverage, bounds, plan) -> tuple:
+    """One ``metrics`` row as a tuple in :data:`METRIC_COLUMNS` order (tuples: finalize builds
+    hundreds of thousands of rows)."""
     model, win, values = r.key
     ctx = bounds.get((sl.name, r.key))
     if ctx is None:  # per-group context, computed once per group (not per metric)
@@ -160,10 +163,7 @@ def _metric_row(run_id, task, sl: SliceSpec, r, coverage, bounds, plan) -> dict:
         ctx = bounds[(sl.name, r.key)] = (bounds[win][0], bounds[win][1], sl.render(values),
                                            ",".join(sl.columns), n_rows, n_lab)
     ws, we, slice_str, slice_cols, n_rows, n_lab = ctx
-    return {"run_id": run_id, "task": task, "model": model, "window_start": ws,
-            "window_end": we, "slice": slice_str,
-            "slice_columns": slice_cols, "metric": r.metric,
-            "class_label": None if r.class_label is None else str(r.class_label),
-            "average": r.average, "value": float(r.value), "direction": r.direction,
-            "ci_lower": math.nan, "ci_upper": math.nan, "n_rows": n_rows, "n_labeled": n_lab,
-            "undefined_reason": r.undefined_reason, "error_bound": float(r.error_bound)}
+    return (run_id, task, model, ws, we, slice_str, slice_cols, metric,
+            None if r.class_label is None else str(r.class_label), r.average, float(r.value),
+            r.direction, math.nan, math.nan, n_rows, n_lab, r.undefined_reason,
+            float(r.error_bound))
