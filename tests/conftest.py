@@ -3,12 +3,14 @@ over HTTP, and an MLflow tracking server. Each starts once per session, only whe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +36,10 @@ def wait_http(url: str, timeout: float) -> None:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status < 500:
                     return
+        except urllib.error.HTTPError as e:  # an answer: Ray 2.60's dashboard says 401 (token auth)
+            if e.code < 500:
+                return
+            last = e
         except OSError as e:
             last = e
         time.sleep(0.5)
@@ -53,33 +59,74 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def ray_head(tmp_path_factory):
-    """A real Ray head started with ``ray start --head`` (job server on a free port).
+def ray_head():
+    """A real Ray head started with ``ray start --head --block`` (job server on a free port).
 
-    Yields the dashboard/job-server address. Stopped with ``ray stop`` at the end.
+    Yields ``{"address": job-server URL, "gcs": GCS address, "env": environment for the ``ray``
+    CLI, "temp_dir"}``. Isolated from any other Ray on the machine: every port is free-picked
+    (the dashboard agent's default 52365 would collide with another local Ray) and the session
+    lives in its own short ``--temp-dir`` (so ``/tmp/ray/ray_current_cluster`` is not
+    overwritten and bare ``ray.init()`` elsewhere does not attach to it). ``--block`` keeps
+    ``ray start`` in the foreground with kernel fate-sharing: stopping it (by its pid, then its
+    own process group) stops exactly this head. Never ``ray stop``: it kills every Ray process
+    on the machine, other sessions' included. The venv's ``bin`` leads ``PATH`` so a job's
+    ``python`` entrypoint is the venv's.
     """
-    dash = free_port()
-    gcs = free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    cmd = [str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--disable-usage-stats",
-           f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           "--include-dashboard=true"]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=120)
+    import signal
+    import tempfile
+
+    dash, gcs = free_port(), free_port()
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: AF_UNIX socket paths <= 107
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2",
+           "--disable-usage-stats", f"--port={gcs}", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={dash}", "--include-dashboard=true", f"--temp-dir={temp}",
+           f"--dashboard-agent-listen-port={free_port()}",
+           f"--dashboard-agent-grpc-port={free_port()}",
+           f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+           f"--ray-client-server-port={free_port()}", "--object-store-memory=300000000"]
+    log_path = Path(temp) / "ray-start.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
-        wait_http(address + "/api/version", 60)
-        yield {"address": address, "gcs": f"127.0.0.1:{gcs}"}
+        try:
+            wait_http(address + "/api/version", 120)
+        except RuntimeError:
+            raise RuntimeError(f"ray head did not start (exit code {proc.poll()}):\n"
+                               + log_path.read_text()[-3000:]) from None
+        # Ray 2.60 turns token auth on when a token exists (~/.ray/auth_token), but the job
+        # client only sends it with RAY_AUTH_MODE=token: mirror the head's mode for the CLI.
+        with urllib.request.urlopen(address + "/api/authentication_mode", timeout=10) as r:
+            mode = json.load(r).get("authentication_mode", "disabled")
+        env["RAY_AUTH_MODE"] = "token" if mode == "token" else "disabled"
+        yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "env": env, "temp_dir": temp}
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True,
-                       timeout=120)
+        proc.terminate()  # ray start's SIGTERM handler kills the node's processes (no drain)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # leftovers in this head's own process group
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 server over HTTP on a free port, with dummy credentials in the environment
     (as s3fs's own tests do). Yields the endpoint URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
@@ -104,14 +151,19 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` (sqlite backend, local artifacts) on a free port."""
     d = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
-         "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=open(d / "server.log", "wb"), stderr=subprocess.STDOUT)
+    with open(d / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
+             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT)
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(uri + "/health", 90)
+        try:
+            wait_http(uri + "/health", 120)
+        except RuntimeError:
+            raise RuntimeError(f"mlflow server did not start (exit code {proc.poll()}):\n"
+                               + (d / "server.log").read_text()[-3000:]) from None
         yield uri
     finally:
         proc.terminate()
@@ -119,6 +171,7 @@ def mlflow_server(tmp_path_factory):
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(10)
 
 
 def flights_source() -> Path | None:
