@@ -158,6 +158,13 @@ def combine(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> GroupIndex:
     """
     if not parts:
         raise ValueError("Expected at least one key column.")
+    if len(parts) == 1 and (len(parts[0][1]) == 0 or parts[0][1][-1] is not None):
+        # one column from factorize(): its codes are dense and in first-appearance order
+        # (only a missing value appended last may break that), i.e. what the hash
+        # factorisation below would return: skip it
+        codes, uniques = parts[0]
+        return GroupIndex(np.asarray(codes, dtype=np.int64),
+                          tuple((u,) for u in uniques.tolist()))
     n = len(parts[0][0])
     combined = np.zeros(n, dtype=np.int64)
     radix = 1

@@ -182,6 +182,17 @@ def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
     return ScoreHistogram(shift, cell, bucket, pos, neg)
 
 
+def _order_by_cell_then_key(cell: np.ndarray, keys: np.ndarray, n_cells: int) -> np.ndarray:
+    """``np.lexsort((keys, cell))`` (same stable order), about twice as fast: a stable sort by
+    key, then a stable sort by cell on the narrowest unsigned type (numpy's radix sort for
+    16-bit and smaller integers)."""
+    by_key = np.argsort(keys, kind="stable")
+    c = cell[by_key]
+    if n_cells <= 1 << 16:
+        c = c.astype(np.uint16)
+    return by_key[np.argsort(c, kind="stable")]
+
+
 def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray,
               n_cells: int, budget: int | None) -> ScoreHistogram:
     """Histogram of rows.
@@ -193,7 +204,7 @@ def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.n
             must be dropped by the caller).
         budget: max buckets per cell (``None``: exact, never coarsen).
     """
-    order = np.lexsort((keys, cell))
+    order = _order_by_cell_then_key(cell, keys, n_cells)
     c, b = cell[order], keys[order]
     c, b, p, q = _reduce_sorted(c, b, pos_w[order].astype(np.float64),
                                 neg_w[order].astype(np.float64))
@@ -240,8 +251,15 @@ def combine(a: ScoreHistogram, map_a: np.ndarray, b: ScoreHistogram, map_b: np.n
     sides = []
     for h, m in ((a, map_a), (b, map_b)):
         c = m[h.cell]
-        sides.append(_sorted_by_cell(c, coarsen(h.bucket, h.shift[h.cell], shift[c]),
-                                     h.pos, h.neg))
+        # per cell, not per bucket: coarsening (and re-sorting) is skipped when no cell's
+        # shift changes or no cell moves out of order (the usual case for a running state)
+        bucket = h.bucket
+        if not np.array_equal(h.shift, shift[m]):
+            bucket = coarsen(h.bucket, h.shift[h.cell], shift[c])
+        if m.size > 1 and bool(np.all(m[1:] > m[:-1])):  # order-preserving map: still sorted
+            sides.append((c, bucket, h.pos, h.neg))
+        else:
+            sides.append(_sorted_by_cell(c, bucket, h.pos, h.neg))
     big, small = sorted(sides, key=lambda t: -t[0].size)  # stable: ties keep (a, b) order
     ins = _insert_positions(big[0], big[1], small[0], small[1], n_cells)
     n_small = small[0].size

@@ -114,8 +114,8 @@ def _class_column(batch: Batch, name: str, n: int):
         raise ValueError(f"Expected `{name}` of shape ({n},), got shape {arr.shape}.")
     none = np.zeros(n, dtype=bool)
     k = arr.dtype.kind
-    if k in "biu":
-        return arr.astype(np.int64), none, (_INT if n else None)
+    if k in "biu":  # no copy when already int64 (callers never write into it)
+        return np.asarray(arr, dtype=np.int64), none, (_INT if n else None)
     if k in "US":
         return arr.astype(str), none, (_STR if n else None)
     if k == "f":
@@ -157,6 +157,19 @@ def _lookup(classes: tuple, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if not classes:
         return np.zeros(values.size, dtype=np.int64), np.zeros(values.size, dtype=bool)
     arr = np.asarray(classes)
+    if arr.dtype.kind == "i" and values.dtype.kind in "iu" and values.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < 65_536:  # dense lookup table: O(n), no search
+            table = np.full(hi - lo + 1, -1, dtype=np.int64)
+            table[arr - lo] = np.arange(arr.size)
+            off = values.astype(np.int64, copy=False) - lo
+            in_range = off.view(np.uint64) <= hi - lo  # negative offsets wrap to huge
+            all_in = bool(in_range.all())
+            idx = table[off if all_in else np.where(in_range, off, 0)]
+            known = idx >= 0
+            if not all_in:
+                known &= in_range
+            return (idx if all_in and known.all() else np.maximum(idx, 0)), known
     order = np.argsort(arr, kind="stable")
     srt = arr[order]
     pos = np.minimum(np.searchsorted(srt, values), len(classes) - 1)
@@ -254,7 +267,9 @@ class ClassificationSpec:
         w = weight_column(batch, n)
         reason = first_reason([lab_miss, pred_miss, *weight_problems(w, n)])
         ok = reason < 0
-        lab, pred = lab[ok], pred[ok]
+        all_ok = bool(ok.all())
+        if not all_ok:
+            lab, pred = lab[ok], pred[ok]
         classes = state.classes
         if self.classes is None:
             classes = self._union(classes, np.unique(lab).tolist() + np.unique(pred).tolist())
@@ -265,19 +280,31 @@ class ClassificationSpec:
             rows = np.flatnonzero(ok)[~known]
             reason[rows] = INVALID_REASONS.index("unknown_class")
             ok[rows] = False
+            all_ok = False
             ti, pi = ti[known], pi[known]
 
         codes, keys = compact_groups(groups)
         g, c, r = len(keys), len(classes), len(INVALID_REASONS)
-        cv = codes[ok]
-        wv = None if w is None else w[ok]
-        conf = grouped_sum(cv, g, wv, minlength_inner=c * c, inner=ti * c + pi)
-        bad = ~ok
+        cv = codes if all_ok else codes[ok]
+        cell = ti * c + pi
+        # one unweighted count per (group, true, predicted) gives both row-count marginals
+        rows_tp = grouped_sum(cv, g, None, minlength_inner=c * c, inner=cell).reshape(g, c, c)
+        if w is None:
+            conf = rows_tp.astype(np.float64)
+        else:
+            wv = w if all_ok else w[ok]
+            conf = grouped_sum(cv, g, wv, minlength_inner=c * c, inner=cell)
+            conf = conf.astype(np.float64).reshape(g, c, c)
+        if all_ok:
+            invalid = np.zeros((g, r), dtype=np.int64)
+        else:
+            bad = ~ok
+            invalid = grouped_sum(codes[bad], g, None, minlength_inner=r, inner=reason[bad])
         arrays = {
-            "confusion": conf.astype(np.float64).reshape(g, c, c),
-            "label_rows": grouped_sum(cv, g, None, minlength_inner=c, inner=ti),
-            "pred_rows": grouped_sum(cv, g, None, minlength_inner=c, inner=pi),
-            "invalid": grouped_sum(codes[bad], g, None, minlength_inner=r, inner=reason[bad]),
+            "confusion": conf,
+            "label_rows": rows_tp.sum(axis=2),
+            "pred_rows": rows_tp.sum(axis=1),
+            "invalid": invalid,
         }
         return self.merge(state, ClassificationState(classes, kind, KeyedArrays(keys, arrays)))
 
