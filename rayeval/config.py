@@ -70,6 +70,9 @@ class ReferenceConfig(_Frozen):
 
 
 class InputsConfig(_Frozen):
+    """Input datasets: predictions (required), a separate labels dataset joined on the id
+    (optional), and object-store options for ``s3://`` URIs."""
+
     predictions: DatasetConfig
     labels: Optional[DatasetConfig] = None
     storage: StorageConfig = StorageConfig()
@@ -123,6 +126,11 @@ class TaskConfig(_Frozen):
 
 
 class SlicesConfig(_Frozen):
+    """Slices: ``overall``, one slice per value of each column in ``columns``, and ``crosses``
+    (lists of >= 2 columns). Slices with fewer labelled rows than ``min_slice_size`` are left out
+    of the metric tables (counted in the manifest); a slice spec with more distinct values than
+    ``max_slices`` fails the run with a clear error."""
+
     overall: bool = True
     columns: list[str] = []
     crosses: list[list[str]] = []
@@ -139,6 +147,9 @@ class SlicesConfig(_Frozen):
 
 
 class WindowsConfig(_Frozen):
+    """UTC windows, left-closed, right-open: ``size`` in none/hour/day/week (Monday)/month and
+    the evaluated range ``[start, end)`` (naive datetimes taken as UTC)."""
+
     size: Literal["none", "hour", "day", "week", "month"] = "none"
     start: Optional[datetime] = None  # inclusive, UTC (naive taken as UTC)
     end: Optional[datetime] = None  # exclusive
@@ -151,6 +162,9 @@ class WindowsConfig(_Frozen):
 
 
 class DriftFeature(_Frozen):
+    """One monitored input column: ``kind`` numeric or categorical; ``method`` and ``threshold``
+    override the defaults of :func:`rayeval.drift.default_method`."""
+
     name: str
     kind: Literal["numeric", "categorical"]
     method: Optional[str] = None  # default: by kind and reference size
@@ -158,6 +172,12 @@ class DriftFeature(_Frozen):
 
 
 class DriftConfig(_Frozen):
+    """Drift and data-quality monitoring: features, predictions and labels against a reference;
+    bins fixed from the reference alone (``n_bins`` quantile bins or exact values, top
+    ``top_k_categories`` + other); optional learned thresholds (mean + 3 std over reference
+    chunks of ``learned_chunk``); dataset drift when the share of drifted features reaches
+    ``dataset_drift_share``."""
+
     enabled: bool = True
     features: list[DriftFeature] = []
     predictions: bool = True  # score / predicted class drift
@@ -172,6 +192,9 @@ class DriftConfig(_Frozen):
 
 
 class GateRule(_Frozen):
+    """A gate: ``metric`` of ``task`` on ``slice`` (default overall) must be >= ``min`` and/or
+    <= ``max`` for every model and window; ``dataset_drift_share`` gates drift."""
+
     name: str
     metric: str
     task: Optional[str] = None
@@ -181,18 +204,27 @@ class GateRule(_Frozen):
 
 
 class MLflowConfig(_Frozen):
+    """MLflow logging: tracking URI (default ``MLFLOW_TRACKING_URI`` or sqlite in the output
+    folder) and experiment name."""
+
     enabled: bool = True
     tracking_uri: Optional[str] = None  # default: MLFLOW_TRACKING_URI or sqlite in output dir
     experiment: str = "rayeval"
 
 
 class OutputsConfig(_Frozen):
+    """Output prefix (local or ``s3://``) for the Parquet tables, manifest and report."""
+
     path: str = "rayeval-output"
     mlflow: MLflowConfig = MLflowConfig()
     report: bool = True
 
 
 class RayConfig(_Frozen):
+    """Ray options: cluster address (None: ``RAY_ADDRESS`` or a local Ray), actor pool size and
+    CPUs per actor, CPUs per read task, rows per batch (None: about 4 batches per actor), Ray
+    Data block size, and the fan-in of the partial-state merge tree."""
+
     address: Optional[str] = None  # None: attach to a running cluster or start a local one
     num_cpus: Optional[int] = None  # only for a local cluster
     actors: int = Field(default=1, ge=1)
@@ -204,6 +236,9 @@ class RayConfig(_Frozen):
 
 
 class PolicyConfig(_Frozen):
+    """Input policies: duplicate prediction ids (``error`` or ``keep_latest`` by timestamp),
+    several labels for one id (``keep_latest`` by label timestamp)."""
+
     duplicate_predictions: Literal["error", "keep_latest"] = "keep_latest"
     duplicate_labels: Literal["keep_latest"] = "keep_latest"
 
@@ -236,6 +271,7 @@ class JobConfig(_Frozen):
         return self
 
     def slice_specs(self) -> list[tuple[str, ...]]:
+        """Slice specs in output order: ``()`` (overall), single columns, crosses."""
         specs: list[tuple[str, ...]] = [()] if self.slices.overall else []
         specs += [(c,) for c in self.slices.columns]
         specs += [tuple(c) for c in self.slices.crosses]
@@ -256,6 +292,8 @@ class JobConfig(_Frozen):
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def resolved_run_id(self) -> str:
+        """``run_id`` if set, else ``<name>-<config hash>`` (a rerun of the same config replaces
+        its outputs)."""
         if self.run_id:
             return self.run_id
         return f"{self.name}-{self.config_hash()}"

@@ -24,6 +24,9 @@ def headline(metrics: pd.DataFrame, task_type: str) -> pd.DataFrame:
 
 
 def print_summary(console: Console, cfg: JobConfig, result, short: bool = False) -> None:
+    """Print counts and durations, overall metrics per window and model, the worst slices of the
+    first slice column (origin for the flights job), drifted columns, gate verdicts and where
+    the outputs are (``short``: only the last 8 windows)."""
     fin = result.finalized
     m = fin.metrics
     c = fin.counters

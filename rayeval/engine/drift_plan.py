@@ -57,6 +57,7 @@ class Monitored:
 
 
 def monitored_columns(cfg: JobConfig) -> list[Monitored]:
+    """The columns whose drift the job reports (module docstring), each once."""
     d = cfg.drift
     out = [Monitored(f.name, "feature", f.kind, method=f.method, threshold=f.threshold)
            for f in d.features]
@@ -365,6 +366,8 @@ class DriftPlan:
 
 
 def bin_labels(binning) -> list[str]:
+    """Human labels of a binning's bins: ``[lo, hi)`` or a value (numeric), the category or
+    ``other`` (categorical)."""
     if binning.kind == "numeric":
         lo, hi, point = binning.bounds
         return [f"{a:.4g}" if p else f"[{a:.4g}, {b:.4g})" for a, b, p in zip(lo, hi, point)]

@@ -58,6 +58,7 @@ def _merge(plan: EvalPlan, *items) -> dict:
 
 
 def configure_data_context(target_block_mib: int) -> None:
+    """Pin the measured reader settings (V1 datasource, block size) and quiet Ray Data."""
     ctx = DataContext.get_current()
     ctx.use_datasource_v2 = False  # V1: explicit file lists, honours override_num_blocks
     ctx.target_max_block_size = target_block_mib * 1024 * 1024

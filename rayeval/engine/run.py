@@ -68,6 +68,8 @@ class _Timer:
 
 
 def required_prediction_columns(cfg: JobConfig, labels_separate: bool) -> dict[str, str]:
+    """Columns the predictions dataset must have, with the role each serves (for the schema
+    contract check and the column projection)."""
     cols = cfg.columns
     req: dict[str, str] = {cols.timestamp: "timestamp"}
     if cols.model:
@@ -251,6 +253,8 @@ def _git_sha() -> str:
 
 def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: DatasetInfo | None,
                    fin: Finalized, label_index: LabelIndex | None, timer: _Timer) -> dict:
+    """The run manifest: redacted config and its hash, input files (size, rows, mtime) and their
+    fingerprint, row counts by stage and reason, versions, stage durations."""
     import hashlib
 
     import pyarrow
