@@ -4,7 +4,8 @@
         --filter origin=ORD --crosses destination,hour_band --crosses hour_band,distance_band
 
 ``--filter COLUMN=VALUE`` (repeatable) keeps only matching rows; ``--crosses a,b`` (repeatable)
-replaces the config's crosses; windows default to ``day``. The run id names the filter.
+replaces the config's crosses; windows default to ``day``. The run id names the filter. Gates are
+off: production gates are not meant for one slice at daily resolution.
 """
 
 from _common import load, parser, run
@@ -23,7 +24,7 @@ def main() -> None:
         if not col or not _:
             raise SystemExit(f"error: --filter expects COLUMN=VALUE, got {f!r}")
         filters.setdefault(col, []).append(val)
-    extra = [f"filters={filters}", f"windows.size={args.window}",
+    extra = [f"filters={filters}", f"windows.size={args.window}", "gates=[]",
              "slices.min_slice_size=1",
              f"run_id={base.name}-deep-dive-" + "-".join(f"{k}_{'_'.join(v)}"
                                                          for k, v in filters.items())]

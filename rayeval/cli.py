@@ -20,7 +20,7 @@ from rayeval.config import ConfigError, JobConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate ML models in production on Ray: per-slice, per-window metrics, "
                        "drift and gates, written to Parquet and MLflow.")
-console = Console(stderr=False)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW = 1, 2, 3
@@ -39,6 +39,13 @@ def validate(config: Path = typer.Argument(..., help="YAML job config"),
              set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value")):
     """Validate a job config (and print the resolved run id) without running it."""
     cfg = _load(config, set_)
+    from rayeval.engine.gates import check_gates
+
+    try:
+        check_gates(cfg)
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(EXIT_INPUT)
     console.print(f"[green]ok[/green] {config}: run_id={cfg.resolved_run_id()} "
                   f"tasks={[t.name for t in cfg.tasks]} slices={len(cfg.slice_specs())} specs, "
                   f"windows={cfg.windows.size}")
@@ -84,7 +91,8 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
 @app.command()
 def report(output: str = typer.Argument(..., help="output path of a run (local or s3://)"),
            run_id: str = typer.Option(..., "--run-id", help="run id to render"),
-           out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: print path)")):
+           out: Optional[Path] = typer.Option(None, "--out",
+                                              help="HTML file (default: the run's report path)")):
     """Re-render the HTML report of a finished run from its written tables."""
     import json
 

@@ -344,7 +344,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise ConfigError(f"Cannot read config {src}: {e.strerror}") from None
         try:
             data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, ValueError) as e:  # ValueError: impossible dates (2001-02-30)
             raise ConfigError(f"Config {src} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config {src}: expected a mapping at top level, got {type(data).__name__}")
@@ -355,8 +355,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         k, v = ov.split("=", 1)
         try:
             _set_path(data, k.strip(), yaml.safe_load(v))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"Override {ov!r}: value is not valid YAML: {e}") from None
+        except (yaml.YAMLError, ValueError) as e:
+            raise ConfigError(f"Override {ov!r}: value is not valid: {e}") from None
     try:
         return JobConfig.model_validate(data)
     except ValidationError as e:

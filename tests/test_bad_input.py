@@ -188,3 +188,38 @@ def test_mlflow_server_down(ray_local, tmp_path, frames):
     cfg = load_config(data=data)
     assert execute(cfg, quiet=True) == EXIT_MLFLOW
     assert len(pd.read_parquet(tmp_path / "out" / "metrics")) > 0
+
+
+def test_empty_parquet_file(ray_local, tmp_path, frames):
+    df = same_table_frame(frames).iloc[:0]
+    write_parquet(df, tmp_path / "p", 1)
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "No rows", "1 file")
+
+
+def test_output_path_not_writable(ray_local, tmp_path, frames):
+    write_parquet(same_table_frame(frames), tmp_path / "p", 1)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    data = job_dict(str(tmp_path / "p"), None, str(blocker))
+    with pytest.raises(InputError, match="not writable"):
+        run_job(load_config(data=data))
+    assert blocker.read_text() == "x"
+
+
+def test_actor_pool_larger_than_cluster_does_not_hang(ray_local, tmp_path, frames):
+    """2 actors x 1 CPU on a 2-CPU Ray would starve the read tasks (Ray #44687): the engine
+    fits the pool to the cluster instead."""
+    write_parquet(same_table_frame(frames), tmp_path / "p", 2)
+    cfg = cfg_for(tmp_path, tmp_path / "p", ray={"actors": 2, "actor_num_cpus": 1.0})
+    assert len(run_job(cfg).finalized.metrics) > 0
+
+
+def test_impossible_date_and_unknown_gate_metric(tmp_path):
+    from rayeval.engine.gates import check_gates
+
+    with pytest.raises(ConfigError, match="windows.start"):
+        load_config(data=job_dict("p", None, "o"), overrides=["windows.start=2001-02-30"])
+    cfg = load_config(data=job_dict("p", None, "o"), overrides=[
+        "gates=[{name: auc, task: clf, metric: roc_acu, min: 0.6}]"])
+    with pytest.raises(ConfigError, match="roc_acu"):
+        check_gates(cfg)

@@ -19,6 +19,51 @@ GATE_COLUMNS = ["run_id", "rule", "task", "model", "window_start", "slice", "met
                 "baseline", "threshold", "passed", "detail"]
 
 
+LABEL_METRICS = {"n_rows", "accuracy", "balanced_accuracy", "mcc", "cohen_kappa", "precision",
+                 "recall", "f1", "specificity", "support", "prevalence", "predicted_positive_rate"}
+SCORE_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier_score", "ece", "n_rows_scored",
+                 "n_positive"}
+REGRESSION_METRICS = {"n_rows", "mean_error", "mae", "mse", "rmse", "r2", "explained_variance",
+                      "mape", "smape", "max_error", "median_absolute_error"}
+
+
+def known_metrics(task) -> set[str]:
+    """Metric names a task can produce (for validating gate rules before a run)."""
+    if task.type == "regression":
+        return REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error"
+                                     for q in task.quantiles}
+    names = set(LABEL_METRICS)
+    if task.score or task.scores:
+        names |= SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
+    return names
+
+
+def check_gates(cfg: JobConfig) -> None:
+    """Reject gate rules that can never match: unknown task, or a metric the task(s) do not
+    produce (a typo would otherwise fail every run at the very end).
+
+    Raises:
+        ConfigError: naming the rule, the metric and the known names.
+    """
+    from rayeval.config import ConfigError
+
+    tasks = {t.name: t for t in cfg.tasks}
+    for i, rule in enumerate(cfg.gates):
+        if rule.metric == "dataset_drift_share":
+            if not cfg.drift.enabled:
+                raise ConfigError(f"gates.{i} ({rule.name}): dataset_drift_share needs "
+                                  f"drift.enabled")
+            continue
+        if rule.task is not None and rule.task not in tasks:
+            raise ConfigError(f"gates.{i} ({rule.name}): unknown task {rule.task!r}; tasks are "
+                              f"{sorted(tasks)}")
+        scope = [tasks[rule.task]] if rule.task else list(tasks.values())
+        names = set().union(*(known_metrics(t) for t in scope))
+        if rule.metric not in names:
+            raise ConfigError(f"gates.{i} ({rule.name}): unknown metric {rule.metric!r}; known: "
+                              f"{sorted(names | {'dataset_drift_share'})}")
+
+
 def evaluate_gates(cfg: JobConfig, metrics: pd.DataFrame, drift: pd.DataFrame | None,
                    run_id: str) -> pd.DataFrame:
     """One row per (rule, model, window) with the verdict; empty when no rule is configured."""

@@ -45,16 +45,32 @@ class PartialAggregator:
 def _load(block) -> list[dict]:
     if isinstance(block, dict):
         return [block]
+    if "partial" not in block.column_names:  # an empty input block yields an empty table
+        return []
     return [pickle.loads(b) for b in block.column("partial").to_pylist()]
 
 
-@ray.remote(num_cpus=0.5)
+@ray.remote(num_cpus=0.25)
 def _merge(plan: EvalPlan, *items) -> dict:
     merged = plan.zero()
     for item in items:
         for p in _load(item):
             merged = plan.merge(merged, p)
     return merged
+
+
+def fit_actor_cpus(actors: int, actor_num_cpus: float, read_num_cpus: float) -> float:
+    """CPUs per actor, lowered when the pool would leave no room for the read tasks and the
+    merge tasks (an actor pool that takes every CPU starves the reads and hangs: Ray issue
+    #44687). Keeps ``read_num_cpus`` + 0.25 CPU free."""
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    room = total - read_num_cpus - 0.25
+    if total and actors * actor_num_cpus > room:
+        if room <= 0:
+            raise InputError(f"The cluster has {total:g} CPUs: too few for {actors} actor(s) "
+                             f"plus read tasks")
+        return room / actors
+    return actor_num_cpus
 
 
 def configure_data_context(target_block_mib: int) -> None:
@@ -98,6 +114,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         The merged partial (a dict of states).
     """
     configure_data_context(target_block_mib)
+    actor_num_cpus = fit_actor_cpus(actors, actor_num_cpus, read_num_cpus)
     n_rows = max(ds_info.num_rows, 1)
     if batch_size is None:
         batch_size = int(min(max(n_rows // (4 * actors), 50_000), 2_000_000))

@@ -19,14 +19,14 @@ import pandas as pd
 
 import rayeval
 from rayeval.config import JobConfig, storage_options
-from rayeval.engine.gates import evaluate_gates
+from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
 from rayeval.engine.results import Finalized, finalize, invalid_totals
 from rayeval.io import mlflow_writer
 from rayeval.io.readers import (DatasetInfo, InputError, check_columns, inspect_dataset,
                                 read_table)
-from rayeval.io.writers import RunWriter
+from rayeval.io.writers import RunWriter, check_output_writable
 
 
 @dataclass
@@ -114,6 +114,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     w = cfg.windows
 
     with timer.stage("inspect"):
+        check_gates(cfg)
+        check_output_writable(cfg.outputs.path)
         pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
         req = required_prediction_columns(cfg, labels_separate)
         check_columns(pred_info, req)
@@ -157,6 +159,9 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             fan_in=cfg.ray.merge_fan_in, target_block_mib=cfg.ray.target_block_mib,
             read_num_cpus=cfg.ray.read_num_cpus)
 
+    if merged["_counters"].get("rows_read", 0) == 0:
+        raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
+                         f"({len(pred_info.files)} file(s), all empty)")
     with timer.stage("finalize"):
         fin = finalize(plan, merged, run_id)
         drift_df = None
@@ -220,8 +225,12 @@ def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
     artifacts = [(p, os.path.dirname(rel).split("/")[0]) for rel, p in result.outputs.items()
                  if not p.startswith(("s3://",)) and os.path.exists(p)]
     try:
+        art_root = None
+        if uri.startswith("sqlite:") and not cfg.outputs.path.startswith("s3://"):
+            art_root = Path(os.path.abspath(cfg.outputs.path), "mlartifacts").as_uri()
         result.mlflow_run_id = log_run(uri, cfg.outputs.mlflow.experiment, result.run_id,
-                                       flatten(cfg.redacted()), tags, hist, artifacts)
+                                       flatten(cfg.redacted()), tags, hist, artifacts,
+                                       artifact_location=art_root)
     except mlflow_writer.MLflowUnavailable as e:
         result.mlflow_error = str(e)
     result.manifest["mlflow"] = {"tracking_uri": uri if "@" not in uri else "<redacted>",

@@ -85,11 +85,13 @@ def overall_metric_history(metrics: pd.DataFrame) -> list[tuple[str, float, int,
 
 def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, str],
             tags: Mapping[str, str], metric_history: Iterable[tuple[str, float, int, int]],
-            artifacts: Iterable[tuple[str, str]]) -> str:
+            artifacts: Iterable[tuple[str, str]], artifact_location: str | None = None) -> str:
     """Log one job execution as an MLflow run; returns the MLflow run id.
 
     Args:
         artifacts: ``(local_path, artifact_dir)`` pairs.
+        artifact_location: artifact root of a new experiment (default: the store's; for a
+            sqlite store that is ``./mlruns`` of the working directory).
 
     Raises:
         MLflowUnavailable: the store is unreachable or a call failed.
@@ -101,7 +103,8 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
         exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(
+            experiment, artifact_location=artifact_location)
         run = client.create_run(exp_id, run_name=run_name)
         rid = run.info.run_id
         try:

@@ -44,6 +44,28 @@ def output_fs(path: str, storage_options: dict | None = None):
     return fs, os.path.abspath(path)
 
 
+def check_output_writable(path: str) -> None:
+    """Fail before any computation when a local output prefix cannot be written (a file, or a
+    folder without write permission). ``s3://`` prefixes are checked at commit.
+
+    Raises:
+        InputError: naming the path and the reason.
+    """
+    from rayeval.io.readers import InputError
+
+    if path.startswith("s3://"):
+        return
+    p = os.path.abspath(path)
+    try:
+        os.makedirs(p, exist_ok=True)
+        probe = os.path.join(p, f".rayeval-write-probe-{uuid.uuid4().hex[:8]}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise InputError(f"Output path {path!r} is not writable: {e.strerror or e}") from None
+
+
 class RunWriter:
     """Stages a run's outputs and commits them atomically.
 
