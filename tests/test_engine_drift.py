@@ -104,3 +104,19 @@ def test_learned_thresholds_and_dataset_drift(ray_local, shifted, tmp_path):
     g = res.gates
     assert not g[g.window_start == pd.Timestamp("2024-01-15", tz="UTC")].passed.any()
     assert g[g.window_start == pd.Timestamp("2024-01-08", tz="UTC")].passed.all()
+
+
+def test_all_null_feature_reported_not_dropped(ray_local, tmp_path):
+    preds, labels = make_frames(3000, seed=9)
+    preds["empty_feature"] = np.nan
+    write_parquet(preds, tmp_path / "preds", 2)
+    write_parquet(labels, tmp_path / "labels", 1)
+    data = job_dict(str(tmp_path / "preds"), str(tmp_path / "labels"), str(tmp_path / "out"))
+    data["drift"] = {"enabled": True, "slices": False, "reference": {
+        "kind": "time_range", "start": "2024-01-01", "end": "2024-01-08"},
+        "features": [{"name": "empty_feature", "kind": "numeric"}]}
+    data["windows"] = {"size": "week", "start": "2024-01-08"}
+    dr = run_job(load_config(data=data)).drift
+    e = dr[dr.feature == "empty_feature"]
+    assert (e[e.method == "missing_rate"].statistic == 1.0).all() and len(e) > 0
+    assert (e[e.decision].undefined_reason != "").all()

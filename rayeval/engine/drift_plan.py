@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from rayeval.config import JobConfig
-from rayeval.drift import (CategoricalProfileSpec, HistogramSpec, NumericProfileSpec,
+from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, NumericBinning, HistogramSpec, NumericProfileSpec,
                            compare_rows, data_quality, default_method,
                            learned_threshold)
 from rayeval.drift.compare import METHODS
@@ -214,6 +214,18 @@ class DriftPlan:
             m = next(c for c in self.columns if c.source == source and c.column == column)
             for sl in self.slices:
                 self.hist_specs[self.name("hist", m, model_v, sl)] = HistogramSpec(binning)
+        # a column with no value in the reference (all null) still gets histograms, so its
+        # missing rate is reported and its drift is undefined (empty reference), not silent
+        models = {k[2] for k in self.binnings}
+        for m in self.columns:
+            for model_v in models:
+                if (m.source, m.column, model_v) in self.binnings:
+                    continue
+                binning = (NumericBinning.from_values([0.0]) if m.dtype == "numeric"
+                           else CategoricalBinning(()))
+                self.binnings[(m.source, m.column, model_v)] = binning
+                for sl in self.slices:
+                    self.hist_specs[self.name("hist", m, model_v, sl)] = HistogramSpec(binning)
         self.phase = "histogram"
 
     # ---- finalize ---------------------------------------------------------------------------
