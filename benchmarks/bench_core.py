@@ -80,6 +80,7 @@ class Core:
             self.specs["score_small"] = BinaryScoreSpec(positive_class=1, bucket_budget=budget)
         self.stacks = {k: [] for k in self.specs}  # (level, state) pairs
         self.t = {k: [0.0, 0.0] for k in ("factorize", *self.specs)}
+        self.merge_cpu = dict.fromkeys(self.specs, 0.0)  # tree mode: CPU spent in merge()
 
     def _add(self, name, clock):
         self.t[name][0] += clock.cpu
@@ -100,9 +101,11 @@ class Core:
                     stack.append((0, spec.accumulate(state, batch, groups)))
                 else:
                     level, state = 0, spec.accumulate(spec.zero(), batch, groups)
+                    m0 = time.process_time()
                     while stack and stack[-1][0] == level:
                         state = spec.merge(stack.pop()[1], state)
                         level += 1
+                    self.merge_cpu[name] += time.process_time() - m0
                     stack.append((level, state))
             self._add(name, c)
 
@@ -115,6 +118,8 @@ class Core:
                 for _, s in reversed(self.stacks[name]):
                     state = spec.merge(s, state)
             self._add(name, c)
+            if self.merge == "tree":
+                self.merge_cpu[name] += c.cpu
             self.states[name] = state
             with Clock() as c:
                 out[name] = spec.finalize(state)
@@ -250,7 +255,9 @@ def report_core(core: Core, rows: int, budget: int) -> dict:
         if name not in core.t:
             continue
         acc = core.t[name]
-        line(f"  {name}: accumulate + merge", acc)
+        line(f"  {name}: accumulate + merge", acc,
+             f"  (of which merge() {core.merge_cpu[name]:.2f} s CPU)" if core.merge == "tree"
+             else "")
         both = (acc[0] + fac[0], acc[1] + fac[1])
         out[name] = both
         line(f"{label} incl. factorisation", both,

@@ -221,6 +221,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="passes per read configuration")
     ap.add_argument("--sections", default="read,job,memory",
                     help="comma-separated subset of read,job,memory (job needs read)")
+    ap.add_argument("--profile-plan", type=int, default=0, metavar="ROWS",
+                    help="only cProfile (CPU time) EvalPlan.batch_partial, no Ray, on the first "
+                         "ROWS rows of the data (one batch) and print the top functions")
     ap.add_argument("--memory-child", nargs=3, metavar=("DIR", "ACTORS", "CPUS"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -240,6 +243,8 @@ def main() -> None:
         columns, paths = job_columns(big)
         print(f"  data: {args.rows:,} rows, {len(paths)} files, {_du(big) / 2**20:.0f} MiB; "
               f"columns read: {', '.join(columns)}", flush=True)
+        if args.profile_plan:
+            return _profile_plan(big, columns, paths, args.profile_plan)
         best_job = (None, 2, 0.75)
         if "read" in sections:
             best_job = _run(args, big, columns, paths, "job" in sections) or best_job
@@ -250,6 +255,38 @@ def main() -> None:
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _profile_plan(pred_dir: Path, columns: list[str], paths: list[str], rows: int) -> None:
+    """Where an actor's CPU goes: cProfile of one ``EvalPlan.batch_partial`` call (the whole
+    per-batch pipeline of the job's config) on ``rows`` rows, no Ray."""
+    import cProfile
+    import io
+    import pstats
+
+    from rayeval.engine.plan import EvalPlan
+
+    tables, n = [], 0
+    for p in paths:
+        tables.append(pq.read_table(p, columns=columns))
+        n += tables[-1].num_rows
+        if n >= rows:
+            break
+    table = pa.concat_tables(tables).slice(0, rows)
+    plan = EvalPlan(job_config(pred_dir, Path(tempfile.gettempdir()) / "unused", 1, 1.0))
+    plan.batch_partial(table.slice(0, 10_000))  # warm-up (imports, first calls)
+    pr = cProfile.Profile(time.process_time)
+    with Clock() as c:
+        pr.enable()
+        plan.batch_partial(table)
+        pr.disable()
+    print(f"\n-- cProfile (CPU time) of EvalPlan.batch_partial on {table.num_rows:,} rows: "
+          f"{c.cpu:.2f} s CPU ({table.num_rows / c.cpu / 1e6:.2f} M rows/s/core), "
+          f"{c.wall:.2f} s wall --")
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(pr, stream=buf).sort_stats(key).print_stats(25)
+        print(buf.getvalue())
 
 
 def _memory_child(pred_dir: Path, actors: int, cpus: float) -> None:
