@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rayeval.config import JobConfig, TaskConfig, utc
 from rayeval.engine.labels import LabelIndex, to_numpy
@@ -240,19 +241,20 @@ class EvalPlan:
         cols = self.cfg.columns
         if cols.id not in table.column_names:
             return table, ts
-        parts = [factorize(table[cols.id])]
+        # int64 key per row from dictionary codes (no Python objects): id x model
+        key, size = _codes(table[cols.id])
         if cols.model:
-            parts.append(factorize(table[cols.model]))
-        g = combine(parts)
-        if g.n_groups == table.num_rows:  # fast path: no duplicate (model, id) in the batch
+            m_codes, n_models = _codes(table[cols.model])
+            key, size = key * n_models + m_codes, size * n_models
+        if np.bincount(key, minlength=size).max(initial=0) <= 1:  # fast path: no duplicates
             return table, ts
-        order = np.lexsort((ts, g.codes))  # by key, then time: the last of each run is latest
-        sorted_codes = g.codes[order]
+        order = np.lexsort((ts, key))  # by key, then time: the last of each run is the latest
+        sorted_key = key[order]
         is_last = np.ones(len(order), dtype=bool)
-        is_last[:-1] = sorted_codes[1:] != sorted_codes[:-1]
+        is_last[:-1] = sorted_key[1:] != sorted_key[:-1]
         n_dup = int((~is_last).sum())
         if self.cfg.policy.duplicate_predictions == "error":
-            example = g.keys[sorted_codes[np.flatnonzero(~is_last)[0]]][0]
+            example = table[cols.id][int(order[np.flatnonzero(~is_last)[0]])].as_py()
             raise InputError(f"{n_dup} duplicate prediction id(s) in one input block (column "
                              f"{cols.id!r}, e.g. {example!r}); set policy."
                              f"duplicate_predictions=keep_latest to keep the latest by timestamp")
@@ -302,6 +304,15 @@ def _timestamps(table: pa.Table, name: str) -> np.ndarray:
         return to_utc_ns(col.to_pandas())
     parsed = pd.to_datetime(col.to_pandas(), errors="coerce", utc=True, format="ISO8601")
     return to_utc_ns(parsed)
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Dictionary codes (int64, nulls get their own code) and the number of distinct values."""
+    arr = col.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
 
 
 def _is_null(arr: np.ndarray) -> np.ndarray:
