@@ -147,6 +147,7 @@ def demo(out: Path = typer.Option(Path("rayeval-output/flights"), help="output f
 
 
 def main() -> None:  # pragma: no cover
+    """Entry point for ``python -m rayeval.cli``."""
     app()
 
 

@@ -91,19 +91,11 @@ class RegressionState:
 
 
 def _numeric(batch: Batch, name: str, n: int) -> np.ndarray:
-    """Column ``name`` as float64 (n,) (None -> NaN). Raises KeyError/TypeError/ValueError."""
-    if name not in batch:
+    """Required column ``name`` as float64 (n,) (None -> NaN). Raises KeyError when absent,
+    TypeError/ValueError as :func:`~rayeval.metrics._math.weight_column`."""
+    if batch.get(name) is None:
         raise KeyError(f"Expected column `{name}` in the batch, got columns {sorted(batch)}.")
-    arr = np.asarray(batch[name])
-    if arr.dtype.kind not in "biufO":
-        raise TypeError(f"Expected numeric `{name}`, got dtype {arr.dtype}.")
-    try:
-        out = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"Expected numeric `{name}`, got non-numeric values ({exc}).") from None
-    if out.shape != (n,):
-        raise ValueError(f"Expected `{name}` of shape ({n},), got shape {out.shape}.")
-    return out
+    return weight_column(batch, n, name)
 
 
 def _quantile_name(q: float) -> str:
