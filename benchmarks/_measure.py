@@ -6,6 +6,9 @@ raylet and workers included) is walked through ``/proc/*/stat`` and each process
 ``/proc/PID/smaps_rollup`` is read. Two peaks are reported: the sum of RSS (over-counts pages
 shared between processes, e.g. Ray's object store in /dev/shm mapped by several workers) and the
 sum of PSS (each shared page split between the processes mapping it: the tree's real footprint).
+CPU time: the sum over the tree's processes of their last sampled user + system time
+(``/proc/PID/stat``; a process's last < ``interval`` seconds can be missed), less sensitive than
+wall time to other load on a shared machine.
 """
 
 from __future__ import annotations
@@ -51,6 +54,19 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
 def _rss_pss(pid: int) -> tuple[int, int]:
     rss = pss = 0
     try:
@@ -75,6 +91,7 @@ class TreeSampler:
     peak_pss: int = 0
     max_procs: int = 0
     samples: int = 0
+    cpu: dict = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -84,6 +101,7 @@ class TreeSampler:
             r, p = _rss_pss(pid)
             rss += r
             pss += p
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_pss = max(self.peak_pss, pss)
         self.max_procs = max(self.max_procs, len(pids))
@@ -113,13 +131,14 @@ class Measured:
     peak_rss: int
     peak_pss: int
     max_procs: int
+    cpu_s: float
     stdout: str
     stderr: str
     load_before: str
     load_after: str
 
     def row(self) -> str:
-        return (f"{self.name:<44s} {self.wall_s:9.1f} s   peak PSS {gib(self.peak_pss):6.2f} GiB"
+        return (f"{self.name:<44s} {self.wall_s:9.1f} s   CPU {self.cpu_s:7.1f} s   peak PSS {gib(self.peak_pss):6.2f} GiB"
                 f"   peak RSS-sum {gib(self.peak_rss):6.2f} GiB   procs {self.max_procs}")
 
 
@@ -139,9 +158,37 @@ def uptime() -> str:
         return f"load average: {loadavg()}"
 
 
+def _ancestors() -> set[int]:
+    out, pid = set(), os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            break
+        pid = int(stat[stat.rfind(")") + 2:].split()[1])
+        out.add(pid)
+    return out
+
+
+def _held_by_ancestor(path: str) -> bool:
+    """True when an ancestor process (e.g. ``flock LOCK cmd`` running this script) holds the
+    flock on ``path``: taking it again would wait forever."""
+    try:
+        ino = os.stat(path).st_ino
+        with open("/proc/locks") as f:
+            holders = [int(line.split()[4]) for line in f
+                       if "->" not in line and " FLOCK " in line
+                       and line.split()[5].endswith(f":{ino}")]
+    except (OSError, ValueError, IndexError):
+        return False
+    return bool(set(holders) & _ancestors())
+
+
 @contextlib.contextmanager
 def bench_lock(enabled: bool = True):
-    """Hold ``/tmp/rayeval-bench.lock`` (same lock as ``flock /tmp/rayeval-bench.lock cmd``)."""
+    """Hold ``/tmp/rayeval-bench.lock`` (same lock as ``flock /tmp/rayeval-bench.lock cmd``);
+    a no-op when the script already runs under ``flock`` on that lock."""
     if not enabled:
         yield
         return
@@ -150,6 +197,9 @@ def bench_lock(enabled: bool = True):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if _held_by_ancestor(LOCK_PATH):
+                yield  # already serialised by an enclosing `flock` (finally closes fd)
+                return
             print(f"  (waiting for {LOCK_PATH} ...)", flush=True)
             t = time.time()
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -180,8 +230,8 @@ def run_measured(name: str, cmd: list[str], *, lock: bool = True, env: dict | No
             out, err = proc.communicate()
         wall = time.perf_counter() - t0
         after = loadavg()
-    m = Measured(name, cmd, wall, proc.returncode, s.peak_rss, s.peak_pss, s.max_procs, out, err,
-                 before, after)
+    m = Measured(name, cmd, wall, proc.returncode, s.peak_rss, s.peak_pss, s.max_procs,
+                 sum(s.cpu.values()), out, err, before, after)
     if echo:
         print(m.row() + f"   load {before} -> {after}   rc={proc.returncode}", flush=True)
     return m

@@ -189,6 +189,9 @@ def part_a(args, work: Path, lock: bool) -> dict:
     print(f"\n  drift off {off:.1f} s, drift on {on:.1f} s (best of {args.repeat}): drift adds "
           f"{(on / off - 1) * 100:+.1f}% wall time (target <= +30%)")
     print("  where (on - off, s): " + ", ".join(f"{k} {v:+.1f}" for k, v in extra.items()))
+    c_off, c_on = m_off[0].cpu_s, m_on[0].cpu_s
+    print(f"  CPU time of the process tree: off {c_off:.1f} s, on {c_on:.1f} s: drift adds "
+          f"{(c_on / c_off - 1) * 100:+.1f}% CPU (less sensitive to other load than wall time)")
     print(f"  peak PSS: off {gib(m_off[0].peak_pss):.2f} GiB, on {gib(m_on[0].peak_pss):.2f} GiB")
     return {"off": off, "on": on}
 
