@@ -15,6 +15,7 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, log_loss
                              roc_auc_score, roc_curve, top_k_accuracy_score)
 
 from rayeval.metrics import _score_hist as sh
+from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import GroupIndex, StateMismatchError, results_by_key
 from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec, auto_bucket_budget
 from tests.harness import check_mergeable, sub_groups, take
@@ -432,3 +433,59 @@ def test_multiclass_missing_class_skipped_in_macro():
     _, res = run(MulticlassScoreSpec(classes=(0, 1, 2)),
                  {"label": np.zeros(4, int), "scores": sc})
     assert one(res, "roc_auc", avg="weighted").undefined_reason == "single_class"
+
+
+# ---------------------------------------------------------------- vectorised ranking metrics
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n_cells=st.integers(1, 40))
+def test_ranking_metrics_equal_per_cell_functions(seed, n_cells):
+    rng = np.random.default_rng(seed)
+    lens = rng.choice([0, 1, 2, 3, 7, 64, 300], n_cells)
+    indptr = np.concatenate([[0], np.cumsum(lens)])
+    nnz = int(indptr[-1])
+    pos = rng.exponential(size=nnz) * (rng.random(nnz) < 0.6)
+    neg = rng.integers(0, 4, nnz).astype(float) * (rng.random(nnz) < 0.7)
+    exact = rng.random(n_cells) < 0.5
+    got = sm.ranking_metrics(pos, neg, indptr, exact)
+    for c in range(n_cells):
+        p, q = pos[indptr[c]:indptr[c + 1]], neg[indptr[c]:indptr[c + 1]]
+        for name, fn in (("roc", sm.roc_auc_from_buckets), ("pr", sm.average_precision_from_buckets)):
+            value, bound, reason = fn(p, q, bool(exact[c]))
+            key = "roc_auc" if name == "roc" else "pr_auc"
+            assert got[f"{name}_reason"][c] == reason
+            np.testing.assert_allclose(got[key][c], value, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(got[f"{name}_bound"][c], bound, rtol=1e-9, atol=1e-15)
+
+
+@SETTINGS
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300), st.integers(2, 50),
+       st.integers(1, 3))
+def test_fit_budget_picks_the_smallest_fitting_shift(values, budget, n_cells):
+    s = np.array(values, dtype=np.float64)
+    cell = np.arange(s.size) % n_cells
+    h = sh.from_rows(cell, sh.exact_keys(s), np.ones(s.size), np.zeros(s.size), n_cells, budget)
+    for c in range(n_cells):
+        keys = sh.exact_keys(s[cell == c])
+        k = int(h.shift[c])
+        assert np.unique(sh.coarsen(keys, 0, k)).size == (h.cell == c).sum() <= budget
+        if k > 0:
+            assert np.unique(sh.coarsen(keys, 0, k - 1)).size > budget
+
+
+@SETTINGS
+@given(st.lists(st.floats(0.0, 1.0), min_size=0, max_size=300), st.booleans())
+def test_key_order_is_a_stable_argsort(values, near_ties):
+    s = np.array(values, dtype=np.float64)
+    if near_ties and s.size:  # distinct scores that share all but the lowest bits
+        s = np.concatenate([s, np.nextafter(s, 1.0), s])
+    keys = sh.exact_keys(s)
+    assert np.array_equal(sh.key_order(keys), np.argsort(keys, kind="stable"))
+
+
+@SETTINGS
+@given(st.lists(st.floats(0.0, 1.0), min_size=0, max_size=100), st.integers(1, 40))
+def test_calibration_bins_equal_searchsorted(values, n_bins):
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    p = np.concatenate([np.array(values, dtype=np.float64), edges,
+                        np.nextafter(edges, 2.0).clip(0, 1), np.nextafter(edges, -1.0).clip(0, 1)])
+    assert np.array_equal(sm.calibration_bin_ids(p, n_bins), np.searchsorted(edges[1:-1], p))

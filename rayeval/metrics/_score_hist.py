@@ -147,39 +147,57 @@ def _reduce_sorted(cell, bucket, pos, neg):
     return cell[idx], bucket[idx], np.add.reduceat(pos, idx), np.add.reduceat(neg, idx)
 
 
-def _distinct_per_cell(cell, keys, n_cells):
-    first = np.ones(cell.size, dtype=bool)
-    first[1:] = (cell[1:] != cell[:-1]) | (keys[1:] != keys[:-1])
-    return np.bincount(cell[first], minlength=n_cells)
+def bit_length(x: np.ndarray) -> np.ndarray:
+    """int64 (n,): ``int.bit_length`` of each non-negative int64 (exact for every value: the
+    halves are converted to float64 separately, so no rounding reaches ``frexp``)."""
+    x = np.asarray(x, dtype=np.int64)
+    hi, lo = x >> 32, x & np.int64(0xFFFFFFFF)
+    e_hi = np.frexp(hi.astype(np.float64))[1].astype(np.int64)
+    e_lo = np.frexp(lo.astype(np.float64))[1].astype(np.int64)
+    return np.where(hi > 0, 32 + e_hi, e_lo)
 
 
 def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
-    """Raise the shift of every cell over budget to the smallest shift that fits (vectorised
-    binary search over all such cells at once; counts are monotone in the shift)."""
+    """Raise the shift of every cell over budget to the smallest shift that fits, in one pass.
+
+    In a cell sorted by bucket, the number of distinct buckets after ``d`` more bits are dropped
+    is ``1 + #{adjacent pairs whose keys differ in a bit above d}``: two lower-half keys ``x, y``
+    stay apart iff ``bit_length(x ^ y) > d`` (the upper half compares ``M_k - r``, the bits of
+    ``1 - s``), and a lower and an upper key never meet. A per-cell histogram of those bit
+    lengths gives the smallest fitting ``d`` directly (counts are monotone in the shift).
+    """
     if budget is None or h.cell.size == 0:
         return h
     counts = np.bincount(h.cell, minlength=h.n_cells)
     if counts.max() <= budget:
         return h
-    over = counts > budget
-    lo = h.shift.copy()                    # infeasible for cells over budget
-    hi = np.where(over, MAX_SHIFT, h.shift)  # feasible (<= 2 buckets) since budget >= 2
-    rows = over[h.cell]
+    over_cells = np.flatnonzero(counts > budget)
+    rows = np.flatnonzero((counts > budget)[h.cell])  # contiguous per cell (sorted by cell)
     c, b = h.cell[rows], h.bucket[rows]
-    k0 = h.shift[c]
-    while True:
-        todo = over & (hi - lo > 1)
-        if not todo.any():
-            break
-        mid = np.where(todo, (lo + hi) // 2, hi)
-        n = _distinct_per_cell(c, coarsen(b, k0, mid[c]), h.n_cells)
-        fits = n <= budget
-        hi = np.where(todo & fits, mid, hi)
-        lo = np.where(todo & ~fits, mid, lo)
-    shift = np.where(over, hi, h.shift)
-    bucket = coarsen(h.bucket, h.shift[h.cell], shift[h.cell])
+    k = h.shift[c]
+    upper = b >= _UPPER
+    v = np.where(upper, (_HALF_BITS >> k) - (b & _LOW_MASK), b)
+    same = c[1:] == c[:-1]
+    n_bits = np.where(upper[1:] == upper[:-1], bit_length(v[1:] ^ v[:-1]), 64)[same]
+    local = np.searchsorted(over_cells, c[1:][same])
+    width = 66  # bit lengths 0..64, plus one column that is always 0
+    hist = np.bincount(local * width + n_bits, minlength=over_cells.size * width)
+    at_least = hist.reshape(-1, width)[:, ::-1].cumsum(axis=1)[:, ::-1]  # #{n_bits >= j}
+    extra = np.argmax(at_least[:, 1:] <= budget - 1, axis=1)  # smallest d: #{n_bits > d} fits
+    shift = h.shift.copy()
+    shift[over_cells] = np.minimum(h.shift[over_cells] + extra, MAX_SHIFT)
+    bucket = h.bucket.copy()
+    bucket[rows] = coarsen(b, k, shift[c])
     cell, bucket, pos, neg = _reduce_sorted(h.cell, bucket, h.pos, h.neg)
     return ScoreHistogram(shift, cell, bucket, pos, neg)
+
+
+# Sorting uses one int64 key per entry: the cell in the high bits and the bucket at resolution
+# max(shift, PREFIX_SHIFT) in the low 63 - PREFIX_SHIFT bits (2**(52 - PREFIX_SHIFT) buckets per
+# octave). Entries whose prefixes tie but whose buckets differ (distinct scores within 2**-28
+# relative of each other) are ordered by a second, exact sort of just those runs.
+PREFIX_SHIFT = 24
+_PREFIX_UPPER = np.int64(1 << (62 - PREFIX_SHIFT))
 
 
 def _order_by_cell_then_key(cell: np.ndarray, keys: np.ndarray, n_cells: int) -> np.ndarray:
@@ -193,6 +211,104 @@ def _order_by_cell_then_key(cell: np.ndarray, keys: np.ndarray, n_cells: int) ->
     return by_key[np.argsort(c, kind="stable")]
 
 
+def _prefix_at(bucket: np.ndarray, shift: int) -> np.ndarray:
+    """int64 (n,): keys at scalar ``shift`` as a prefix of ``63 - PREFIX_SHIFT`` bits, monotone:
+    :func:`coarsen` to ``max(shift, PREFIX_SHIFT)`` with the upper-half flag moved down to bit
+    ``62 - PREFIX_SHIFT`` (written out: 6 array passes instead of coarsen's 10)."""
+    upper = bucket >= _UPPER
+    if shift >= PREFIX_SHIFT:
+        return np.where(upper, bucket + (_PREFIX_UPPER - _UPPER), bucket)
+    d = PREFIX_SHIFT - shift
+    top = (_HALF_BITS >> PREFIX_SHIFT) + _PREFIX_UPPER
+    up = top - (((_HALF_BITS >> shift) + _UPPER - bucket) >> d)  # M - r: the bits of 1 - s
+    return np.where(upper, up, bucket >> d)
+
+
+def _sort_reduce(cell, bucket, pos, neg, cell_shift: np.ndarray, n_cells: int):
+    """Entries sorted by (cell, bucket) with equal (cell, bucket) summed: the stable order of
+    ``np.lexsort((bucket, cell))``, so sums are added in input order.
+
+    ``cell_shift``: int64 (n_cells,), the shift of each cell's bucket keys. One stable argsort
+    of a composite key (cell in the high bits, the bucket at resolution
+    ``max(shift, PREFIX_SHIFT)`` in the low ones; timsort: input made of a few sorted runs, as in
+    a merge, costs O(n)), then an exact sort of the rare runs of equal prefix holding different
+    buckets. Falls back to two sorts when the cells need more than ``PREFIX_SHIFT`` bits.
+    """
+    if n_cells > 1 << PREFIX_SHIFT:
+        order = _order_by_cell_then_key(cell, bucket, n_cells)
+        return _reduce_sorted(cell[order], bucket[order], pos[order], neg[order])
+    shifts = np.unique(cell_shift)
+    if shifts.size <= 1:
+        prefix = _prefix_at(bucket, int(shifts[0]) if shifts.size else 0)
+    else:  # a few distinct shifts (coarsened cells): one pass each
+        prefix = np.empty(bucket.size, dtype=np.int64)
+        entry_shift = cell_shift[cell]
+        for k in shifts.tolist():
+            at = entry_shift == k
+            prefix[at] = _prefix_at(bucket[at], k)
+    comp = (cell.astype(np.int64) << (63 - PREFIX_SHIFT)) | prefix
+    order = np.argsort(comp, kind="stable")
+    cs, bs = comp[order], bucket[order]
+    same = cs[1:] == cs[:-1]
+    if not same.any():
+        return cell[order], bs, pos[order], neg[order]
+    clash = same & (bs[1:] != bs[:-1])
+    if clash.any():
+        run = np.cumsum(np.concatenate([[True], ~same]))  # run id of each sorted position
+        bad = np.zeros(int(run[-1]) + 1, dtype=bool)
+        bad[run[1:][clash]] = True
+        at = np.flatnonzero(bad[run])
+        order[at] = order[at][np.lexsort((bs[at], run[at]))]
+        return _reduce_sorted(cell[order], bucket[order], pos[order], neg[order])
+    start = np.flatnonzero(np.concatenate([[True], ~same]))  # equal prefix = equal bucket here
+    return (cell[order[start]], bs[start], np.add.reduceat(pos[order], start),
+            np.add.reduceat(neg[order], start))
+
+
+def _by_new_cell(h: ScoreHistogram, m: np.ndarray, bucket: np.ndarray):
+    """``(cell, bucket, pos, neg)`` of ``h`` with cells renamed by ``m`` and put in new-cell order
+    by moving whole cell segments (O(nnz); buckets stay sorted within each cell)."""
+    c = m[h.cell]
+    if m.size < 2 or bool(np.all(m[1:] > m[:-1])):  # order-preserving map: already sorted
+        return c, bucket, h.pos, h.neg
+    indptr = h.indptr()
+    seg = np.argsort(m, kind="stable")  # old cells in new-cell order
+    lens = np.diff(indptr)[seg]
+    offsets = np.cumsum(lens) - lens
+    idx = np.repeat(indptr[seg] - offsets, lens) + np.arange(int(lens.sum()))
+    return c[idx], bucket[idx], h.pos[idx], h.neg[idx]
+
+
+def key_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 keys, faster: the row index
+    is packed into the low bits of each key (which a value sort then carries along: numpy's
+    SIMD value sort beats its argsort), and runs whose truncated keys tie but whose full keys
+    differ (scores within ~1e-10 relative of each other) are re-sorted exactly.
+
+    Returns:
+        int64 (n,) permutation.
+    """
+    n = keys.size
+    bits = max(1, (n - 1).bit_length())
+    if bits > 40:
+        return np.argsort(keys, kind="stable")
+    low = np.int64((1 << bits) - 1)
+    packed = np.sort((keys & ~low) | np.arange(n, dtype=np.int64))
+    order = packed & low
+    high = packed & ~low
+    same = high[1:] == high[:-1]
+    if same.any():
+        ks = keys[order]
+        clash = same & (ks[1:] != ks[:-1])
+        if clash.any():
+            run = np.cumsum(np.concatenate([[True], ~same]))
+            bad = np.zeros(int(run[-1]) + 1, dtype=bool)
+            bad[run[1:][clash]] = True
+            at = np.flatnonzero(bad[run])
+            order[at] = order[at][np.lexsort((order[at], ks[at], run[at]))]
+    return order
+
+
 def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray,
               n_cells: int, budget: int | None) -> ScoreHistogram:
     """Histogram of rows.
@@ -204,73 +320,45 @@ def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.n
             must be dropped by the caller).
         budget: max buckets per cell (``None``: exact, never coarsen).
     """
-    order = _order_by_cell_then_key(cell, keys, n_cells)
-    c, b = cell[order], keys[order]
-    c, b, p, q = _reduce_sorted(c, b, pos_w[order].astype(np.float64),
-                                neg_w[order].astype(np.float64))
-    h = ScoreHistogram(np.zeros(n_cells, dtype=np.int64), c.astype(np.int64), b, p, q)
-    return _fit_budget(h, budget)
+    return from_key_order(cell, keys, key_order(keys), pos_w, neg_w, n_cells, budget)
 
 
-def _sorted_by_cell(cell, bucket, pos, neg):
-    """Stable sort by cell (buckets are already sorted within each cell); no-op when sorted."""
-    if cell.size < 2 or bool(np.all(cell[1:] >= cell[:-1])):
-        return cell, bucket, pos, neg
-    o = np.argsort(cell, kind="stable")
-    return cell[o], bucket[o], pos[o], neg[o]
-
-
-def _insert_positions(ca, ka, cb, kb, n_cells):
-    """For each (cb, kb) pair, the number of (ca, ka) pairs strictly smaller (both sides sorted
-    by cell then bucket): a vectorised binary search inside each cell's segment of ``a``,
-    O(m log S) for m queries into S entries."""
-    indptr = np.searchsorted(ca, np.arange(n_cells + 1), side="left")
-    lo, hi = indptr[cb], indptr[cb + 1]
-    act = lo < hi
-    while act.any():
-        mid = (lo + hi) >> 1
-        less = np.zeros(lo.size, dtype=bool)
-        less[act] = ka[mid[act]] < kb[act]
-        lo = np.where(act & less, mid + 1, lo)
-        hi = np.where(act & ~less, mid, hi)
-        act = lo < hi
-    return lo
+def from_key_order(cell: np.ndarray, keys: np.ndarray, key_order: np.ndarray, pos_w: np.ndarray,
+                   neg_w: np.ndarray, n_cells: int, budget: int | None) -> ScoreHistogram:
+    """:func:`from_rows` given ``key_order = np.argsort(keys, kind="stable")`` (shared by every
+    grouping of a batch): a stable sort of the cells in key order (numpy's radix sort for up to
+    65,536 cells) gives the (cell, key) order of :func:`from_rows` without sorting keys again."""
+    if cell.size == 0:
+        return ScoreHistogram.empty(n_cells)
+    c = cell[key_order]
+    c = c.astype(np.uint16) if n_cells <= 1 << 16 else c.astype(np.int32 if n_cells < 1 << 31
+                                                                  else np.int64)
+    order = key_order[np.argsort(c, kind="stable")]
+    c, b, p, q = _reduce_sorted(cell[order].astype(np.int64), keys[order],
+                                pos_w[order].astype(np.float64, copy=False),
+                                neg_w[order].astype(np.float64, copy=False))
+    return _fit_budget(ScoreHistogram(np.zeros(n_cells, dtype=np.int64), c, b, p, q), budget)
 
 
 def combine(a: ScoreHistogram, map_a: np.ndarray, b: ScoreHistogram, map_b: np.ndarray,
             n_cells: int, budget: int | None) -> ScoreHistogram:
-    """Merge two histograms into ``n_cells`` cells (``map_a[i]``: new cell of ``a``'s cell i).
+    """Merge two histograms into ``n_cells`` cells (``map_a[i]``: new cell of ``a``'s cell i;
+    maps are injective).
 
-    Both sides are coarsened to the larger shift of each cell (order-preserving), the smaller
-    side is inserted into the larger by binary search (no global re-sort: O(S + m log S)),
-    equal buckets are added, and cells over budget are re-fitted. Inputs are not modified.
+    Both sides are coarsened to the larger shift of each cell (order-preserving), concatenated
+    and put in (cell, bucket) order by :func:`_sort_reduce` (two sorted runs when the maps preserve
+    order: a linear-time merge), equal buckets are added, and cells over budget are re-fitted.
+    Inputs are not modified.
     """
     shift = np.zeros(n_cells, dtype=np.int64)
     np.maximum.at(shift, map_a, a.shift)
     np.maximum.at(shift, map_b, b.shift)
-    sides = []
+    parts = []
     for h, m in ((a, map_a), (b, map_b)):
-        c = m[h.cell]
-        # per cell, not per bucket: coarsening (and re-sorting) is skipped when no cell's
-        # shift changes or no cell moves out of order (the usual case for a running state)
         bucket = h.bucket
-        if not np.array_equal(h.shift, shift[m]):
-            bucket = coarsen(h.bucket, h.shift[h.cell], shift[c])
-        if m.size > 1 and bool(np.all(m[1:] > m[:-1])):  # order-preserving map: still sorted
-            sides.append((c, bucket, h.pos, h.neg))
-        else:
-            sides.append(_sorted_by_cell(c, bucket, h.pos, h.neg))
-    big, small = sorted(sides, key=lambda t: -t[0].size)  # stable: ties keep (a, b) order
-    ins = _insert_positions(big[0], big[1], small[0], small[1], n_cells)
-    n_small = small[0].size
-    at_small = ins + np.arange(n_small)
-    at_big = np.ones(big[0].size + n_small, dtype=bool)
-    at_big[at_small] = False
-    merged = []
-    for x_big, x_small in zip(big, small):
-        out = np.empty(at_big.size, dtype=x_big.dtype)
-        out[at_big] = x_big
-        out[at_small] = x_small
-        merged.append(out)
-    cell, bucket, pos, neg = _reduce_sorted(*merged)
+        if not np.array_equal(h.shift, shift[m]):  # per cell: usually nothing to coarsen
+            bucket = coarsen(h.bucket, h.shift[h.cell], shift[m][h.cell])
+        parts.append(_by_new_cell(h, m, bucket))
+    cell, bucket, pos, neg = (np.concatenate(x) for x in zip(*parts))
+    cell, bucket, pos, neg = _sort_reduce(cell, bucket, pos, neg, shift, n_cells)
     return _fit_budget(ScoreHistogram(shift, cell, bucket, pos, neg), budget)

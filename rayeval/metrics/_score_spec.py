@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -131,21 +132,48 @@ class _ScoreSpecBase:
         Raises:
             KeyError: if a required column is missing. ValueError: on wrong shapes.
         """
-        n = groups.n_rows
-        present = np.flatnonzero(np.bincount(groups.codes, minlength=groups.n_groups))
-        remap = np.zeros(groups.n_groups, dtype=np.int64)
-        remap[present] = np.arange(present.size)
-        codes, keys = remap[groups.codes], tuple(groups.keys[i] for i in present)
-        arrays, cells, bkeys, pos_w, neg_w = self._batch_stats(batch, codes, len(keys), n)
-        hist = sh.from_rows(cells, bkeys, pos_w, neg_w, len(keys) * self._n_classes_hist,
-                            self._budget())
-        return self.merge(state, ScoreState(self._layout(), KeyedArrays(keys, arrays), hist))
+        return self.merge(state, self.accumulate_many(batch, [groups])[0])
 
-    def _invalid(self, conditions, codes, n_groups, n):
+    def accumulate_many(self, batch: Batch, groupings: list[GroupIndex]) -> list[ScoreState]:
+        """One state per grouping of the same batch, as ``[accumulate(zero(), batch, g) for g
+        in groupings]`` (identical states), with the row-level work done once: validation,
+        per-row loss terms, bucket keys and their sort order (each grouping then only needs a
+        stable sort by group code, a radix sort for up to 65,536 cells).
+
+        Raises:
+            KeyError: if a required column is missing. ValueError: on wrong shapes or if the
+            groupings do not all cover the batch's rows.
+        """
+        if not groupings:
+            return []
+        n = groupings[0].n_rows
+        if any(g.n_rows != n for g in groupings):
+            raise ValueError(f"Expected every grouping over {n} rows, got "
+                             f"{[g.n_rows for g in groupings]}.")
+        rows = self._row_stats(batch, n)
+        out = []
+        for groups in groupings:
+            present = np.flatnonzero(np.bincount(groups.codes, minlength=groups.n_groups))
+            remap = np.zeros(groups.n_groups, dtype=np.int64)
+            remap[present] = np.arange(present.size)
+            codes, keys = remap[groups.codes], tuple(groups.keys[i] for i in present)
+            g = len(keys)
+            arrays = self._grouped_sums(rows, codes[rows.ok], g)
+            arrays["invalid"] = grouped_sum(codes[~rows.ok], g, None, len(self.REASONS),
+                                            rows.reason[~rows.ok])
+            k = self._n_classes_hist
+            cells = codes[rows.ok][rows.keep]
+            if k > 1:
+                cells = (cells[:, None] * k + np.arange(k)).ravel()
+            hist = sh.from_key_order(cells, rows.bucket_keys, rows.key_order, rows.pos_w,
+                                     rows.neg_w, g * k, self._budget())
+            out.append(ScoreState(self._layout(), KeyedArrays(keys, arrays), hist))
+        return out
+
+    def _reasons(self, conditions: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(reason, ok)``: first failing condition per row (-1: valid) and the valid mask."""
         reason = sm.first_reason(conditions, n)
-        bad = reason >= 0
-        counts = grouped_sum(codes[bad], n_groups, None, len(self.REASONS), reason[bad])
-        return ~bad, counts
+        return reason, reason < 0
 
     def row_counts(self, state: ScoreState) -> dict:
         """``{key: number of valid rows}`` (float; unweighted, zero-weight rows included)."""
@@ -162,6 +190,12 @@ class _ScoreSpecBase:
         (zeros included); a row failing several checks counts once, under the first reason."""
         inv = state.sums.arrays.get("invalid", np.zeros((0, len(self.REASONS)), np.int64))
         return {k: dict(zip(self.REASONS, inv[i].tolist())) for i, k in enumerate(state.keys)}
+
+    def _ranking(self, state: ScoreState) -> dict[str, np.ndarray]:
+        """ROC AUC / PR AUC with bounds and reasons of every histogram cell (vectorised)."""
+        h = state.hist
+        exact = np.full(h.n_cells, bool(self.exact)) | (h.shift == 0)
+        return sm.ranking_metrics(h.pos, h.neg, h.indptr(), exact)
 
     def _rank_metrics(self, state: ScoreState, cell: int, indptr: np.ndarray):
         lo, hi = indptr[cell], indptr[cell + 1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -98,52 +99,65 @@ class BinaryScoreSpec(_ScoreSpecBase):
         return ("binary_score", repr(self.positive_class), self._budget(),
                 self.n_calibration_bins)
 
-    def _batch_stats(self, batch, codes, g, n):
+    def _row_stats(self, batch, n) -> SimpleNamespace:
+        """Grouping-independent per-row work: validation, loss terms, bucket keys and order."""
         label = _column(batch, "label", n)
         score = np.asarray(_column(batch, "score", n), dtype=np.float64)
         if score.ndim != 1:
             raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
         missing, out_of_range = sm.score_conditions(score)
-        ok, invalid = self._invalid([sm.missing_mask(label), missing, out_of_range, w_nonfinite,
-                                     w_negative], codes, g, n)
-        c, p, w = codes[ok], score[ok], w[ok]
+        reason, ok = self._reasons([sm.missing_mask(label), missing, out_of_range, w_nonfinite,
+                                    w_negative], n)
+        p, w = score[ok], w[ok]
         y = _equals(label[ok], self.positive_class)
         wy = np.where(y, w, 0.0)
-        bins = sm.calibration_bin_ids(p, self.n_calibration_bins)
-        nb = self.n_calibration_bins
-        arrays = {
-            "n_rows": grouped_sum(c, g), "n_pos": grouped_sum(c[y], g),
-            "w": grouped_sum(c, g, w),
-            "log_loss": grouped_sum(c, g, w * sm.binary_log_loss_terms(y, p)),
-            "brier": grouped_sum(c, g, w * (p - y) ** 2),
-            "cal": np.stack([grouped_sum(c, g, v, nb, bins) for v in (w, w * p, wy)], axis=1),
-            "invalid": invalid,
-        }
         keep = w > 0
-        return arrays, c[keep], sh.exact_keys(p[keep]), wy[keep], (w - wy)[keep]
+        keys = sh.exact_keys(p[keep])
+        return SimpleNamespace(
+            reason=reason, ok=ok, y=y, w=w, wp=w * p, wy=wy, keep=keep,
+            bins=sm.calibration_bin_ids(p, self.n_calibration_bins),
+            log_loss=w * sm.binary_log_loss_terms(y, p), brier=w * (p - y) ** 2,
+            bucket_keys=keys, key_order=sh.key_order(keys),
+            pos_w=wy[keep], neg_w=(w - wy)[keep])
+
+    def _grouped_sums(self, r: SimpleNamespace, c: np.ndarray, g: int) -> dict:
+        nb = self.n_calibration_bins
+        return {
+            "n_rows": grouped_sum(c, g), "n_pos": grouped_sum(c[r.y], g),
+            "w": grouped_sum(c, g, r.w),
+            "log_loss": grouped_sum(c, g, r.log_loss),
+            "brier": grouped_sum(c, g, r.brier),
+            "cal": np.stack([grouped_sum(c, g, v, nb, r.bins) for v in (r.w, r.wp, r.wy)], axis=1),
+        }
 
     def finalize(self, state: ScoreState) -> list[MetricResult]:
-        """One result per group and metric (see the class docstring for names and reasons)."""
+        """One result per group and metric (see the class docstring for names and reasons);
+        ranking metrics of all groups at once (:func:`~rayeval.metrics._score_math.ranking_metrics`)."""
         out: list[MetricResult] = []
         a = state.sums.arrays
-        indptr = state.hist.indptr()
-        for i, key in enumerate(state.keys):
-            pos, neg, exact = self._rank_metrics(state, i, indptr)
-            w = a["w"][i]
-            empty = "" if w > 0 else "empty"
-            roc = sm.roc_auc_from_buckets(pos, neg, exact)
-            ap = sm.average_precision_from_buckets(pos, neg, exact)
-            cal = a["cal"][i]
+        rk = self._ranking(state)
+        w = a.get("w", np.zeros(0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pos_w = w > 0
+            log_loss = np.where(pos_w, a.get("log_loss", w) / w, math.nan)
+            brier = np.where(pos_w, a.get("brier", w) / w, math.nan)
+            cal = a.get("cal", np.zeros((0, 3, 1)))
+            ece = np.where(pos_w, np.abs(cal[:, 1] - cal[:, 2]).sum(axis=-1) / w, math.nan)
+        cols = zip(state.keys, rk["roc_auc"].tolist(), rk["roc_bound"].tolist(), rk["roc_reason"],
+                   rk["pr_auc"].tolist(), rk["pr_bound"].tolist(), rk["pr_reason"],
+                   log_loss.tolist(), brier.tolist(), ece.tolist(), pos_w.tolist(),
+                   a.get("n_rows", w).tolist(), a.get("n_pos", w).tolist())
+        for key, roc, roc_b, roc_r, ap, ap_b, ap_r, ll, br, ec, ok, n_rows, n_pos in cols:
+            empty = "" if ok else "empty"
             out += [
-                _res(key, "roc_auc", roc[0], HIGHER, roc[2], roc[1]),
-                _res(key, "pr_auc", ap[0], HIGHER, ap[2], ap[1]),
-                _res(key, "log_loss", a["log_loss"][i] / w if w > 0 else math.nan, LOWER, empty),
-                _res(key, "brier_score", a["brier"][i] / w if w > 0 else math.nan, LOWER, empty),
-                _res(key, "ece", np.abs(cal[1] - cal[2]).sum() / w if w > 0 else math.nan,
-                     LOWER, empty),
-                _res(key, "n_rows", a["n_rows"][i], NEUTRAL),
-                _res(key, "n_positive", a["n_pos"][i], NEUTRAL),
+                MetricResult(key, "roc_auc", roc, HIGHER, roc_r, roc_b),
+                MetricResult(key, "pr_auc", ap, HIGHER, ap_r, ap_b),
+                MetricResult(key, "log_loss", ll, LOWER, empty),
+                MetricResult(key, "brier_score", br, LOWER, empty),
+                MetricResult(key, "ece", ec, LOWER, empty),
+                MetricResult(key, "n_rows", float(n_rows), NEUTRAL),
+                MetricResult(key, "n_positive", float(n_pos), NEUTRAL),
             ]
         return out
 
@@ -222,7 +236,9 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         return ("multiclass_score", tuple(repr(c) for c in self.classes), self._budget(),
                 self.top_k)
 
-    def _batch_stats(self, batch, codes, g, n):
+    def _row_stats(self, batch, n) -> SimpleNamespace:
+        """Grouping-independent per-row work: validation, loss terms, one-vs-rest bucket keys
+        (row-major: entry ``i * K + j`` is row i, class j) and their order."""
         label = _column(batch, "label", n)
         kk = len(self.classes)
         scores = np.asarray(_column(batch, "scores", n), dtype=np.float64)
@@ -234,44 +250,50 @@ class MulticlassScoreSpec(_ScoreSpecBase):
             idx[_equals(label, c) & (idx < 0)] = j
         missing_label = sm.missing_mask(label)
         missing, out_of_range = sm.score_conditions(scores)
-        ok, invalid = self._invalid([missing_label, ~missing_label & (idx < 0), missing,
-                                     out_of_range, w_nonfinite, w_negative], codes, g, n)
-        c, s, w, t = codes[ok], scores[ok], w[ok], idx[ok]
-        m = c.size
+        reason, ok = self._reasons([missing_label, ~missing_label & (idx < 0), missing,
+                                    out_of_range, w_nonfinite, w_negative], n)
+        s, w, t = scores[ok], w[ok], idx[ok]
+        m = t.size
         onehot = np.zeros((m, kk), dtype=np.float64)
         onehot[np.arange(m), t] = 1.0
         p_true = s[np.arange(m), t]
         brier = ((s - onehot) ** 2).sum(axis=1) * (0.5 if kk == 2 else 1.0)
         ranks = sm.top_k_ranks(s, t)
-        arrays = {
-            "n_rows": grouped_sum(c, g),
-            "w": grouped_sum(c, g, w),
-            "w_class": grouped_sum(c, g, w, kk, t),
-            "log_loss": grouped_sum(c, g, -w * np.log(np.clip(p_true, sm.EPS, 1.0 - sm.EPS))),
-            "brier": grouped_sum(c, g, w * brier),
-            "top_k": np.stack([grouped_sum(c, g, w * (ranks < k)) for k in self.top_k], axis=-1)
-            if self.top_k else np.zeros((g, 0)),
-            "invalid": invalid,
-        }
         keep = w > 0
-        cells = (c[keep][:, None] * kk + np.arange(kk)).ravel()
-        pos_w = (w[keep][:, None] * onehot[keep]).ravel()
-        neg_w = (w[keep][:, None] * (1.0 - onehot[keep])).ravel()
-        return arrays, cells, sh.exact_keys(s[keep].ravel()), pos_w, neg_w
+        keys = sh.exact_keys(s[keep].ravel())
+        return SimpleNamespace(
+            reason=reason, ok=ok, w=w, t=t, keep=keep,
+            log_loss=-w * np.log(np.clip(p_true, sm.EPS, 1.0 - sm.EPS)), brier=w * brier,
+            top_k=[w * (ranks < k) for k in self.top_k],
+            bucket_keys=keys, key_order=sh.key_order(keys),
+            pos_w=(w[keep][:, None] * onehot[keep]).ravel(),
+            neg_w=(w[keep][:, None] * (1.0 - onehot[keep])).ravel())
+
+    def _grouped_sums(self, r: SimpleNamespace, c: np.ndarray, g: int) -> dict:
+        kk = len(self.classes)
+        return {
+            "n_rows": grouped_sum(c, g),
+            "w": grouped_sum(c, g, r.w),
+            "w_class": grouped_sum(c, g, r.w, kk, r.t),
+            "log_loss": grouped_sum(c, g, r.log_loss),
+            "brier": grouped_sum(c, g, r.brier),
+            "top_k": np.stack([grouped_sum(c, g, v) for v in r.top_k], axis=-1)
+            if self.top_k else np.zeros((g, 0)),
+        }
 
     def finalize(self, state: ScoreState) -> list[MetricResult]:
         """One result per group and metric (see the class docstring for names and reasons)."""
         out: list[MetricResult] = []
         a = state.sums.arrays
         kk = len(self.classes)
-        indptr = state.hist.indptr()
+        rk = self._ranking(state)
+        roc_v, roc_b, roc_r = rk["roc_auc"].tolist(), rk["roc_bound"].tolist(), rk["roc_reason"]
         for i, key in enumerate(state.keys):
             w = a["w"][i]
             empty = "" if w > 0 else "empty"
             aucs = []
             for j, cls in enumerate(self.classes):  # K classes per group
-                pos, neg, exact = self._rank_metrics(state, i * kk + j, indptr)
-                v, b, r = sm.roc_auc_from_buckets(pos, neg, exact)
+                v, b, r = roc_v[i * kk + j], roc_b[i * kk + j], roc_r[i * kk + j]
                 aucs.append((v, b))
                 out.append(_res(key, "roc_auc", v, HIGHER, r, b, cls))
             vals, bounds = np.array(aucs).T
