@@ -489,3 +489,10 @@ def test_calibration_bins_equal_searchsorted(values, n_bins):
     p = np.concatenate([np.array(values, dtype=np.float64), edges,
                         np.nextafter(edges, 2.0).clip(0, 1), np.nextafter(edges, -1.0).clip(0, 1)])
     assert np.array_equal(sm.calibration_bin_ids(p, n_bins), np.searchsorted(edges[1:-1], p))
+
+
+def test_bit_length_exact_near_powers_of_two():
+    vals = [0, 1, 2, 3, (1 << 53) - 1, 1 << 53, (1 << 53) + 1, (1 << 62) - 1, 1 << 62,
+            (1 << 63) - 1, (1 << 62) + (1 << 61) - 1]
+    vals += [(1 << k) + d for k in range(1, 62) for d in (-1, 0, 1)]
+    assert sh.bit_length(np.array(vals, dtype=np.int64)).tolist() == [v.bit_length() for v in vals]

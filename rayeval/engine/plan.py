@@ -194,32 +194,38 @@ class EvalPlan:
         slice_f = {c: factorize(table[c]) for sl in self.slices for c in sl.columns}
         weight = to_numpy(table[cols.weight]).astype(np.float64) if cols.weight else None
 
+        groupings = {}
         for sl in self.slices:
             g = combine([model_f, win_f] + [slice_f[c] for c in sl.columns])
             g = GroupIndex(g.codes, tuple((k[0], k[1], k[2:]) for k in g.keys))
+            groupings[sl] = g
             if self.drift is not None:
                 self.drift.accumulate(out, table, sl, g, source, label_cols, labeled, weight, ts)
             if source != "current":
                 continue
             cov = "coverage|" + sl.name
             out[cov] = self.coverage.accumulate(self.coverage.zero(), labeled, g)
+        if source == "current":
             for task in self.tasks:
-                self._accumulate_task(out, task, sl, table, label_cols, labeled, weight, g)
+                self._accumulate_task(out, task, table, label_cols, labeled, weight, groupings)
         return out
 
-    def _accumulate_task(self, out, task, sl, table, label_cols, labeled, weight, g):
+    def _accumulate_task(self, out, task, table, label_cols, labeled, weight, groupings):
+        """Every family of ``task`` over every slice spec: one ``accumulate_many`` call per
+        family, so row-level work (validation, losses, score sort order) is done once per
+        batch, not once per slice spec."""
         mask = labeled & ~_is_null(label_cols[task.label])
         if not mask.any():
             return
-        gl = subset(g, mask)
+        sub = {sl: subset(g, mask) for sl, g in groupings.items()}
         base: dict[str, np.ndarray] = {}
         if weight is not None:
             base["weight"] = weight[mask]
         label = label_cols[task.label][mask]
         for family in ("labels", "scores", "regression"):
-            name = self.state_name(task.name, family, sl)
-            spec = self.specs.get(name)
-            if spec is None:
+            names = {sl: self.state_name(task.name, family, sl) for sl in groupings}
+            specs = {sl: self.specs[n] for sl, n in names.items() if n in self.specs}
+            if not specs:
                 continue
             batch = dict(base)
             if family == "labels":
@@ -234,8 +240,12 @@ class EvalPlan:
             else:
                 batch["target"] = label.astype(np.float64)
                 batch["prediction"] = _float(table, task.prediction)[mask]
-            state = spec.accumulate(spec.zero(), batch, gl)
-            out[name] = state
+            for spec, sls in _by_spec(specs).items():
+                many = getattr(spec, "accumulate_many", None)
+                states = (many(batch, [sub[sl] for sl in sls]) if many is not None else
+                          [spec.accumulate(spec.zero(), batch, sub[sl]) for sl in sls])
+                for sl, state in zip(sls, states):
+                    out[names[sl]] = state
 
     def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
         cols = self.cfg.columns
@@ -292,6 +302,15 @@ class EvalPlan:
         bits[pos[labeled]] = True
         out["_matched"] = np.packbits(bits)
         return cols, labeled
+
+
+def _by_spec(specs: dict) -> dict:
+    """``{spec: [slice specs using it]}`` (equal specs share one entry; specs are frozen
+    dataclasses, so equality is configuration equality)."""
+    out: dict = {}
+    for sl, spec in specs.items():
+        out.setdefault(spec, []).append(sl)
+    return out
 
 
 def _ns(dt) -> int:

@@ -148,13 +148,12 @@ def _reduce_sorted(cell, bucket, pos, neg):
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
-    """int64 (n,): ``int.bit_length`` of each non-negative int64 (exact for every value: the
-    halves are converted to float64 separately, so no rounding reaches ``frexp``)."""
+    """int64 (n,): ``int.bit_length`` of each non-negative int64, exact for every value: the
+    exponent of the float64 conversion, less one where rounding up to a power of two made it
+    one too large (only possible above 2**53)."""
     x = np.asarray(x, dtype=np.int64)
-    hi, lo = x >> 32, x & np.int64(0xFFFFFFFF)
-    e_hi = np.frexp(hi.astype(np.float64))[1].astype(np.int64)
-    e_lo = np.frexp(lo.astype(np.float64))[1].astype(np.int64)
-    return np.where(hi > 0, 32 + e_hi, e_lo)
+    e = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    return e - ((x >> np.maximum(e - 1, 0)) == 0) * (x > 0)
 
 
 def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
@@ -179,7 +178,9 @@ def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
     v = np.where(upper, (_HALF_BITS >> k) - (b & _LOW_MASK), b)
     same = c[1:] == c[:-1]
     n_bits = np.where(upper[1:] == upper[:-1], bit_length(v[1:] ^ v[:-1]), 64)[same]
-    local = np.searchsorted(over_cells, c[1:][same])
+    local_of = np.zeros(h.n_cells, dtype=np.int64)
+    local_of[over_cells] = np.arange(over_cells.size)
+    local = local_of[c[1:][same]]
     width = 66  # bit lengths 0..64, plus one column that is always 0
     hist = np.bincount(local * width + n_bits, minlength=over_cells.size * width)
     at_least = hist.reshape(-1, width)[:, ::-1].cumsum(axis=1)[:, ::-1]  # #{n_bits >= j}

@@ -260,7 +260,20 @@ class ClassificationSpec:
             ValueError: bad column shape, non-integral float classes, or more than 2 classes
                 for a binary spec with discovered classes.
         """
-        n = groups.n_rows
+        return self.merge(state, self._from_batch(state, batch, [groups])[0])
+
+    def accumulate_many(self, batch: Batch,
+                        groupings: list[GroupIndex]) -> list[ClassificationState]:
+        """``[accumulate(zero(), batch, g) for g in groupings]`` with the row-level work
+        (validation, class lookup) done once; raises as :meth:`accumulate`."""
+        return self._from_batch(self.zero(), batch, groupings) if groupings else []
+
+    def _from_batch(self, state: ClassificationState, batch: Batch,
+                    groupings: list[GroupIndex]) -> list[ClassificationState]:
+        n = groupings[0].n_rows
+        if any(g.n_rows != n for g in groupings):
+            raise ValueError(f"Expected every grouping over {n} rows, got "
+                             f"{[g.n_rows for g in groupings]}.")
         lab, lab_miss, lab_kind = _class_column(batch, "label", n)
         pred, pred_miss, pred_kind = _class_column(batch, "prediction", n)
         kind = self._check_kinds(state.kind, lab_kind, pred_kind, batch)
@@ -283,30 +296,34 @@ class ClassificationSpec:
             all_ok = False
             ti, pi = ti[known], pi[known]
 
-        codes, keys = compact_groups(groups)
-        g, c, r = len(keys), len(classes), len(INVALID_REASONS)
-        cv = codes if all_ok else codes[ok]
+        c, r = len(classes), len(INVALID_REASONS)
         cell = ti * c + pi
-        # one unweighted count per (group, true, predicted) gives both row-count marginals
-        rows_tp = grouped_sum(cv, g, None, minlength_inner=c * c, inner=cell).reshape(g, c, c)
-        if w is None:
-            conf = rows_tp.astype(np.float64)
-        else:
-            wv = w if all_ok else w[ok]
-            conf = grouped_sum(cv, g, wv, minlength_inner=c * c, inner=cell)
-            conf = conf.astype(np.float64).reshape(g, c, c)
-        if all_ok:
-            invalid = np.zeros((g, r), dtype=np.int64)
-        else:
-            bad = ~ok
-            invalid = grouped_sum(codes[bad], g, None, minlength_inner=r, inner=reason[bad])
-        arrays = {
-            "confusion": conf,
-            "label_rows": rows_tp.sum(axis=2),
-            "pred_rows": rows_tp.sum(axis=1),
-            "invalid": invalid,
-        }
-        return self.merge(state, ClassificationState(classes, kind, KeyedArrays(keys, arrays)))
+        wv = None if w is None else (w if all_ok else w[ok])
+        out = []
+        for groups in groupings:
+            codes, keys = compact_groups(groups)
+            g = len(keys)
+            cv = codes if all_ok else codes[ok]
+            # one unweighted count per (group, true, predicted) gives both row-count marginals
+            rows_tp = grouped_sum(cv, g, None, minlength_inner=c * c, inner=cell).reshape(g, c, c)
+            if wv is None:
+                conf = rows_tp.astype(np.float64)
+            else:
+                conf = grouped_sum(cv, g, wv, minlength_inner=c * c, inner=cell)
+                conf = conf.astype(np.float64).reshape(g, c, c)
+            if all_ok:
+                invalid = np.zeros((g, r), dtype=np.int64)
+            else:
+                bad = ~ok
+                invalid = grouped_sum(codes[bad], g, None, minlength_inner=r, inner=reason[bad])
+            arrays = {
+                "confusion": conf,
+                "label_rows": rows_tp.sum(axis=2),
+                "pred_rows": rows_tp.sum(axis=1),
+                "invalid": invalid,
+            }
+            out.append(ClassificationState(classes, kind, KeyedArrays(keys, arrays)))
+        return out
 
     def merge(self, a: ClassificationState, b: ClassificationState) -> ClassificationState:
         """Group-wise sum of two states; discovered class lists are united (counts remapped).
