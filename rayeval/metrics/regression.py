@@ -160,39 +160,58 @@ class RegressionSpec:
         Raises:
             KeyError / TypeError / ValueError: missing, non-numeric or mis-shaped columns.
         """
-        n = groups.n_rows
+        return self.merge(state, self.accumulate_many(batch, [groups])[0])
+
+    def accumulate_many(self, batch: Batch, groupings: list[GroupIndex]) -> list[RegressionState]:
+        """``[accumulate(zero(), batch, g) for g in groupings]`` with the row-level work
+        (validation, errors) done once; raises as :meth:`accumulate`, and ValueError if the
+        groupings are over different row counts."""
+        if not groupings:
+            return []
+        n = groupings[0].n_rows
+        if any(g.n_rows != n for g in groupings):
+            raise ValueError(f"Expected every grouping over {n} rows, got "
+                             f"{[g.n_rows for g in groupings]}.")
         y = _numeric(batch, "target", n)
         p = _numeric(batch, "prediction", n)
         w = weight_column(batch, n)
         reason = first_reason([~np.isfinite(y), ~np.isfinite(p), *weight_problems(w, n)])
         ok = reason < 0
-        codes, keys = compact_groups(groups)
-        g = len(keys)
-        cv, y, p = codes[ok], y[ok], p[ok]
-        w = np.ones(cv.size) if w is None else w[ok]
+        bad = ~ok
+        y, p = y[ok], p[ok]
+        w = np.ones(y.size) if w is None else w[ok]
         e = p - y
         ae = np.abs(e)
         nz = y != 0
         den = np.abs(p) + np.abs(y)
         smape = np.divide(2.0 * ae, den, out=np.zeros_like(ae), where=den > 0)
         ape = np.divide(ae, np.abs(y), out=np.zeros_like(ae), where=nz)
-        w_y, mean_y, m2_y = grouped_moments(cv, g, y, w)
-        _, mean_e, m2_e = grouped_moments(cv, g, e, w)
-        sums = np.stack([w_y] + [np.bincount(cv, weights=w * v, minlength=g).astype(np.float64)
-                                 for v in (ae, e * e, ape, nz, smape)], axis=1)
+        terms = [w * v for v in (ae, e * e, ape, nz, smape)]
         pos = w > 0
-        extrema = np.tile([-np.inf, np.inf, -np.inf], (g, 1))
-        np.maximum.at(extrema[:, 0], cv[pos], ae[pos])
-        np.minimum.at(extrema[:, 1], cv[pos], y[pos])
-        np.maximum.at(extrema[:, 2], cv[pos], y[pos])
-        rows = np.stack([np.bincount(cv, minlength=g), np.bincount(cv[~nz], minlength=g)], axis=1)
-        bad = ~ok
-        invalid = np.bincount(codes[bad] * len(INVALID_REASONS) + reason[bad],
-                              minlength=g * len(INVALID_REASONS)).reshape(g, len(INVALID_REASONS))
-        part = RegressionState(keys, rows.astype(np.int64), invalid.astype(np.int64), sums,
-                               np.stack([mean_y, m2_y, mean_e, m2_e], axis=1), extrema,
-                               self._sketch(cv[pos], ae[pos], g), self._k)
-        return self.merge(state, part)
+        ae_pos, y_pos = ae[pos], y[pos]
+        out = []
+        for groups in groupings:
+            codes, keys = compact_groups(groups)
+            g = len(keys)
+            cv = codes[ok]
+            w_y, mean_y, m2_y = grouped_moments(cv, g, y, w)
+            _, mean_e, m2_e = grouped_moments(cv, g, e, w)
+            sums = np.stack([w_y] + [np.bincount(cv, weights=t, minlength=g).astype(np.float64)
+                                     for t in terms], axis=1)
+            extrema = np.tile([-np.inf, np.inf, -np.inf], (g, 1))
+            c_pos = cv[pos]
+            np.maximum.at(extrema[:, 0], c_pos, ae_pos)
+            np.minimum.at(extrema[:, 1], c_pos, y_pos)
+            np.maximum.at(extrema[:, 2], c_pos, y_pos)
+            rows = np.stack([np.bincount(cv, minlength=g), np.bincount(cv[~nz], minlength=g)],
+                            axis=1)
+            invalid = np.bincount(codes[bad] * len(INVALID_REASONS) + reason[bad],
+                                  minlength=g * len(INVALID_REASONS)
+                                  ).reshape(g, len(INVALID_REASONS))
+            out.append(RegressionState(keys, rows.astype(np.int64), invalid.astype(np.int64),
+                                       sums, np.stack([mean_y, m2_y, mean_e, m2_e], axis=1),
+                                       extrema, self._sketch(c_pos, ae_pos, g), self._k))
+        return out
 
     def _sketch(self, codes: np.ndarray, values: np.ndarray, g: int) -> np.ndarray:
         out = np.full(g, None, dtype=object)
