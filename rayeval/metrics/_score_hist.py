@@ -187,8 +187,10 @@ def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
     extra = np.argmax(at_least[:, 1:] <= budget - 1, axis=1)  # smallest d: #{n_bits > d} fits
     shift = h.shift.copy()
     shift[over_cells] = np.minimum(h.shift[over_cells] + extra, MAX_SHIFT)
+    k1 = shift[c]
+    vd = v >> (k1 - k)  # coarsened lower keys, or coarsened bits of 1 - s (coarsen, reusing v)
     bucket = h.bucket.copy()
-    bucket[rows] = coarsen(b, k, shift[c])
+    bucket[rows] = np.where(upper, _UPPER + ((_HALF_BITS >> k1) - vd), vd)
     cell, bucket, pos, neg = _reduce_sorted(h.cell, bucket, h.pos, h.neg)
     return ScoreHistogram(shift, cell, bucket, pos, neg)
 
