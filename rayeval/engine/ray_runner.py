@@ -175,12 +175,19 @@ def tree_merge(plan_ref, refs: Iterator, fan_in: int) -> dict:
             levels[lvl + 1].append(node)
             lvl += 1
     rest = [r for level in levels for r in level]
-    while len(rest) > fan_in:
+    while len(rest) > 1:
         rest = [_merge.remote(plan_ref, *rest[i:i + fan_in]) for i in range(0, len(rest), fan_in)]
-    # the last (at most fan_in) partials are merged where the result is needed: on the driver
-    plan = ray.get(plan_ref)
+    if not rest:
+        return ray.get(plan_ref).zero()
+    # the root is merged remotely too: the driver holds one copy of the merged partial (its
+    # numpy buffers are read zero-copy from the object store), never the root's inputs
+    item = ray.get(rest[0])
+    loaded = _load(item)
+    return loaded[0] if len(loaded) == 1 else _merge_local(ray.get(plan_ref), loaded)
+
+
+def _merge_local(plan: EvalPlan, partials: list[dict]) -> dict:
     merged = plan.zero()
-    for item in ray.get(rest):
-        for p in _load(item):
-            merged = plan.merge(merged, p)
+    for p in partials:
+        merged = plan.merge(merged, p)
     return merged
