@@ -117,6 +117,8 @@ class Core:
                 state = spec.zero()
                 for _, s in reversed(self.stacks[name]):
                     state = spec.merge(s, state)
+                if hasattr(state, "runs"):  # score states merge lazily: count the compaction
+                    state.hist  # noqa: B018 (computes and caches the compacted histogram)
             self._add(name, c)
             if self.merge == "tree":
                 self.merge_cpu[name] += c.cpu

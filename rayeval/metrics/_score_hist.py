@@ -343,25 +343,27 @@ def from_key_order(cell: np.ndarray, keys: np.ndarray, key_order: np.ndarray, po
     return _fit_budget(ScoreHistogram(np.zeros(n_cells, dtype=np.int64), c, b, p, q), budget)
 
 
-def combine(a: ScoreHistogram, map_a: np.ndarray, b: ScoreHistogram, map_b: np.ndarray,
-            n_cells: int, budget: int | None) -> ScoreHistogram:
-    """Merge two histograms into ``n_cells`` cells (``map_a[i]``: new cell of ``a``'s cell i;
-    maps are injective).
+def combine(hists: list[ScoreHistogram], maps: list[np.ndarray], n_cells: int,
+            budget: int | None) -> ScoreHistogram:
+    """Merge histograms into ``n_cells`` cells (``maps[i][c]``: new cell of ``hists[i]``'s cell
+    ``c``; each map is injective).
 
-    Both sides are coarsened to the larger shift of each cell (order-preserving), concatenated
-    and put in (cell, bucket) order by :func:`_sort_reduce` (two sorted runs when the maps preserve
-    order: a linear-time merge), equal buckets are added, and cells over budget are re-fitted.
-    Inputs are not modified.
+    Every side is coarsened to the largest shift of each cell (order-preserving) and moved into
+    new-cell order by whole cell segments, the sides are concatenated and put in (cell, bucket)
+    order by :func:`_sort_reduce` (k sorted runs: timsort's k-way merge, O(n log k)), equal
+    buckets are added, and cells over budget are re-fitted. Inputs are not modified.
     """
     shift = np.zeros(n_cells, dtype=np.int64)
-    np.maximum.at(shift, map_a, a.shift)
-    np.maximum.at(shift, map_b, b.shift)
+    for h, m in zip(hists, maps):
+        np.maximum.at(shift, m, h.shift)
     parts = []
-    for h, m in ((a, map_a), (b, map_b)):
+    for h, m in zip(hists, maps):
         bucket = h.bucket
         if not np.array_equal(h.shift, shift[m]):  # per cell: usually nothing to coarsen
             bucket = coarsen(h.bucket, h.shift[h.cell], shift[m][h.cell])
         parts.append(_by_new_cell(h, m, bucket))
+    if not parts:
+        return ScoreHistogram.empty(n_cells)
     cell, bucket, pos, neg = (np.concatenate(x) for x in zip(*parts))
     cell, bucket, pos, neg = _sort_reduce(cell, bucket, pos, neg, shift, n_cells)
     return _fit_budget(ScoreHistogram(shift, cell, bucket, pos, neg), budget)

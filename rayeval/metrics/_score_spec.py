@@ -15,7 +15,7 @@ import numpy as np
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import (Batch, GroupIndex, Key, KeyedArrays, MetricResult,
-                                  StateMismatchError, grouped_sum, merge_keyed, union_keys)
+                                  StateMismatchError, grouped_sum, merge_keyed)
 
 
 def auto_bucket_budget(max_bound: float) -> int:
@@ -36,6 +36,13 @@ def auto_bucket_budget(max_bound: float) -> int:
     return int(min(max(2 ** math.ceil(math.log2(6.0 / max_bound)), 64), 2 ** 22))
 
 
+# A state keeps up to MAX_RUNS histograms ("runs", each with its own group keys) side by side;
+# merging concatenates run lists and compacts them into one only past MAX_RUNS (and on demand):
+# one k-way merge instead of one full merge per tree level.
+MAX_RUNS = 8
+_FIELDS = ("layout", "sums", "runs", "cells_per_group", "budget")
+
+
 @dataclass(frozen=True)
 class ScoreState:
     """Grouped state of a score spec (immutable; pickles).
@@ -43,12 +50,24 @@ class ScoreState:
     Attributes:
         layout: what merging states must agree on (spec kind, classes, budget, bins...).
         sums: dense per-group sums (:class:`~rayeval.metrics.base.KeyedArrays`), keys = groups.
-        hist: score histogram; cell ``g`` (binary) or ``g * K + j`` (one-vs-rest for class j).
+        runs: tuple of ``(keys, ScoreHistogram)``: partial histograms whose cell ``i * K + j``
+            is group ``keys[i]``, class column j (K = ``cells_per_group``: 1 for binary, the
+            class count for one-vs-rest); their sum is the state's histogram.
+        cells_per_group: K above. budget: the spec's bucket budget (``None``: exact).
     """
 
     layout: tuple
     sums: KeyedArrays
-    hist: sh.ScoreHistogram
+    runs: tuple = ()
+    cells_per_group: int = 1
+    budget: int | None = None
+
+    def __getstate__(self):
+        return tuple(getattr(self, f) for f in _FIELDS)  # not the cached compacted histogram
+
+    def __setstate__(self, state) -> None:
+        for f, v in zip(_FIELDS, state):
+            object.__setattr__(self, f, v)
 
     @property
     def keys(self) -> tuple:
@@ -56,9 +75,32 @@ class ScoreState:
         return self.sums.keys
 
     @property
+    def hist(self) -> sh.ScoreHistogram:
+        """The runs compacted into one histogram, cell ``i * K + j`` = group ``keys[i]``, class
+        j (computed once, then cached)."""
+        cached = self.__dict__.get("_hist")
+        if cached is None:
+            cached = compact_runs(self.runs, self.keys, self.cells_per_group, self.budget)
+            object.__setattr__(self, "_hist", cached)
+        return cached
+
+    @property
     def nbytes(self) -> int:
-        """Bytes held by the arrays (histogram plus dense sums)."""
-        return self.hist.nbytes + sum(a.nbytes for a in self.sums.arrays.values())
+        """Bytes held by the arrays (histogram runs plus dense sums)."""
+        return (sum(h.nbytes for _, h in self.runs)
+                + sum(a.nbytes for a in self.sums.arrays.values()))
+
+
+def compact_runs(runs: tuple, keys: tuple, k: int, budget: int | None) -> sh.ScoreHistogram:
+    """One histogram over ``keys`` (K = ``k`` cells per group) from ``(run_keys, hist)`` runs
+    (see :class:`ScoreState`); every run key must be in ``keys``."""
+    if len(runs) == 1 and runs[0][0] == keys:
+        return runs[0][1]
+    where = {key: i for i, key in enumerate(keys)}
+    inner = np.arange(k, dtype=np.int64)
+    maps = [(np.fromiter((where[x] for x in rk), dtype=np.int64, count=len(rk))[:, None] * k
+             + inner).ravel() for rk, _ in runs]
+    return sh.combine([h for _, h in runs], maps, len(keys) * k, budget)
 
 
 def _equals(values: np.ndarray, target) -> np.ndarray:
@@ -101,7 +143,7 @@ class _ScoreSpecBase:
 
     def zero(self) -> ScoreState:
         """The identity of :meth:`merge`: no groups."""
-        return ScoreState(self._layout(), KeyedArrays(), sh.ScoreHistogram.empty())
+        return ScoreState(self._layout(), KeyedArrays(), (), self._n_classes_hist, self._budget())
 
     def merge(self, a: ScoreState, b: ScoreState) -> ScoreState:
         """Merge two states group by group (commutative, associative; inputs untouched).
@@ -118,13 +160,11 @@ class _ScoreSpecBase:
         if not b.keys:
             return a
         sums = merge_keyed(a.sums, b.sums)
-        keys, pos_a, pos_b = union_keys(a.keys, b.keys)
-        k = self._n_classes_hist
-        inner = np.arange(k, dtype=np.int64)
-        map_a = (pos_a[:, None] * k + inner).ravel()
-        map_b = (pos_b[:, None] * k + inner).ravel()
-        hist = sh.combine(a.hist, map_a, b.hist, map_b, len(keys) * k, self._budget())
-        return ScoreState(self._layout(), sums, hist)
+        runs = a.runs + b.runs
+        if len(runs) > MAX_RUNS:
+            runs = ((sums.keys, compact_runs(runs, sums.keys, self._n_classes_hist,
+                                             self._budget())),)
+        return ScoreState(self._layout(), sums, runs, self._n_classes_hist, self._budget())
 
     def accumulate(self, state: ScoreState, batch: Batch, groups: GroupIndex) -> ScoreState:
         """``state`` merged with the statistics of one batch (vectorised; inputs untouched).
@@ -167,7 +207,8 @@ class _ScoreSpecBase:
                 cells = (cells[:, None] * k + np.arange(k)).ravel()
             hist = sh.from_key_order(cells, rows.bucket_keys, rows.key_order, rows.pos_w,
                                      rows.neg_w, g * k, self._budget())
-            out.append(ScoreState(self._layout(), KeyedArrays(keys, arrays), hist))
+            out.append(ScoreState(self._layout(), KeyedArrays(keys, arrays), ((keys, hist),), k,
+                                  self._budget()))
         return out
 
     def _reasons(self, conditions: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
