@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rayeval.drift import CategoricalBinning, HistogramSpec, NumericBinning, histogram
+from rayeval.drift import CategoricalBinning, Factorized, HistogramSpec, NumericBinning, histogram
+from rayeval.drift.profile import cell_sums
 from rayeval.metrics.base import GroupIndex, StateMismatchError
 from tests.harness import check_mergeable
 
@@ -122,3 +123,97 @@ def test_bad_columns():
         spec.accumulate(spec.zero(), {"value": np.array(["a", "b"])}, g)
     with pytest.raises(ValueError, match="type_error"):
         spec.accumulate(spec.zero(), {"value": np.ones(2), "type_error": np.ones(3, bool)}, g)
+
+
+def _assign_oracle(binning, x):
+    """The bin of each value by two plain binary searches (the layout's definition)."""
+    e = binning.edges
+    if binning.exact:
+        return np.searchsorted(e, x, "left") + np.searchsorted(e, x, "right")
+    idx = np.searchsorted(e, x, "right")
+    idx[x == e[-1]] = e.size - 1
+    return idx
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from(
+    ["normal", "lognormal", "integers", "outlier", "tiny_span"]), st.booleans())
+def test_assign_matches_binary_search(seed, m, shape, exact):
+    """The lookup grid of ``assign`` gives exactly the binary-search bins, whatever the edges
+    (spread, clustered, heavy-tailed, a huge outlier, a span near the float resolution)."""
+    rng = np.random.default_rng(seed)
+    raw = {"normal": lambda k: rng.normal(0, 1, k),
+           "lognormal": lambda k: rng.lognormal(3, 1.5, k),
+           "integers": lambda k: rng.integers(-50, 50, k).astype(float),
+           "outlier": lambda k: np.append(rng.normal(0, 1, k - 1), 1e12),
+           "tiny_span": lambda k: 1.0 + rng.integers(0, 64, k) * np.spacing(1.0)}[shape]
+    edges = np.unique(raw(m + 1))
+    if not exact and edges.size < 2:
+        edges = np.array([0.0, 1.0])
+    b = NumericBinning(edges, exact=exact)
+    x = np.concatenate([raw(500), edges, np.nextafter(edges, np.inf),
+                        np.nextafter(edges, -np.inf), [np.inf, -np.inf, 0.0, -1e300, 1e300]])
+    got = b.assign(x)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, _assign_oracle(b, x))
+    assert got.min() >= 0 and got.max() < b.n_bins
+
+
+def test_assign_grid_used_or_skipped():
+    spread = NumericBinning.from_edges(np.linspace(0, 1, 101))
+    assert spread._grid[3] is not None
+    clustered = NumericBinning.from_edges(np.append(np.linspace(0, 1, 100), 1e12))
+    assert clustered._grid[3] is None  # every regular edge in one cell: binary search only
+    for b in (spread, clustered, NumericBinning.from_values([2.0])):
+        x = np.array([-np.inf, -1, 0, 0.5, 1, 2, 1e12, np.inf, np.nan])
+        np.testing.assert_array_equal(b.assign(x), _assign_oracle(b, x))  # NaN: the last bin
+
+
+def test_unweighted_state_equals_unit_weights():
+    """No ``weight`` column takes shortcuts (counts instead of weighted sums): bit for bit the
+    state of all-ones weights."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    groups = GroupIndex(rng.integers(0, 9, n), tuple(range(9)))
+    for binning, batch in ((BINNINGS[0], _numeric_batch(rng, n)),
+                           (BINNINGS[1], _numeric_batch(rng, n)),
+                           (CategoricalBinning(("a", "b"), known=("a", "b", "c")),
+                            {"value": np.array(["a", "b", "c", "z", None], dtype=object)[
+                                rng.integers(0, 5, n)], "type_error": rng.random(n) < 0.02})):
+        spec = HistogramSpec(binning)
+        plain = {k: v for k, v in batch.items() if k != "weight"}
+        a = spec.accumulate(spec.zero(), plain, groups)
+        b = spec.accumulate(spec.zero(), {**plain, "weight": np.ones(n)}, groups)
+        assert _state_equal(a, b)
+        assert all(a.scalars.arrays[k].dtype == b.scalars.arrays[k].dtype for k in b.scalars.arrays)
+        assert list(a.scalars.arrays) == list(b.scalars.arrays)
+
+
+def test_factorized_value_column_equals_raw_values():
+    rng = np.random.default_rng(4)
+    n = 3000
+    pool = np.array(["a", "b", "c", "new", None, 7], dtype=object)
+    values = pool[rng.integers(0, 6, n)]
+    groups = GroupIndex(rng.integers(0, 4, n), tuple(range(4)))
+    spec = HistogramSpec(CategoricalBinning(("a", 7), known=("a", "b", 7)))
+    col = Factorized.of(values)
+    assert len(col) == n and np.array_equal(col.codes < 0, values == None)  # noqa: E711
+    rows = np.flatnonzero(rng.random(n) < 0.6)
+    sub = GroupIndex(groups.codes[rows], groups.keys)
+    a = spec.accumulate(spec.zero(), {"value": values[rows]}, sub)
+    b = spec.accumulate(spec.zero(), {"value": col[rows]}, sub)  # uniques of all rows, fine
+    assert _state_equal(a, b)
+    with pytest.raises(ValueError, match="codes"):
+        Factorized(np.array([0, 2]), ["x"])
+
+
+def test_cell_sums_dense_and_sparse_agree():
+    rng = np.random.default_rng(5)
+    cells = rng.integers(0, 50, 1000) * 7919
+    v = rng.normal(size=1000)
+    sparse = cell_sums(cells, {"n": None, "v": v}, 50 * 7919)  # 396k cells > 65536: np.unique
+    dense = cell_sums(cells // 7919, {"n": None, "v": v}, 50)  # np.bincount
+    np.testing.assert_array_equal(sparse[0] // 7919, dense[0])
+    for k in ("n", "v"):
+        np.testing.assert_array_equal(sparse[1][k], dense[1][k])
+    assert dense[1]["n"].dtype == np.int64 and dense[1]["n"].sum() == 1000

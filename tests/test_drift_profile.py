@@ -11,7 +11,8 @@ from datasketches import kll_doubles_sketch
 from hypothesis import given, settings, strategies as st
 
 from rayeval.drift import (
-    CategoricalBinning, CategoricalProfileSpec, NumericBinning, NumericProfileSpec, factorize,
+    CategoricalBinning, CategoricalProfileSpec, Factorized, NumericBinning, NumericProfileSpec,
+    factorize,
 )
 from rayeval.metrics.base import GroupIndex, StateMismatchError, results_by_key
 from tests.harness import check_mergeable
@@ -181,3 +182,43 @@ def test_categorical_binning_assign():
     assert list(bins) == [0, 2, 2, 1] and list(unseen) == [False, False, True, False]
     with pytest.raises(ValueError, match="unique"):
         CategoricalBinning(("a", "a"))
+
+
+@pytest.mark.parametrize("cap", [0, 1, 5, 40])
+def test_distinct_values_at_the_cap(cap):
+    """The prefix shortcut of the distinct-value check changes nothing: exact layout iff at most
+    ``cap`` distinct values, wherever the extra values sit."""
+    rng = np.random.default_rng(cap)
+    spec = NumericProfileSpec(exact_max_distinct=cap)
+    for n_distinct in (cap, cap + 1):
+        base = rng.permutation(np.arange(n_distinct, dtype=float))
+        for x in (np.concatenate([np.repeat(base[:1], 5 * cap + 9), base]),  # late newcomers
+                  np.concatenate([base, np.repeat(base[:1], 5 * cap + 9)])):  # all up front
+            if x.size == 0:
+                continue
+            st_ = spec.accumulate(spec.zero(), {"value": x}, GroupIndex.single(x.size))
+            d = st_.distinct[0]
+            if n_distinct <= cap:
+                np.testing.assert_array_equal(d, np.unique(x))
+            else:
+                assert d is None
+
+
+def test_categorical_profile_of_factorized_column():
+    rng = np.random.default_rng(6)
+    pool = np.array(["a", "b", "c", None, 4], dtype=object)
+    v = pool[rng.integers(0, 5, 1500)]
+    w = rng.uniform(0, 2, 1500)
+    groups = _groups(rng, 1500, 3)
+    spec = CategoricalProfileSpec(top_k=2)
+    a = spec.accumulate(spec.zero(), {"value": v, "weight": w}, groups)
+    col = Factorized.of(v)
+    b = spec.accumulate(spec.zero(), {"value": col, "weight": w}, groups)
+    assert _cat_state_equal(a, b)
+    for x, y in zip(a.freqs, b.freqs):  # unweighted counts stay ints, weighted sums floats
+        assert all(type(x[k]) is type(y[k]) for k in x)
+    rows = np.flatnonzero(v != "a")
+    sub = GroupIndex(groups.codes[rows], groups.keys)
+    c = spec.accumulate(spec.zero(), {"value": col[rows]}, sub)  # "a" among uniques, no row
+    assert all("a" not in f for f in c.freqs)
+    assert all(isinstance(n, int) for f in c.freqs for n in f.values())

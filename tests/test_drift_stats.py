@@ -219,3 +219,30 @@ def test_compare_rows_vectorised_equals_per_row():
         assert _same(paired[0], compare(tab[0], tab[1], b, method))
     assert {r.method for r in compare_rows(ref, tab, b)} == {"wasserstein_normed"}  # 3000 rows
     assert {r.method for r in compare_rows(tab, tab, b)} == {"ks"}  # about 670 rows each
+
+
+@pytest.mark.parametrize("en", [10_001, 30_000, 200_000])  # kstwo.sf takes seconds at 1e6
+def test_ks_pvalue_asymptotic_above_switch(en):
+    """Above ``KS_ASYMP_MIN_EN`` the p-value is the corrected Kolmogorov limit: within 0.15 / en
+    of ``kstwo.sf`` (and 0.2% relative for p > 1e-6) over the whole range of ``d``."""
+    from rayeval.drift import _math
+
+    assert en > _math.KS_ASYMP_MIN_EN
+    d = np.array([0.3, 0.8, 1.0, 1.36, 1.63, 2.0, 3.0, 4.5]) / math.sqrt(en)
+    n = np.full(d.size, 2.0 * en)  # en = n1 n2 / (n1 + n2) = en
+    p = _math.ks_pvalue(d, n, n, np.zeros(d.size, bool), "asymp")
+    want = stats.kstwo.sf(d, en)
+    np.testing.assert_allclose(p, want, rtol=0, atol=0.15 / en)
+    big = want > 1e-6
+    np.testing.assert_allclose(p[big], want[big], rtol=2e-3)
+    plain = stats.kstwobign.sf(d * math.sqrt(en))  # the uncorrected limit is much further off
+    assert np.abs(plain - want).max() > 10 * np.abs(p - want).max()
+
+
+def test_ks_pvalue_kstwo_at_and_below_switch():
+    from rayeval.drift import _math
+
+    en = np.array([50.0, 3_000.0, 10_000.0])
+    d = np.array([0.2, 0.03, 0.0136])
+    p = _math.ks_pvalue(d, 2 * en, 2 * en, np.zeros(3, bool), "asymp")
+    np.testing.assert_allclose(p, stats.kstwo.sf(d, en), rtol=1e-12)

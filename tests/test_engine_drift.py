@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from scipy.stats import chi2_contingency, ks_2samp
 
@@ -120,3 +121,62 @@ def test_all_null_feature_reported_not_dropped(ray_local, tmp_path):
     e = dr[dr.feature == "empty_feature"]
     assert (e[e.method == "missing_rate"].statistic == 1.0).all() and len(e) > 0
     assert (e[e.decision].undefined_reason != "").all()
+
+
+def test_reference_inside_scan_skips_a_pass_and_matches_separate_pass(ray_local, shifted,
+                                                                     tmp_path, monkeypatch):
+    """A time-range reference inside the evaluated range gets its histograms from the scan (one
+    reference pass, the profiles, instead of two) and the same drift rows as a separate pass."""
+    from rayeval.engine import ray_runner
+
+    d, _ = shifted
+    sources: list[str] = []
+    aggregate = ray_runner.aggregate
+
+    def counting(plan, info, columns, source, **kw):
+        sources.append(source)
+        return aggregate(plan, info, columns, source, **kw)
+
+    monkeypatch.setattr(ray_runner, "aggregate", counting)
+
+    def job(start: str, out: str) -> pd.DataFrame:
+        data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / out))
+        data["drift"] = {"enabled": True, "learned_thresholds": True,
+                         "reference": {"kind": "time_range", "start": "2024-01-01",
+                                       "end": "2024-01-08"},
+                         "features": [{"name": "hour", "kind": "numeric"},
+                                      {"name": "band", "kind": "categorical"}]}
+        data["windows"] = {"size": "week", "start": start}
+        return run_job(load_config(data=data)).drift
+
+    inside = job("2024-01-01", "inside")
+    assert sources == ["reference", "current"]
+    sources.clear()
+    apart = job("2024-01-08", "apart")
+    assert sources == ["reference", "reference", "current"]
+    # deterministic layouts only (exact numeric, categorical); KLL edges vary from run to run
+    key = ["model", "window_start", "slice", "feature", "method"]
+    cols = ["statistic", "p_value", "threshold", "drifted", "error_bound", "n_reference",
+            "n_current"]
+    sel = apart.feature.isin(["hour", "band", "predicted", "label"])
+    a = apart[sel].set_index(key).sort_index()
+    b = inside.set_index(key).loc[a.index]
+    assert len(a) > 100 and (a.kind == "feature").any() and a.n_reference.notna().any()
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-9)
+    assert (inside.window_start == pd.Timestamp("2024-01-01", tz="UTC")).any()
+
+
+def test_arrow_factorisation_matches_numpy_path():
+    from rayeval.engine.drift_plan import _factorize_arrow
+
+    cols = [pa.chunked_array([pa.array(["b", None, "a"]), pa.array(["a", "c"])]),
+            pa.chunked_array([pa.array([3, None, 1, 3], pa.int32())]),
+            pa.chunked_array([pa.array(["x", "y", "x"]).dictionary_encode(),
+                              pa.array(["z", "x"]).dictionary_encode()]),
+            pa.chunked_array([], pa.large_string())]
+    for col in cols:
+        f = _factorize_arrow(col)
+        got = [None if c < 0 else f.uniques[c] for c in f.codes]
+        assert got == col.to_pylist() and len(set(f.uniques)) == len(f.uniques)
+        assert [type(v) for v in got] == [type(v) for v in col.to_pylist()]
+    assert _factorize_arrow(pa.chunked_array([pa.array([1.5, None])])) is None  # numpy path

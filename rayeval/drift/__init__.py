@@ -13,7 +13,7 @@ Then :func:`compare` / :func:`compare_rows` compute :class:`DriftResult` statist
 :func:`learned_threshold` and :func:`dataset_drift` the decisions.
 """
 
-from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
+from rayeval.drift.binning import CategoricalBinning, Factorized, NumericBinning, factorize
 from rayeval.drift.compare import (
     METHODS, DataQuality, DriftResult, Method, compare, compare_rows, data_quality,
     reference_std, statistics,
@@ -29,7 +29,7 @@ from rayeval.drift.thresholds import (
 
 __all__ = [
     "CategoricalBinning", "CategoricalProfileSpec", "CategoricalProfileState", "DataQuality",
-    "DatasetDrift", "DriftResult", "HistogramSpec", "HistogramState", "Histograms",
+    "DatasetDrift", "DriftResult", "Factorized", "HistogramSpec", "HistogramState", "Histograms",
     "LearnedThreshold", "METHODS", "Method", "MethodChoice", "NumericBinning",
     "NumericProfileSpec", "NumericProfileState", "PSI_BANDS", "compare", "compare_rows",
     "data_quality", "dataset_drift", "default_method", "factorize", "histogram",

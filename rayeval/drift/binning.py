@@ -22,6 +22,10 @@ In both layouts bin 0 is the underflow (below the reference minimum) and bin ``B
 Categorical layout (``CategoricalBinning``): the ``top_k`` most frequent reference categories, then
 one ``other`` bin for the rest. Categories never seen in the reference go to ``other`` and are also
 counted as *unseen* by the histogram.
+
+Categorical values are factorised (:func:`factorize`) into int codes and a few distinct values,
+which are then mapped to bins one distinct value at a time; a :class:`Factorized` column carries
+that work from one batch column to every model and spec that reads it.
 """
 
 from __future__ import annotations
@@ -112,13 +116,70 @@ class NumericBinning:
 
         ``-inf``/``+inf`` go to the underflow/overflow bins. NaN must be filtered by the caller.
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = np.ascontiguousarray(x, dtype=np.float64)
         e = self.edges
-        if self.exact:
-            return (np.searchsorted(e, x, "left") + np.searchsorted(e, x, "right")).astype(np.int64)
-        idx = np.searchsorted(e, x, "right").astype(np.int64)
-        idx[x == e[-1]] = e.size - 1  # the last regular bin is closed: [e_{m-2}, e_{m-1}]
-        return idx
+        if e.size == 0:
+            return np.zeros(x.size, dtype=np.int64)
+        r = self._count_le(x)
+        if self.exact:  # bin 2r is the open interval above e_{r-1}, 2r - 1 the point e_{r-1}
+            prev = np.concatenate([[np.nan], e])  # e_{r-1}; NaN: nothing is below e_0
+            return 2 * r - (prev.take(r) == x)
+        r[x == e[-1]] = e.size - 1  # the last regular bin is closed: [e_{m-2}, e_{m-1}]
+        return r
+
+    def _count_le(self, x: np.ndarray) -> np.ndarray:
+        """int64 (n,): the number of edges ``<= x`` (``searchsorted(edges, x, "right")``).
+
+        A uniform grid of cells over ``[e_0, e_{m-1}]`` gives each value the count at its cell's
+        start, one step adds the (at most one) edge inside the cell below the value, and every
+        result is checked against its neighbouring edges: values that fail (rounding at a cell
+        border, a cell holding several edges, infinities) get a binary search. Exact whatever the
+        data; several times faster than ``searchsorted`` alone on well-spread edges.
+        """
+        e = self.edges
+        lo, scale, n_cells, lut, below, above = self._grid
+        if lut is None:
+            return np.searchsorted(e, x, "right").astype(np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge/NaN: a wrong cell, fixed below
+            t = x - lo
+            t *= scale
+            t += 1.0
+            np.clip(t, 0.0, n_cells + 1.0, out=t)
+            r = lut.take(t.astype(np.int64), mode="clip")
+        r += above.take(r) <= x
+        ok = below.take(r) <= x
+        ok &= x < above.take(r)
+        bad = ~ok
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            r[rows] = np.searchsorted(e, x[rows], "right")
+        return r
+
+    @cached_property
+    def _grid(self) -> tuple:
+        """Lookup data of :meth:`_count_le`: ``(lo, scale, n_cells, lut, below, above)``.
+
+        Cell ``c`` (1..n_cells) covers ``[lo + (c-1) / scale, lo + c / scale)``, cell 0 what is
+        below ``lo = e_0`` and cell ``n_cells + 1`` what is above; ``lut`` (int64) holds the
+        number of edges ``<=`` each cell's start. ``below[r] = e_{r-1}`` and ``above[r] = e_r``
+        (float64 (m + 2,), padded with ``-inf``/``+inf``) bound the values with count ``r``.
+        ``lut`` is ``None`` (binary search only) when more than a quarter of the edges share a
+        cell with another edge (a heavy-tailed reference) or the range is degenerate.
+        """
+        e = self.edges
+        m = e.size
+        below = np.concatenate([[-np.inf], e, [np.inf]])
+        above = np.concatenate([e, [np.inf, np.inf]])
+        n_cells = min(64 * m, 1 << 14)
+        scale = n_cells / (e[-1] - e[0]) if m > 1 else math.inf
+        lut = None
+        if math.isfinite(scale):
+            starts = e[0] + np.arange(n_cells + 1) / scale
+            lut = np.concatenate([[0], np.searchsorted(e, starts, "right")]).astype(np.int64)
+            per_cell = np.diff(lut[1:])
+            if per_cell[per_cell > 1].sum() > m / 4:
+                lut = None
+        return e[0], scale, n_cells, lut, below, above
 
     @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,15 +274,61 @@ class CategoricalBinning:
         return bins, unseen
 
 
+@dataclass(frozen=True, eq=False)
+class Factorized:
+    """A categorical column factorised once, to be shared by several row subsets and specs.
+
+    Pass it as a batch ``value`` column (see :func:`factorize`) so that a column is hashed once
+    per batch, not once per model or per spec.
+
+    Attributes:
+        codes: int64 (n,) indices into ``uniques``, ``-1`` where the value is missing.
+        uniques: list (u,) of distinct non-missing values (Python scalars); after row selection
+            it may hold values no row refers to any more.
+
+    Raises:
+        ValueError: if ``codes`` is not 1-d or lies outside ``[-1, u)``.
+    """
+
+    codes: np.ndarray
+    uniques: list
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.codes, dtype=np.int64)
+        object.__setattr__(self, "codes", codes)
+        if not isinstance(self.uniques, list):
+            object.__setattr__(self, "uniques", list(self.uniques))
+        if codes.ndim != 1:
+            raise ValueError(f"Expected `codes` of shape (n,), got shape {codes.shape}.")
+        if codes.size and (codes.min() < -1 or codes.max() >= len(self.uniques)):
+            raise ValueError(f"Expected `codes` in [-1, {len(self.uniques)}), got range "
+                             f"[{codes.min()}, {codes.max()}].")
+
+    @classmethod
+    def of(cls, values: Any) -> "Factorized":
+        """Factorise ``values`` (anything :func:`factorize` accepts)."""
+        codes, uniques, _ = factorize(values)
+        return cls(codes, uniques)
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    def __getitem__(self, rows) -> "Factorized":
+        """The rows selected by ``rows`` (int index array, bool mask or slice), same uniques."""
+        return Factorized(self.codes[rows], self.uniques)
+
+
 def factorize(values: Any) -> tuple[np.ndarray, list, np.ndarray]:
     """Factorise a categorical column, vectorised over rows.
 
     Args:
-        values: array-like (n,) of hashable values; ``None`` and float NaN (and NaT) are missing.
+        values: array-like (n,) of hashable values (``None`` and float NaN (and NaT) are
+            missing), or a :class:`Factorized` column (returned as is, no hashing).
 
     Returns:
         ``(codes, uniques, missing)``: int64 (n,) codes into ``uniques`` (``-1`` where missing),
-        the list of distinct non-missing values (Python scalars), and the bool (n,) missing mask.
+        the list of distinct non-missing values (Python scalars; for a :class:`Factorized`
+        input its ``uniques``, possibly with values no row uses), and the bool (n,) missing mask.
 
     Raises:
         TypeError: if a value is unhashable.
@@ -229,6 +336,8 @@ def factorize(values: Any) -> tuple[np.ndarray, list, np.ndarray]:
     Typed arrays go through ``np.unique``; object arrays (strings from Arrow, mixed types) are
     factorised by ``hash`` with the grouping verified elementwise (no per-row Python loop).
     """
+    if isinstance(values, Factorized):
+        return values.codes, values.uniques, values.codes < 0
     arr = np.asarray(values)
     if arr.ndim != 1:
         arr = arr.reshape(-1)

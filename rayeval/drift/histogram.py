@@ -3,11 +3,13 @@
 :class:`HistogramSpec` follows the grouped-state contract of :mod:`rayeval.metrics.base`. Its
 state keeps per-group scalars densely (G,) and the bins *sparsely* (only occupied ``(group, bin)``
 cells), so a batch's partial state is bounded by its own row count, not by slices x bins
-(DESIGN section 7). The fan-out is one ``np.unique`` over ``group * B + bin`` plus ``np.bincount``.
+(DESIGN section 7). The fan-out is one ``np.bincount`` over ``group * B + bin`` (dense cell
+space) or one ``np.unique`` over it (huge cell space, see :func:`rayeval.drift.profile.cell_sums`).
 
 Batch columns:
     ``value`` (n,): numeric (float64-convertible, NaN = missing) or categorical (hashables,
-    ``None``/NaN = missing), per the binning's kind;
+    ``None``/NaN = missing, or a :class:`~rayeval.drift.binning.Factorized` column), per the
+    binning's kind;
     ``weight`` (n,), optional: float >= 0;
     ``type_error`` (n,), optional: bool, rows whose raw value failed to parse (counted, excluded).
 
@@ -29,7 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
-from rayeval.drift.profile import _numeric_column, _weights, present_groups
+from rayeval.drift.profile import _numeric_column, _weights, cell_sums, present_groups
 from rayeval.metrics.base import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
 )
@@ -151,8 +153,7 @@ class HistogramSpec:
         """
         groups, _ = present_groups(groups)
         n, g, codes = groups.n_rows, groups.n_groups, groups.codes
-        w = _weights(batch, n)
-        w = np.ones(n) if w is None else w
+        w = _weights(batch, n)  # None: every weight is 1 (sums are then plain counts)
         te = np.zeros(n, dtype=bool)
         if batch.get("type_error") is not None:
             te = np.asarray(batch["type_error"], dtype=bool)
@@ -169,37 +170,54 @@ class HistogramSpec:
                 raise ValueError(f"Expected `value` of shape ({n},), got ({vcodes.size},).")
             missing = missing & ~te
         valid = ~missing & ~te
-        cv, wv = codes[valid], w[valid]
-        scal = {
-            "rows": np.bincount(cv, minlength=g).astype(np.int64),
-            "weight": np.bincount(cv, wv, g),
-            "w2": np.bincount(cv, wv * wv, g),
-            "missing": np.bincount(codes[missing], w[missing], g),
-            "type_error": np.bincount(codes[te], w[te], g),
-        }
+        every = bool(valid.all())
+
+        def pick(a: np.ndarray) -> np.ndarray:  # the valid rows (no copy when all are)
+            return a if every else a[valid]
+
+        def wsum(keys: np.ndarray, weights: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+            """float64 (G,): ``weights`` (``None``: 1 per row) of the ``mask`` rows per group."""
+            return np.bincount(keys[mask], None if weights is None else weights[mask],
+                               g).astype(np.float64, copy=False)
+
+        cv = pick(codes)
+        wv = None if w is None else pick(w)
+        scal = {"missing": wsum(codes, w, missing), "type_error": wsum(codes, w, te)}
         b_cells = self.binning.n_bins
         if self.numeric:
-            xv = x[valid]
-            fin = np.isfinite(xv)
+            xv = pick(x)
             bins = self.binning.assign(xv)
-            dx = xv[fin] - self.binning.center
-            scal["nonfinite"] = np.bincount(cv[~fin], wv[~fin], g)
-            scal["m1"] = np.bincount(cv[fin], wv[fin] * dx, g)
-            scal["m2"] = np.bincount(cv[fin], wv[fin] * dx * dx, g)
-            dev = np.zeros(xv.size)
-            dev[fin] = xv[fin] - self.binning.anchors[bins[fin]]
-            per_row = {"count": wv, "sum": wv * dev}
+            fin = np.isfinite(xv)
+            finite = bool(fin.all())
+            xf, cf, bf = (xv, cv, bins) if finite else (xv[fin], cv[fin], bins[fin])
+            dx = xf - self.binning.center
+            wdx = dx if w is None else (wv if finite else wv[fin]) * dx  # w * dx == dx for w = 1
+            scal["nonfinite"] = np.zeros(g) if finite else wsum(cv, wv, ~fin)
+            scal["m1"] = np.bincount(cf, wdx, g)
+            scal["m2"] = np.bincount(cf, wdx * dx, g)
+            dev = xf - self.binning.anchors[bf]
+            if not finite:  # +-inf rows carry no value sum
+                dev_all = np.zeros(xv.size)
+                dev_all[fin] = dev
+                dev = dev_all
+            per_row = {"count": wv, "sum": dev if w is None else wv * dev}
         else:
             ub, uu = self.binning.assign_unique(uniques)
-            vc = vcodes[valid]
-            bins = ub[vc] if vc.size else np.zeros(0, np.int64)
-            unseen = uu[vc] if vc.size else np.zeros(0, bool)
-            scal["unseen"] = np.bincount(cv[unseen], wv[unseen], g)
+            vc = pick(vcodes)
+            bins, unseen = ub[vc], uu[vc]
+            scal["unseen"] = wsum(cv, wv, unseen)
             per_row = {"count": wv}
-        cell, inv = np.unique(cv * b_cells + bins, return_inverse=True)
-        cells = {k: np.bincount(inv, v, cell.size) for k, v in per_row.items()}
+        cell, cells = cell_sums(cv * b_cells + bins, per_row, g * b_cells)
+        if w is None:  # unweighted: the cell counts add up to the group row counts exactly
+            rows = np.bincount(cell // b_cells, cells["count"], g).astype(np.int64)
+            scal.update(rows=rows, weight=rows.astype(np.float64), w2=rows.astype(np.float64))
+        else:
+            scal.update(rows=np.bincount(cv, minlength=g).astype(np.int64),
+                        weight=np.bincount(cv, wv, g), w2=np.bincount(cv, wv * wv, g))
+        cells["count"] = cells["count"].astype(np.float64, copy=False)
+        scal = {name: scal[name] for name in self._names()[0]}
         part = HistogramState(self.binning.binning_id, b_cells, KeyedArrays(groups.keys, scal),
-                              cell.astype(np.int64), cells)
+                              cell, cells)
         return self.merge(state, part)
 
     def merge(self, a: HistogramState, b: HistogramState) -> HistogramState:

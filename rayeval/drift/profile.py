@@ -45,6 +45,33 @@ def present_groups(groups: GroupIndex) -> tuple[GroupIndex, np.ndarray]:
     return GroupIndex(remap[groups.codes], keys), used
 
 
+def cell_sums(cells: np.ndarray, values: Mapping[str, np.ndarray | None], n_cells: int
+              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-row values summed over the distinct cells the rows fall in.
+
+    Args:
+        cells: int64 (n,) cell id of each row, in ``[0, n_cells)``.
+        values: name -> float64 (n,) per-row values, or ``None`` for the row count.
+        n_cells: size of the cell space (e.g. groups x bins).
+
+    Returns:
+        ``(cell, sums)``: int64 (k,) sorted distinct cell ids, and name -> (k,) sums in row order
+        (float64; int64 row counts for ``None``).
+
+    A dense ``np.bincount`` over the cell space when it has at most ``max(4 n, 65536)`` cells,
+    otherwise one ``np.unique`` (a sort) over the occupied cells, so memory stays bounded by the
+    row count; both add in row order and give identical sums.
+    """
+    if n_cells <= max(4 * cells.size, 1 << 16):
+        occupied = np.bincount(cells, minlength=n_cells)
+        cell = np.flatnonzero(occupied).astype(np.int64)
+        return cell, {k: occupied[cell] if v is None else np.bincount(cells, v, n_cells)[cell]
+                      for k, v in values.items()}
+    cell, inv = np.unique(cells, return_inverse=True)
+    inv = inv.reshape(-1)
+    return cell.astype(np.int64), {k: np.bincount(inv, v, cell.size) for k, v in values.items()}
+
+
 def _groups_of(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
     """Row indices of each group (one argsort; the loop that uses them runs over groups)."""
     order = np.argsort(codes, kind="stable")
@@ -130,21 +157,20 @@ class NumericProfileSpec:
             "missing": np.bincount(codes[nan], minlength=g).astype(np.int64),
             "nonfinite": np.bincount(codes[~fin & ~nan], minlength=g).astype(np.int64),
         })
-        xf, cf = x[fin], codes[fin]
+        xf, cf = (x, codes) if fin.all() else (x[fin], codes[fin])
         lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
-        np.minimum.at(lo, cf, xf)
-        np.maximum.at(hi, cf, xf)
         mean = np.divide(np.bincount(cf, xf, g), count, out=np.zeros(g), where=count > 0)
         m2 = np.bincount(cf, (xf - mean[cf]) ** 2, g)
         sketches, distinct = [], []
-        for rows in _groups_of(cf, g):  # a loop over groups (one sketch each), not rows
+        groups_rows = [slice(None)] if g == 1 else _groups_of(cf, g)
+        for i, rows in enumerate(groups_rows):  # a loop over groups (one sketch each), not rows
             s = kll_doubles_sketch(self.k)
             vals = np.ascontiguousarray(xf[rows])
             if vals.size:
                 s.update(vals)
+                lo[i], hi[i] = vals.min(), vals.max()
             sketches.append(s.serialize())
-            u = np.unique(vals)
-            distinct.append(u if u.size <= self.exact_max_distinct else None)
+            distinct.append(_distinct(vals, self.exact_max_distinct))
         part = NumericProfileState(self.k, self.exact_max_distinct, scal, lo, hi, mean, m2,
                                    tuple(sketches), tuple(distinct))
         return self.merge(state, part)
@@ -238,6 +264,19 @@ class NumericProfileSpec:
         return NumericBinning(edges, exact=edges.size < 2, center=center)
 
 
+def _distinct(x: np.ndarray, cap: int) -> np.ndarray | None:
+    """Sorted distinct values of float64 ``x`` (n,), or ``None`` when there are more than ``cap``.
+
+    A prefix of ``2 (cap + 1)`` values is checked first: when it already holds more than ``cap``
+    distinct values (any continuous column), the full sort is skipped.
+    """
+    head = 2 * (cap + 1)
+    if x.size > head and np.unique(x[:head]).size > cap:
+        return None
+    u = np.unique(x)
+    return u if u.size <= cap else None
+
+
 def _numeric_column(batch: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     if "value" not in batch:
         raise ValueError(f"Expected batch column `value`, got columns {sorted(batch)}.")
@@ -318,8 +357,8 @@ class CategoricalProfileSpec:
             "offset": np.zeros(g),
         })
         u = max(len(uniques), 1)
-        pair, inv = np.unique(gc[ok] * u + codes[ok], return_inverse=True)
-        tot = np.bincount(inv, None if w is None else w[ok], minlength=pair.size)
+        pair, sums = cell_sums(gc[ok] * u + codes[ok], {"w": None if w is None else w[ok]}, g * u)
+        tot = sums["w"]
         freqs: list = [{} for _ in range(g)]
         for p, t in zip(pair.tolist(), tot.tolist()):  # distinct (group, category) pairs only
             freqs[p // u][uniques[p % u]] = t

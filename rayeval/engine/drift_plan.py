@@ -10,7 +10,13 @@ or ``previous_window`` (each window against the one before; bin edges then come 
 window alone). Passes: (1) profiles over the reference (KLL sketch / category counts per model) fix
 the binning of each column and model from the reference alone; (2) sparse histograms with those
 binnings over the reference; (3) the same histograms over the current data inside the metric scan
-(no extra pass). Statistics are computed on the driver from merged histograms.
+(no extra pass). A ``time_range`` reference inside the evaluated range (``windows.start/end``) is
+read by the scan anyway: its histograms are then built there too and pass (2) is skipped.
+Statistics are computed on the driver from merged histograms.
+
+Per batch, each monitored column is converted once (a categorical one factorised once, by Arrow
+for string and integer columns) and each model's rows are found once, then shared by every column
+(:meth:`DriftPlan.accumulate`).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rayeval.config import JobConfig
-from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, NumericBinning, HistogramSpec, NumericProfileSpec,
-                           compare_rows, data_quality, default_method,
-                           learned_threshold)
+from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorized, HistogramSpec,
+                           NumericBinning, NumericProfileSpec, compare_rows, data_quality,
+                           default_method, learned_threshold)
 from rayeval.drift.compare import METHODS
 from rayeval.engine.labels import to_numpy
 from rayeval.metrics.base import GroupIndex
@@ -87,7 +94,11 @@ class DriftPlan:
     """Drift part of an :class:`~rayeval.engine.plan.EvalPlan` (picklable, no Ray).
 
     ``phase="profile"``: accumulate reference profiles (overall slice, keyed by model);
-    ``phase="histogram"``: accumulate histograms with the fixed binnings, for every drift slice.
+    ``phase="histogram"``: accumulate histograms with the fixed binnings, for every drift slice
+    (states ``drift|hist|...``). When ``reference_in_scan`` (a ``time_range`` reference inside
+    the evaluated range), the current scan also accumulates the reference rows' histograms
+    (states ``drift|ref|...``, windows collapsed) and the separate reference histogram pass is
+    skipped.
     """
 
     def __init__(self, cfg: JobConfig, columns: list[Monitored], ref_range: tuple | None):
@@ -107,6 +118,10 @@ class DriftPlan:
         self.hist_specs: dict[str, HistogramSpec] = {}
         self.slices = ([SliceSpec(c) for c in cfg.slice_specs()] if cfg.drift.slices
                        else [SliceSpec(())])
+        w = cfg.windows
+        self.reference_in_scan = (ref.kind == "time_range" and ref_range is not None
+                                  and (w.start is None or _ns(w.start) <= ref_range[0])
+                                  and (w.end is None or ref_range[1] <= _ns(w.end)))
 
     # ---- state names ----------------------------------------------------------------------
     @staticmethod
@@ -114,11 +129,12 @@ class DriftPlan:
         return f"drift|{phase}|{m.source}|{m.column}|{model}|{sl.name}"
 
     def spec_for(self, name: str):
-        _, phase, source, column, model, _ = name.split("|", 5)
+        _, phase, rest = name.split("|", 2)
         if phase == "profile":
+            source, column, _ = rest.split("|", 2)
             m = next(c for c in self.columns if c.source == source and c.column == column)
             return self.num_profile if m.dtype == "numeric" else self.cat_profile
-        return self.hist_specs[name.replace("drift|chunks|", "drift|hist|", 1)]
+        return self.hist_specs["drift|hist|" + rest]  # hist, ref and chunks states share it
 
     def reference_mask(self, ts: np.ndarray) -> np.ndarray:
         if self.ref_range is None:
@@ -130,54 +146,101 @@ class DriftPlan:
     def accumulate(self, out: dict, table: pa.Table, sl: SliceSpec, g: GroupIndex, source: str,
                    label_cols: dict, labeled: np.ndarray, weight: np.ndarray | None,
                    ts: np.ndarray) -> None:
+        """Add one batch's drift states (profiles or histograms, by phase) to ``out``.
+
+        Each column is converted, and a categorical one factorised, once per batch; the rows of
+        each model (and their group index) are found once and shared by every column.
+        """
         if sl not in self.slices or (self.phase == "profile" and sl.columns):
             return
-        models = np.array([k[0] for k in g.keys], dtype=object)[g.codes]
-        chunks = None
-        if self.learned and source == "reference" and not sl.columns and self.phase != "profile":
-            chunks = window_starts(ts, self.cfg.drift.learned_chunk)
+        profile = self.phase == "profile"
+        learned = self.learned and not sl.columns and not profile
+        # (state phase, group index, batch rows in it (None: all), learned-threshold chunks)
+        targets: list[tuple[str, GroupIndex, np.ndarray | None, np.ndarray | None]] = []
+        if profile:
+            targets.append(("profile", g, None, None))
+        elif source == "reference":
+            targets.append(("hist", g, None, self._chunks(ts) if learned else None))
+        else:
+            targets.append(("hist", g, None, None))
+            in_ref = self.reference_mask(ts) if self.reference_in_scan else None
+            if in_ref is not None and in_ref.any():
+                targets.append(("ref", _without_windows(g), in_ref,
+                                self._chunks(ts) if learned else None))
+        by_model = _model_rows(g)
+        groups: dict = {}  # (phase, model, source) -> (group index, chunk group index or None)
         for m in self.columns:
-            values, valid_rows, type_error = self._values(m, table, label_cols, labeled)
-            for model in pd.unique(models):
-                rows = valid_rows & (models == model)
-                if not rows.any():
-                    continue
-                gm = subset(g, rows)
-                batch = {"value": values[rows]}
-                if self.phase == "profile":
-                    spec = self.num_profile if m.dtype == "numeric" else self.cat_profile
-                    name = self.name("profile", m, model, sl)
-                    # profiles are per model only: collapse windows and slice values
-                    gm = GroupIndex(np.zeros(gm.n_rows, np.int64), ((model,),))
-                else:
-                    name = self.name("hist", m, model, sl)
-                    spec = self.hist_specs.get(name)
-                    if spec is None:
-                        continue  # no reference for this model
-                    if weight is not None:
-                        batch["weight"] = weight[rows]
-                    if type_error is not None:
-                        batch["type_error"] = type_error[rows]
-                st = spec.accumulate(spec.zero(), batch, gm)
-                out[name] = spec.merge(out[name], st) if name in out else st
-                if chunks is not None:  # reference chunks for learned thresholds
-                    cname = name.replace("drift|hist|", "drift|chunks|", 1)
-                    gc = combine([factorize(np.full(int(rows.sum()), model, dtype=object)),
-                                  factorize(chunks[rows])])
-                    gc = GroupIndex(gc.codes, tuple((k[0], k[1], ()) for k in gc.keys))
-                    stc = spec.accumulate(spec.zero(), batch, gc)
-                    out[cname] = spec.merge(out[cname], stc) if cname in out else stc
+            values, missing, type_error = self._values(m, table, label_cols)
+            for model, model_rows in by_model:
+                if m.source == "label":
+                    model_rows = model_rows[labeled[model_rows]]
+                for phase, gt, mask, chunks in targets:
+                    rows = model_rows if mask is None else model_rows[mask[model_rows]]
+                    if profile:  # profiles see values only
+                        rows = rows[~missing[rows]]
+                    if not rows.size:
+                        continue
+                    name = self.name(phase, m, model, sl)
+                    batch = {"value": values[rows]}
+                    gc = None
+                    if profile:
+                        spec = self.num_profile if m.dtype == "numeric" else self.cat_profile
+                        # profiles are per model only: collapse windows and slice values
+                        gm = GroupIndex(np.zeros(rows.size, np.int64), ((model,),))
+                    else:
+                        spec = self.hist_specs.get(self.name("hist", m, model, sl))
+                        if spec is None:
+                            continue  # no reference for this model
+                        if weight is not None:
+                            batch["weight"] = weight[rows]
+                        if type_error is not None:
+                            batch["type_error"] = type_error[rows]
+                        if (phase, model, m.source) not in groups:
+                            groups[phase, model, m.source] = self._groups(gt, rows, model, chunks)
+                        gm, gc = groups[phase, model, m.source]
+                    st = spec.accumulate(spec.zero(), batch, gm)
+                    out[name] = spec.merge(out[name], st) if name in out else st
+                    if gc is not None:  # reference chunks for learned thresholds
+                        cname = self.name("chunks", m, model, sl)
+                        stc = spec.accumulate(spec.zero(), batch, gc)
+                        out[cname] = spec.merge(out[cname], stc) if cname in out else stc
 
-    def _values(self, m: Monitored, table, label_cols, labeled):
-        n = table.num_rows
+    def _chunks(self, ts: np.ndarray) -> np.ndarray:
+        """int64 (n,) start of each row's learned-threshold reference chunk."""
+        return window_starts(ts, self.cfg.drift.learned_chunk)
+
+    @staticmethod
+    def _groups(g: GroupIndex, rows: np.ndarray, model, chunks: np.ndarray | None
+                ) -> tuple[GroupIndex, GroupIndex | None]:
+        """Group index of ``rows`` (int64 indices of one model's rows) and, when ``chunks``
+        (int64 (n,) chunk starts) is given, the (model, chunk) index of the same rows."""
+        mask = np.zeros(g.n_rows, dtype=bool)
+        mask[rows] = True
+        gm = subset(g, mask)
+        if chunks is None:
+            return gm, None
+        gc = combine([factorize(np.full(rows.size, model, dtype=object)),
+                      factorize(chunks[rows])])
+        return gm, GroupIndex(gc.codes, tuple((k[0], k[1], ()) for k in gc.keys))
+
+    def _values(self, m: Monitored, table: pa.Table, label_cols: dict
+                ) -> tuple[np.ndarray | Factorized, np.ndarray, np.ndarray | None]:
+        """Column ``m`` over the whole batch: ``(values, missing, type_error)``.
+
+        ``values``: float64 (n,) for a numeric column (NaN = missing), a :class:`Factorized`
+        column for a categorical one; ``missing``: bool (n,); ``type_error``: bool (n,) strings
+        of a numeric column that do not parse as numbers, or ``None``.
+        """
         if m.source == "label":
             raw = label_cols[m.column]
-            rows = labeled.copy()
         else:
+            if m.dtype == "categorical":
+                fast = _factorize_arrow(table[m.column])
+                if fast is not None:
+                    return fast, fast.codes < 0, None
             raw = to_numpy(table[m.column])
-            rows = np.ones(n, dtype=bool)
-        type_error = None
         if m.dtype == "numeric":
+            type_error = None
             if raw.dtype.kind in "iufb":
                 vals = raw.astype(np.float64)
             else:  # strings in a numeric feature: parse, count failures as type errors
@@ -185,9 +248,7 @@ class DriftPlan:
                 num = pd.to_numeric(s, errors="coerce")
                 type_error = (s.notna() & num.isna()).to_numpy()
                 vals = num.to_numpy(dtype=np.float64)
-            if self.phase == "profile":
-                rows &= ~np.isnan(vals)
-            return vals, rows, type_error
+            return vals, np.isnan(vals), type_error
         if raw.dtype.kind == "f":  # float-typed classes (labels joined with NaN for missing)
             vals = np.where(np.isnan(raw), None, raw).astype(object)
             ok = ~np.isnan(raw)
@@ -195,9 +256,8 @@ class DriftPlan:
             vals[integral] = raw[integral].astype(np.int64)
         else:
             vals = raw.astype(object)
-        if self.phase == "profile":
-            rows &= ~pd.isna(vals)
-        return vals, rows, type_error
+        f = Factorized.of(vals)
+        return f, f.codes < 0, None
 
     # ---- between passes ---------------------------------------------------------------------
     def fix_binnings(self, profile_partial: dict) -> None:
@@ -230,9 +290,20 @@ class DriftPlan:
 
     # ---- finalize ---------------------------------------------------------------------------
     def finalize(self, ref_partial: dict | None, merged: dict, run_id: str) -> pd.DataFrame:
-        """The tidy ``drift`` table (DESIGN section 5) plus data-quality rows."""
+        """The tidy ``drift`` table (DESIGN section 5) plus data-quality rows.
+
+        Args:
+            ref_partial: the reference pass's merged partial (``None`` for ``previous_window``;
+                with ``reference_in_scan`` the reference states come from ``merged``).
+            merged: the current scan's merged partial.
+            run_id: written to every row.
+        """
         rows: list[dict] = []
         self.histograms = []
+        if self.reference_in_scan:  # states named like those of a separate reference pass
+            ref_partial = {n.replace("drift|ref|", "drift|hist|", 1): st
+                           for n, st in merged.items()
+                           if n.startswith(("drift|ref|", "drift|chunks|"))}
         prev = self.cfg.drift.reference.kind == "previous_window"
         size = self.cfg.windows.size
         for name, spec in self.hist_specs.items():
@@ -377,6 +448,43 @@ class DriftPlan:
         return pd.DataFrame(getattr(self, "histograms", []), columns=HIST_COLUMNS)
 
 
+def _model_rows(g: GroupIndex) -> list[tuple[object, np.ndarray]]:
+    """``(model, rows)`` per model present in ``g`` (keys ``(model, window, slice values)``), in
+    key order: int64 ascending indices of the model's rows (int model codes, one stable sort)."""
+    pos: dict = {}
+    of_key = np.fromiter((pos.setdefault(k[0], len(pos)) for k in g.keys), np.int64, g.n_groups)
+    if len(pos) == 1:
+        return [(next(iter(pos)), np.arange(g.n_rows))]
+    codes = of_key[g.codes]
+    order = np.argsort(codes, kind="stable")
+    parts = np.split(order, np.cumsum(np.bincount(codes, minlength=len(pos)))[:-1])
+    return [(model, rows) for model, rows in zip(pos, parts) if rows.size]
+
+
+def _without_windows(g: GroupIndex) -> GroupIndex:
+    """``g`` (keys ``(model, window, slice values)``) with every window replaced by
+    ``NO_WINDOW`` (groups merged accordingly), as the reference histograms are keyed."""
+    pos: dict = {}
+    remap = np.fromiter((pos.setdefault((k[0], NO_WINDOW, k[2]), len(pos)) for k in g.keys),
+                        np.int64, g.n_groups)
+    return GroupIndex(remap[g.codes], tuple(pos))
+
+
+def _factorize_arrow(col: pa.ChunkedArray) -> Factorized | None:
+    """A string or integer (or dictionary of those) column factorised by Arrow's hash kernel
+    (no Python object per row: ``uniques`` are the few distinct values, as ``to_pylist`` gives
+    them, nulls are missing); ``None`` for other types, which go through numpy."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+        col = col.cast(t)
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+        return None
+    enc = col.combine_chunks().dictionary_encode()
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    return Factorized(codes.astype(np.int64), enc.dictionary.to_pylist())
+
+
 def bin_labels(binning) -> list[str]:
     """Human labels of a binning's bins: ``[lo, hi)`` or a value (numeric), the category or
     ``other`` (categorical)."""
@@ -394,7 +502,8 @@ def _ns(dt: datetime) -> int:
 
 def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
     """Run the reference passes; returns ``(drift_plan, reference_partial)`` (the partial is
-    ``None`` for ``previous_window``)."""
+    ``None`` for ``previous_window`` and empty when the reference histograms are built in the
+    current scan, see :attr:`DriftPlan.reference_in_scan`)."""
     from rayeval.engine.plan import EvalPlan
     from rayeval.engine.run import required_prediction_columns
     from rayeval.io.readers import check_columns, inspect_dataset
@@ -441,6 +550,8 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
     drift.fix_binnings(profiles)
     if ref.kind == "previous_window":
         return drift, None
+    if drift.reference_in_scan:
+        return drift, {}
     plan = EvalPlan(cfg, label_index, drift)
     ref_partial = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
     return drift, ref_partial
