@@ -257,11 +257,8 @@ def _sort_reduce(cell, bucket, pos, neg, cell_shift: np.ndarray, n_cells: int):
         return cell[order], bs, pos[order], neg[order]
     clash = same & (bs[1:] != bs[:-1])
     if clash.any():
-        run = np.cumsum(np.concatenate([[True], ~same]))  # run id of each sorted position
-        bad = np.zeros(int(run[-1]) + 1, dtype=bool)
-        bad[run[1:][clash]] = True
-        at = np.flatnonzero(bad[run])
-        order[at] = order[at][np.lexsort((bs[at], run[at]))]
+        at, run = _clash_positions(same, clash)
+        order[at] = order[at][np.lexsort((bs[at], run))]
         return _reduce_sorted(cell[order], bucket[order], pos[order], neg[order])
     start = np.flatnonzero(np.concatenate([[True], ~same]))  # equal prefix = equal bucket here
     return (cell[order[start]], bs[start], np.add.reduceat(pos[order], start),
@@ -280,6 +277,31 @@ def _by_new_cell(h: ScoreHistogram, m: np.ndarray, bucket: np.ndarray):
     offsets = np.cumsum(lens) - lens
     idx = np.repeat(indptr[seg] - offsets, lens) + np.arange(int(lens.sum()))
     return c[idx], bucket[idx], h.pos[idx], h.neg[idx]
+
+
+def _clash_positions(same: np.ndarray, clash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted positions of every run (of equal truncated keys, ``same[i]``: positions i and
+    i + 1 tie) that holds a clash, and the run id (its first position) of each; O(clashes x
+    run length), no full-length pass: clashes are rare."""
+    i = np.flatnonzero(clash)
+    lo, hi = i.copy(), i + 1
+    while True:  # widen each clash to its run of ties (runs are short)
+        ext = lo > 0
+        ext[ext] = same[lo[ext] - 1]
+        if not ext.any():
+            break
+        lo[ext] -= 1
+    while True:
+        ext = hi < same.size
+        ext[ext] = same[hi[ext]]
+        if not ext.any():
+            break
+        hi[ext] += 1
+    lo, first = np.unique(lo, return_index=True)
+    hi = hi[first]
+    lens = hi - lo + 1
+    at = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+    return at, np.repeat(lo, lens)
 
 
 def key_order(keys: np.ndarray) -> np.ndarray:
@@ -304,11 +326,8 @@ def key_order(keys: np.ndarray) -> np.ndarray:
         ks = keys[order]
         clash = same & (ks[1:] != ks[:-1])
         if clash.any():
-            run = np.cumsum(np.concatenate([[True], ~same]))
-            bad = np.zeros(int(run[-1]) + 1, dtype=bool)
-            bad[run[1:][clash]] = True
-            at = np.flatnonzero(bad[run])
-            order[at] = order[at][np.lexsort((order[at], ks[at], run[at]))]
+            at, run = _clash_positions(same, clash)
+            order[at] = order[at][np.lexsort((order[at], ks[at], run))]
     return order
 
 
