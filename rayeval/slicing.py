@@ -12,6 +12,7 @@ Windows are UTC, left-closed, right-open: ``[window_start, window_end)``. Weeks 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -40,9 +41,10 @@ class SliceSpec:
 
     columns: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """``overall`` or the columns joined by `` x `` (e.g. ``origin x hour_band``)."""
+        """``overall`` or the columns joined by `` x `` (e.g. ``origin x hour_band``); computed
+        once per instance (state names are built from it for every batch and group)."""
         return "overall" if not self.columns else " x ".join(self.columns)
 
     def render(self, values: tuple) -> str:

@@ -143,6 +143,10 @@ class DriftPlan:
         return (ts >= lo) & (ts < hi)
 
     # ---- per batch ------------------------------------------------------------------------
+    def uses(self, sl: SliceSpec) -> bool:
+        """Whether the current phase accumulates anything for slice spec ``sl``."""
+        return sl in self.slices and not (self.phase == "profile" and sl.columns)
+
     def accumulate(self, out: dict, table: pa.Table, sl: SliceSpec, g: GroupIndex, source: str,
                    label_cols: dict, labeled: np.ndarray, weight: np.ndarray | None,
                    ts: np.ndarray) -> None:
@@ -151,7 +155,7 @@ class DriftPlan:
         Each column is converted, and a categorical one factorised, once per batch; the rows of
         each model (and their group index) are found once and shared by every column.
         """
-        if sl not in self.slices or (self.phase == "profile" and sl.columns):
+        if not self.uses(sl):
             return
         profile = self.phase == "profile"
         learned = self.learned and not sl.columns and not profile

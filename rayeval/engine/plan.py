@@ -130,6 +130,18 @@ class EvalPlan:
                 out[name] = self._spec_for(name).merge(a[name], b[name])
         return out
 
+    def compact(self, partial: dict) -> dict:
+        """The same partial with lazily merged states compacted (score histograms kept as
+        several runs become one), so it pickles at its final size; values are unchanged."""
+        out = dict(partial)
+        for name, state in partial.items():
+            if name.startswith("_"):
+                continue
+            compact = getattr(self._spec_for(name), "compact", None)
+            if compact is not None:
+                out[name] = compact(state)
+        return out
+
     def _spec_for(self, name: str):
         if name.startswith("coverage|"):
             return self.coverage
@@ -175,12 +187,12 @@ class EvalPlan:
             ts = ts[keep]
         if table.num_rows == 0:
             return out
-        table, ts = self._dedupe(table, ts, counters)
+        table, ts, ids = self._dedupe(table, ts, counters)
         n = table.num_rows
         counters["rows_evaluated"] = n
 
         # label join
-        label_cols, labeled = self._join_labels(table, out)
+        label_cols, labeled = self._join_labels(table, ids, out)
         counters["rows_labeled"] = int(labeled.sum())
 
         # factorise the key columns once
@@ -191,11 +203,14 @@ class EvalPlan:
         else:
             win = np.full(n, NO_WINDOW, dtype=np.int64)
         win_f = factorize(win)
-        slice_f = {c: factorize(table[c]) for sl in self.slices for c in sl.columns}
+        # reference passes feed drift only: skip the slice specs drift does not use
+        slices = self.slices if source == "current" else [
+            sl for sl in self.slices if self.drift is not None and self.drift.uses(sl)]
+        slice_f = {c: factorize(table[c]) for sl in slices for c in sl.columns}
         weight = to_numpy(table[cols.weight]).astype(np.float64) if cols.weight else None
 
         groupings = {}
-        for sl in self.slices:
+        for sl in slices:
             g = combine([model_f, win_f] + [slice_f[c] for c in sl.columns])
             g = GroupIndex(g.codes, tuple((k[0], k[1], k[2:]) for k in g.keys))
             groupings[sl] = g
@@ -248,16 +263,28 @@ class EvalPlan:
                     out[names[sl]] = state
 
     def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
+        """Drop duplicate prediction ids of one model (policy ``keep_latest``: keep the latest
+        by timestamp; ``error``: raise InputError), counted in ``rows_duplicate_prediction``.
+
+        Args:
+            table: the batch (n rows); ts: int64 ns timestamps (n,).
+
+        Returns:
+            ``(table, ts, ids)`` of the kept rows; ``ids`` is ``(codes, values)``: int64 codes
+            (one per kept row) into ``values``, the batch's distinct ids (Arrow, a null among
+            them if an id is missing), or ``None`` when the batch has no id column.
+        """
         cols = self.cfg.columns
         if cols.id not in table.column_names:
-            return table, ts
+            return table, ts, None
         # int64 key per row from dictionary codes (no Python objects): id x model
-        key, size = _codes(table[cols.id])
+        id_codes, id_values = _codes(table[cols.id])
+        key, size = id_codes, len(id_values)
         if cols.model:
-            m_codes, n_models = _codes(table[cols.model])
-            key, size = key * n_models + m_codes, size * n_models
+            m_codes, models = _codes(table[cols.model])
+            key, size = key * len(models) + m_codes, size * len(models)
         if np.bincount(key, minlength=size).max(initial=0) <= 1:  # fast path: no duplicates
-            return table, ts
+            return table, ts, (id_codes, id_values)
         order = np.lexsort((ts, key))  # by key, then time: the last of each run is the latest
         sorted_key = key[order]
         is_last = np.ones(len(order), dtype=bool)
@@ -271,10 +298,14 @@ class EvalPlan:
         counters["rows_duplicate_prediction"] = n_dup
         keep = np.zeros(len(ts), dtype=bool)
         keep[order[is_last]] = True
-        return table.filter(pa.array(keep)), ts[keep]
+        return table.filter(pa.array(keep)), ts[keep], (id_codes[keep], id_values)
 
-    def _join_labels(self, table: pa.Table, out: dict) -> tuple[dict, np.ndarray]:
-        """Label columns aligned to the batch rows, and the labelled mask (shape (n,))."""
+    def _join_labels(self, table: pa.Table, ids: tuple | None,
+                     out: dict) -> tuple[dict, np.ndarray]:
+        """Label columns aligned to the batch rows, and the labelled mask (shape (n,)).
+
+        ``ids`` are the batch's id codes and distinct ids from :meth:`_dedupe`: the label index
+        looks each distinct id up once."""
         n = table.num_rows
         label_names = {t.label for t in self.tasks}
         cols: dict[str, np.ndarray] = {}
@@ -285,7 +316,8 @@ class EvalPlan:
             for name in label_names:
                 labeled |= ~_is_null(cols[name])
             return cols, labeled
-        pos = self.labels.lookup(to_numpy(table[self.cfg.columns.id]))
+        id_codes, id_values = ids if ids is not None else _codes(table[self.cfg.columns.id])
+        pos = self.labels.lookup(id_values)[id_codes]
         labeled = pos >= 0
         safe = np.where(labeled, pos, 0)
         for name in label_names:
@@ -325,13 +357,15 @@ def _timestamps(table: pa.Table, name: str) -> np.ndarray:
     return to_utc_ns(parsed)
 
 
-def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    """Dictionary codes (int64, nulls get their own code) and the number of distinct values."""
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary codes of a column (int64, shape (n,); a missing value gets its own code)
+    and the distinct values they index (Arrow, the column's value type, a null among them if a
+    value is missing)."""
     arr = col.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
     enc = pc.dictionary_encode(arr, null_encoding="encode")
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
 
 
 def _is_null(arr: np.ndarray) -> np.ndarray:

@@ -6,12 +6,22 @@ error_bound. ``invalid``: rows excluded per task, family (labels / scores / regr
 model, window, slice and reason. ``confusion``: run_id, task, model, window_start, window_end, slice, slice_columns,
 true_class, predicted_class, count. (``task`` is an addition to DESIGN's columns: one job can
 evaluate several tasks, e.g. a classifier and its delay regressor.)
+
+The tables are built column by column: what repeats on every row of a group (model, window
+bounds, slice string, row counts) is computed once per group (:class:`_SliceGroups`), each
+``spec.finalize`` result list becomes a chunk of columns, and every column is concatenated and
+turned into a DataFrame column once. Column dtypes are what pandas infers from the Python values
+(as if the table were built from records).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain, compress, groupby
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +37,12 @@ INVALID_COLUMNS = ["run_id", "task", "family", "model", "window_start", "slice",
                    "reason", "count"]
 CONFUSION_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
                      "slice_columns", "true_class", "predicted_class", "count"]
+COVERAGE_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slice_columns",
+                    "n_rows", "n_labeled", "label_coverage"]
+METRIC_ORDER = ["task", "model", "window_start", "slice_columns", "slice", "metric",
+                "class_label"]
+_TIME_COLUMNS = frozenset({"window_start", "window_end"})
+_NAT = np.iinfo(np.int64).min  # int64 nanoseconds of NaT
 
 
 @dataclass
@@ -58,90 +74,381 @@ def check_max_slices(plan: EvalPlan, merged: dict) -> None:
                              f"column")
 
 
-def _window_bounds(plan: EvalPlan, win: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    size = plan.cfg.windows.size
-    if win == NO_WINDOW:
-        start = pd.Timestamp(plan.start_ns, tz="UTC") if plan.start_ns is not None else pd.NaT
-        end = pd.Timestamp(plan.end_ns, tz="UTC") if plan.end_ns is not None else pd.NaT
-        return start, end
-    return pd.Timestamp(win, tz="UTC"), pd.Timestamp(window_end(win, size), tz="UTC")
+class _WindowBounds:
+    """``[start, end)`` of each window as int64 ns (NaT: ``_NAT``), computed once per window."""
+
+    def __init__(self, plan: EvalPlan):
+        self.plan = plan
+        self._cache: dict[int, tuple[int, int]] = {}
+
+    def __call__(self, win: int) -> tuple[int, int]:
+        bounds = self._cache.get(win)
+        if bounds is None:
+            plan = self.plan
+            if win == NO_WINDOW:
+                bounds = (_NAT if plan.start_ns is None else int(plan.start_ns),
+                          _NAT if plan.end_ns is None else int(plan.end_ns))
+            else:
+                bounds = (int(win), window_end(win, plan.cfg.windows.size))
+            self._cache[win] = bounds
+        return bounds
+
+
+class _Coded:
+    """Column values by code: row ``i`` holds ``values[codes[i]]``.
+
+    ``values`` is a Python list that many chunks share (a slice spec's per-group models or
+    slice strings, or a one-value list for a constant); it may still grow after the chunk is
+    made (codes stay valid), and is read when the table is built.
+    """
+
+    __slots__ = ("values", "codes")
+
+    def __init__(self, values: list, codes: np.ndarray):
+        self.values = values
+        self.codes = codes
+
+
+@dataclass
+class _SliceGroups:
+    """The groups ``(model, window, values)`` of one slice spec and what every output row of a
+    group repeats, one list entry per group (group number = position).
+
+    Attributes:
+        sl: the slice spec.
+        windows: shared window bounds.
+        min_size: ``slices.min_slice_size``: groups of a non-overall slice with fewer labelled
+            rows are suppressed (no metric or confusion rows).
+        position: group key -> group number.
+        model, slice: model value and rendered slice per group.
+        window_start, window_end: int64 ns per group (``_NAT`` when unbounded).
+        n_rows, n_labeled: coverage counts per group (0 for a key absent from the coverage).
+        suppressed: bool per group.
+    """
+
+    sl: SliceSpec
+    windows: _WindowBounds
+    min_size: int
+    position: dict = field(default_factory=dict)
+    model: list = field(default_factory=list)
+    window_start: list = field(default_factory=list)
+    window_end: list = field(default_factory=list)
+    slice: list = field(default_factory=list)
+    n_rows: list = field(default_factory=list)
+    n_labeled: list = field(default_factory=list)
+    suppressed: list = field(default_factory=list)
+    _arrays: dict | None = field(default=None, repr=False)
+
+    def add(self, key: tuple, n_rows: int, n_labeled: int, suppressible: bool) -> int:
+        """Register group ``key`` (must be new) with its coverage counts; returns its number."""
+        model, win, values = key
+        start, end = self.windows(win)
+        g = self.position[key] = len(self.model)
+        self.model.append(model)
+        self.window_start.append(start)
+        self.window_end.append(end)
+        self.slice.append(self.sl.render(values))
+        self.n_rows.append(n_rows)
+        self.n_labeled.append(n_labeled)
+        self.suppressed.append(suppressible and bool(self.sl.columns)
+                               and n_labeled < self.min_size)
+        self._arrays = None
+        return g
+
+    def numbers(self, keys) -> np.ndarray:
+        """Group number of each key (int64, shape (len(keys),)); a key without coverage counts
+        is registered with zero counts and never suppressed."""
+        numbers, lengths = [], []
+        for key, run in groupby(keys):  # a group's results are usually consecutive
+            g = self.position.get(key)
+            numbers.append(self.add(key, 0, 0, False) if g is None else g)
+            lengths.append(len(list(run)))
+        return np.repeat(np.array(numbers, dtype=np.int64), lengths)
+
+    def _array(self, name: str) -> np.ndarray:
+        """Per-group list ``name`` as a numpy array, cached until the next :meth:`add`."""
+        if self._arrays is None:
+            self._arrays = {}
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._arrays[name] = np.asarray(getattr(self, name))
+        return arr
+
+    def unsuppressed(self, groups: np.ndarray) -> np.ndarray | None:
+        """Bool mask (shape of ``groups``) of the rows to keep; ``None`` when all are kept."""
+        supp = self._array("suppressed")
+        if not supp.any():
+            return None
+        keep = ~supp[groups]
+        return None if keep.all() else keep
+
+    def context(self, groups: np.ndarray, names) -> dict:
+        """Columns ``names`` (of model, window_start, window_end, slice, slice_columns, n_rows,
+        n_labeled) for rows of the given group numbers (int64 array), for :meth:`_Table.add`."""
+        out: dict = {}
+        for name in names:
+            if name == "slice_columns":
+                out[name] = ",".join(self.sl.columns)
+            elif name in ("model", "slice"):
+                out[name] = _Coded(getattr(self, name), groups)
+            else:
+                out[name] = self._array(name)[groups]
+        return out
+
+
+class _Table:
+    """Columns of one output table, appended chunk by chunk and turned into a DataFrame once.
+
+    A chunk gives every column as one kind, the same in all chunks of the column: a numpy array
+    (float64 / int64 values; int64 ns for the window columns), a :class:`_Coded`, a string that
+    every row of the chunk repeats (stored coded), or a list of Python values.
+    """
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+        self.chunks: dict[str, list] = {c: [] for c in columns}
+        self.n = 0
+        self._constants: dict[str, list] = {}
+
+    def add(self, n: int, /, **cols) -> None:
+        """Append ``n`` rows; ``cols`` holds a length-``n`` value per column (see the class)."""
+        if n == 0:
+            return
+        for c in self.columns:
+            v = cols[c]
+            if isinstance(v, str):
+                v = _Coded(self._constants.setdefault(v, [v]), np.zeros(n, dtype=np.int64))
+            self.chunks[c].append(v)
+        self.n += n
+
+    def frame(self, order_by: Sequence[str] = ()) -> pd.DataFrame:
+        """The DataFrame.
+
+        Python values get the dtype pandas infers from them (as if the table were built from
+        records: ``str`` for strings with or without ``None``, ``object`` for ``None`` only,
+        ``int64`` for ints...); window columns are datetime64[ns, UTC]. No rows: every column
+        ``object``.
+
+        Args:
+            order_by: columns to order the rows by, as ``DataFrame.sort_values(order_by,
+                na_position="first", kind="stable")`` would: lexicographic over each column's
+                pandas sort codes (``Categorical(column, ordered=True).codes``: missing first;
+                a window column by its int64 ns, NaT first). The permutation is applied to the
+                codes of coded columns before they are decoded.
+        """
+        if self.n == 0:
+            return pd.DataFrame([], columns=self.columns)
+        cols: dict = {}
+        for c in self.columns:
+            parts = self.chunks[c]
+            if isinstance(parts[0], _Coded):
+                cols[c] = _merge_coded(parts)
+            elif isinstance(parts[0], np.ndarray):
+                cols[c] = np.concatenate(parts)
+            else:  # Python values: the pandas array inferred from them
+                cols[c] = pd.Series(list(chain.from_iterable(parts))).array
+        if order_by:
+            keys = []
+            for c in order_by:
+                v = cols[c]
+                keys.append(_sort_codes(v[0])[v[1]] if isinstance(v, tuple) else
+                            v if isinstance(v, np.ndarray) else _sort_codes(v))
+            order = np.lexsort(keys[::-1])
+            for c, v in cols.items():
+                cols[c] = (v[0], v[1][order]) if isinstance(v, tuple) else v.take(order)
+        data = {}
+        for c, v in cols.items():
+            if isinstance(v, tuple):
+                data[c] = v[0].take(v[1])
+            elif c in _TIME_COLUMNS:
+                data[c] = _utc_column(v)
+            else:
+                data[c] = v
+        return pd.DataFrame(data, columns=self.columns)
+
+
+def _merge_coded(parts: list[_Coded]) -> tuple:
+    """One column from coded chunks, as ``(values, codes)``: the pandas array inferred from the
+    distinct values that occur (the dtype pandas infers from all the row values) and int64 row
+    codes into it (rows decode with ``values.take(codes)``, no per-row Python object)."""
+    offsets: dict[int, int] = {}
+    values: list = []
+    codes = []
+    for p in parts:
+        off = offsets.get(id(p.values))
+        if off is None:
+            off = offsets[id(p.values)] = len(values)
+            values.extend(p.values)
+        codes.append(p.codes + off)
+    code = np.concatenate(codes)
+    used = np.bincount(code, minlength=len(values)) > 0
+    new_code = np.cumsum(used) - 1
+    return pd.Series(list(compress(values, used.tolist()))).array, new_code[code]
+
+
+def _sort_codes(values) -> np.ndarray:
+    """What pandas sorts a column by: each value's position among the sorted distinct values,
+    -1 when missing (int64, shape of ``values``)."""
+    return np.asarray(pd.Categorical(values, ordered=True).codes, dtype=np.int64)
+
+
+def _utc_column(ns: np.ndarray):
+    """int64 ns since the epoch (``_NAT`` = missing) -> datetime64[ns, UTC] column values.
+
+    When every value is missing, the NaTs are returned as a list so that pandas infers the same
+    dtype as from NaT-only records (datetime64[s], no time zone)."""
+    if (ns == _NAT).all():
+        return [pd.NaT] * len(ns)
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC").array
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Pause Python's cyclic garbage collector for the block (restored afterwards).
+
+    Finalizing allocates millions of small long-lived objects (metric results, column values);
+    every full collection would traverse all of them again (a quarter of finalize's time on the
+    flights job). Reference counting still frees memory meanwhile.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
-    """Turn the merged partial into tidy DataFrames (metrics, confusion, coverage)."""
+    """Turn the merged partial into tidy DataFrames (metrics, confusion, coverage, invalid).
+
+    Args:
+        plan: the plan the partial was built with.
+        merged: the merged partial (state name -> state, ``_counters``, ``_matched``).
+        run_id: written into every row.
+
+    Returns:
+        :class:`Finalized`; ``metrics`` sorted by :data:`METRIC_ORDER` (missing first, stable).
+
+    Raises:
+        InputError: a slice spec has more values than ``slices.max_slices``.
+    """
+    with paused_gc():
+        return _finalize(plan, merged, run_id)
+
+
+def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     check_max_slices(plan, merged)
+    windows = _WindowBounds(plan)
     min_size = plan.cfg.slices.min_slice_size
-    cov_rows, rows, conf_rows, inv_rows = [], [], [], []
-    coverage: dict[tuple, tuple[int, int]] = {}
-    bounds: dict[int, tuple] = {}
-    suppressed = set()
+    coverage = _Table(COVERAGE_COLUMNS)
+    groups: dict[str, _SliceGroups] = {}
     for sl in plan.slices:
+        sg = groups[sl.name] = _SliceGroups(sl, windows, min_size)
         st = merged.get("coverage|" + sl.name)
         if st is None:
             continue
-        for key, (n_rows, n_lab) in zip(st.keys, st.arrays["counts"].tolist()):
-            coverage[(sl.name, key)] = (n_rows, n_lab)
-            model, win, values = key
-            if win not in bounds:
-                bounds[win] = _window_bounds(plan, win)
-            cov_rows.append({"run_id": run_id, "model": model, "window_start": bounds[win][0],
-                             "window_end": bounds[win][1], "slice": sl.render(values),
-                             "slice_columns": ",".join(sl.columns), "n_rows": n_rows,
-                             "n_labeled": n_lab,
-                             "label_coverage": n_lab / n_rows if n_rows else math.nan})
-            if sl.columns and n_lab < min_size:
-                suppressed.add((sl.name, key))
+        counts = np.asarray(st.arrays["counts"])
+        for key, (n_rows, n_lab) in zip(st.keys, counts.tolist()):
+            sg.add(key, n_rows, n_lab, True)
+        g = np.arange(len(st.keys))
+        n_rows, n_lab = counts[:, 0], counts[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cover = np.where(n_rows != 0, n_lab / np.where(n_rows != 0, n_rows, 1), math.nan)
+        coverage.add(len(g), run_id=run_id, label_coverage=cover,
+                     **sg.context(g, COVERAGE_COLUMNS[1:-1]))
+    n_suppressed = sum(sum(sg.suppressed) for sg in groups.values())  # distinct groups
+
+    metrics = _Table(METRIC_COLUMNS)
+    confusion = _Table(CONFUSION_COLUMNS)
+    invalid = _Table(INVALID_COLUMNS)
     for task in plan.tasks:
         for sl in plan.slices:
+            sg = groups[sl.name]
             for family in ("labels", "scores", "regression"):
                 name = plan.state_name(task.name, family, sl)
                 spec, state = plan.specs.get(name), merged.get(name)
                 if spec is None or state is None:
                     continue
-                for r in spec.finalize(state):
-                    if (sl.name, r.key) in suppressed:
-                        continue
-                    metric = r.metric
-                    if family == "scores" and metric == "n_rows":
-                        metric = "n_rows_scored"  # rows valid for the score metrics
-                    rows.append(_metric_row(run_id, task.name, sl, r, metric, coverage, bounds,
-                                            plan))
-                for key, reasons in spec.invalid_counts(state).items():
-                    model, win, values = key
-                    if win not in bounds:
-                        bounds[win] = _window_bounds(plan, win)
-                    for reason, count in reasons.items():
-                        if count:
-                            inv_rows.append({
-                                "run_id": run_id, "task": task.name, "family": family,
-                                "model": model, "window_start": bounds[win][0],
-                                "slice": sl.render(values), "slice_columns": ",".join(sl.columns),
-                                "reason": reason, "count": int(count)})
+                _add_metrics(metrics, sg, spec.finalize(state), run_id, task.name, family)
+                _add_invalid(invalid, sg, spec.invalid_counts(state), run_id, task.name, family)
                 if family == "labels" and hasattr(spec, "confusion_records"):
-                    for key, t, p, c in spec.confusion_records(state):
-                        if (sl.name, key) in suppressed:
-                            continue
-                        model, win, values = key
-                        if win not in bounds:
-                            bounds[win] = _window_bounds(plan, win)
-                        conf_rows.append({
-                            "run_id": run_id, "task": task.name, "model": model,
-                            "window_start": bounds[win][0], "window_end": bounds[win][1],
-                            "slice": sl.render(values), "slice_columns": ",".join(sl.columns),
-                            "true_class": str(t), "predicted_class": str(p), "count": float(c)})
-    metrics = pd.DataFrame.from_records(rows, columns=METRIC_COLUMNS)
-    metrics = metrics.sort_values(["task", "model", "window_start", "slice_columns", "slice",
-                                   "metric", "class_label"], na_position="first",
-                                  kind="stable").reset_index(drop=True)
+                    _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
+                                   task.name)
+    metrics_df = metrics.frame(order_by=METRIC_ORDER)
     matched = merged.get("_matched")
     no_pred = None
     if plan.labels is not None:
         n_matched = int(np.unpackbits(matched)[:plan.labels.n_labels].sum()) if matched is not None else 0
         no_pred = plan.labels.n_labels - n_matched
-    invalid = pd.DataFrame(inv_rows, columns=INVALID_COLUMNS)
-    return Finalized(metrics, pd.DataFrame(conf_rows, columns=CONFUSION_COLUMNS),
-                     pd.DataFrame(cov_rows), invalid, dict(merged["_counters"]), len(suppressed),
-                     no_pred)
+    coverage_df = coverage.frame() if coverage.n else pd.DataFrame([])  # no rows: no columns
+    return Finalized(metrics_df, confusion.frame(), coverage_df, invalid.frame(),
+                     dict(merged["_counters"]), n_suppressed, no_pred)
+
+
+def _add_metrics(table: _Table, sg: _SliceGroups, results: list, run_id: str, task: str,
+                 family: str) -> None:
+    """Append the ``MetricResult`` list of one (task, slice spec, family) to ``table``, without
+    the suppressed groups; family ``scores`` reports its ``n_rows`` as ``n_rows_scored`` (rows
+    valid for the score metrics)."""
+    if not results:
+        return
+    g = sg.numbers([r.key for r in results])
+    keep = sg.unsuppressed(g)
+    if keep is not None:
+        results = list(compress(results, keep.tolist()))
+        g = g[keep]
+    metric = [r.metric for r in results]
+    if family == "scores":
+        metric = ["n_rows_scored" if m == "n_rows" else m for m in metric]
+    n = len(g)
+    nan = np.full(n, math.nan)
+    table.add(n, run_id=run_id, task=task, metric=metric,
+              class_label=[None if r.class_label is None else str(r.class_label)
+                           for r in results],
+              average=[r.average for r in results],
+              value=np.array([r.value for r in results], dtype=np.float64),
+              direction=[r.direction for r in results], ci_lower=nan, ci_upper=nan,
+              undefined_reason=[r.undefined_reason for r in results],
+              error_bound=np.array([r.error_bound for r in results], dtype=np.float64),
+              **sg.context(g, ("model", "window_start", "window_end", "slice", "slice_columns",
+                               "n_rows", "n_labeled")))
+
+
+def _add_invalid(table: _Table, sg: _SliceGroups, counts: dict, run_id: str, task: str,
+                 family: str) -> None:
+    """Append the non-zero ``{key: {reason: count}}`` of one (task, slice spec, family)."""
+    keys, reasons, values = [], [], []
+    for key, by_reason in counts.items():
+        for reason, count in by_reason.items():
+            if count:
+                keys.append(key)
+                reasons.append(reason)
+                values.append(int(count))
+    if not keys:
+        return
+    table.add(len(keys), run_id=run_id, task=task, family=family, reason=reasons,
+              count=np.asarray(values, dtype=np.int64),
+              **sg.context(sg.numbers(keys), ("model", "window_start", "slice", "slice_columns")))
+
+
+def _add_confusion(table: _Table, sg: _SliceGroups, records: list, run_id: str,
+                   task: str) -> None:
+    """Append ``(key, true_class, predicted_class, count)`` records, without suppressed
+    groups; classes as strings, counts as float64."""
+    if not records:
+        return
+    g = sg.numbers([r[0] for r in records])
+    keep = sg.unsuppressed(g)
+    if keep is not None:
+        records = list(compress(records, keep.tolist()))
+        g = g[keep]
+    table.add(len(records), run_id=run_id, task=task,
+              true_class=[str(r[1]) for r in records],
+              predicted_class=[str(r[2]) for r in records],
+              count=np.array([float(r[3]) for r in records], dtype=np.float64),
+              **sg.context(g, ("model", "window_start", "window_end", "slice",
+                               "slice_columns")))
 
 
 def invalid_totals(invalid: pd.DataFrame) -> dict:
@@ -149,21 +456,3 @@ def invalid_totals(invalid: pd.DataFrame) -> dict:
     ov = invalid[invalid["slice"] == "overall"]
     g = ov.groupby(["task", "family", "reason"])["count"].sum()
     return {f"{t}/{f}/{r}": int(c) for (t, f, r), c in g.items()}
-
-
-def _metric_row(run_id, task, sl: SliceSpec, r, metric, coverage, bounds, plan) -> tuple:
-    """One ``metrics`` row as a tuple in :data:`METRIC_COLUMNS` order (tuples: finalize builds
-    hundreds of thousands of rows)."""
-    model, win, values = r.key
-    ctx = bounds.get((sl.name, r.key))
-    if ctx is None:  # per-group context, computed once per group (not per metric)
-        if win not in bounds:
-            bounds[win] = _window_bounds(plan, win)
-        n_rows, n_lab = coverage.get((sl.name, r.key), (0, 0))
-        ctx = bounds[(sl.name, r.key)] = (bounds[win][0], bounds[win][1], sl.render(values),
-                                           ",".join(sl.columns), n_rows, n_lab)
-    ws, we, slice_str, slice_cols, n_rows, n_lab = ctx
-    return (run_id, task, model, ws, we, slice_str, slice_cols, metric,
-            None if r.class_label is None else str(r.class_label), r.average, float(r.value),
-            r.direction, math.nan, math.nan, n_rows, n_lab, r.undefined_reason,
-            float(r.error_bound))

@@ -22,7 +22,7 @@ from rayeval.config import JobConfig, storage_options
 from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
-from rayeval.engine.results import Finalized, finalize, invalid_totals
+from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
 from rayeval.io import mlflow_writer
 from rayeval.io.readers import (DatasetInfo, InputError, check_columns, inspect_dataset,
                                 read_table)
@@ -162,7 +162,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     if merged["_counters"].get("rows_read", 0) == 0:
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
-    with timer.stage("finalize"):
+    with timer.stage("finalize"), paused_gc():  # millions of small objects, no cycles to find
         fin = finalize(plan, merged, run_id)
         drift_df = None
         if drift_plan is not None:

@@ -166,6 +166,14 @@ class _ScoreSpecBase:
                                              self._budget())),)
         return ScoreState(self._layout(), sums, runs, self._n_classes_hist, self._budget())
 
+    def compact(self, state: ScoreState) -> ScoreState:
+        """``state`` with its histogram runs compacted into one (same values; what pickles is
+        then the final histogram)."""
+        if len(state.runs) <= 1:
+            return state
+        return ScoreState(state.layout, state.sums, ((state.keys, state.hist),),
+                          state.cells_per_group, state.budget)
+
     def accumulate(self, state: ScoreState, batch: Batch, groups: GroupIndex) -> ScoreState:
         """``state`` merged with the statistics of one batch (vectorised; inputs untouched).
 

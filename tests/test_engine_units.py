@@ -1,0 +1,188 @@
+"""Engine pieces without Ray: the label index (deduplication, id normalisation, exact hashed
+lookup), the duplicate-prediction check, the columnar output tables of ``finalize``, and
+``SliceSpec``'s cached name."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from rayeval.config import load_config
+from rayeval.engine import labels as labels_mod
+from rayeval.engine import results
+from rayeval.engine.labels import LabelIndex
+from rayeval.engine.plan import EvalPlan, _codes
+from rayeval.engine.ray_runner import _binary, _load
+from rayeval.engine.results import METRIC_ORDER, _Coded, _Table, finalize
+from rayeval.slicing import SliceSpec
+from tests.synth import job_dict, make_frames
+
+UTC = pa.timestamp("us", tz="UTC")
+
+
+def joined(index: LabelIndex, ids) -> list:
+    """Label values ``y`` joined to ``ids`` (``None`` where unlabelled)."""
+    pos = index.lookup(ids)
+    y = index.column("y")
+    return [None if p < 0 else y[p].item() for p in pos.tolist()]
+
+
+def test_labels_keep_latest_ties_last_read_and_missing_timestamps_oldest():
+    table = pa.table({
+        "id": ["a", "a", "a", "b", "b", "c", "c"],
+        "ts": pa.array([1, 3, 3, None, 0, 5, None], type=pa.int64()).cast(UTC),
+        "y": [10, 11, 12, 20, 21, 30, 31]})
+    index = LabelIndex.build(table, "id", "ts")
+    assert (index.n_read, index.n_duplicates, index.n_labels) == (7, 4, 3)
+    # a: ts 3 twice -> the later row (12); b: NaT is oldest -> 21; c: 5 beats NaT -> 30
+    assert joined(index, pa.array(["a", "b", "c", "d"])) == [12, 21, 30, None]
+
+
+def test_labels_without_timestamp_keep_last_row_read():
+    table = pa.table({"id": pa.array([7, 8, 7], pa.int32()), "y": [1, 2, 3]})
+    index = LabelIndex.build(table, "id", None)
+    assert index.n_duplicates == 1
+    assert joined(index, pa.array([7, 8, 9])) == [3, 2, None]
+    assert index.table["id"].type == pa.int64()
+
+
+def test_label_ids_normalised_and_missing_ids_match_each_other():
+    table = pa.table({"id": pa.array([1, None, 2, None], pa.int64()), "y": [1, 2, 3, 4],
+                      "ts": pa.array([0, 1, 2, 3]).cast(UTC)})
+    index = LabelIndex.build(table, "id", "ts")
+    assert index.n_labels == 3 and index.table["id"][2].as_py() is None  # missing id last
+    assert joined(index, pa.array([2, None, 1], pa.int16())) == [3, 4, 1]
+    assert joined(index, np.array([2.0, np.nan, 5.0])) == [3, 4, None]  # integral floats, NaN
+    assert joined(index, pa.array(["1", "2"])) == [None, None]  # a string never equals an int
+    strings = LabelIndex.build(pa.table({"id": ["1", "x"], "y": [5, 6]}), "id", None)
+    assert joined(strings, pa.array([1, 2])) == [None, None]
+    assert joined(strings, pa.array(["x", "1"]).dictionary_encode()) == [6, 5]
+    with pytest.raises(pa.ArrowInvalid):
+        index.lookup(np.array([1.5]))
+
+
+def test_label_lookup_survives_pickling_and_hash_collisions(monkeypatch):
+    ids = [f"p{i}" for i in range(50)]
+    table = pa.table({"id": ids + ids[:10], "y": list(range(60))})
+    index = pickle.loads(pickle.dumps(LabelIndex.build(table, "id", None)))
+    probe = pa.array(ids[::-1] + ["zz", None])
+    expected = [i + 50 if i < 10 else i for i in range(50)][::-1] + [None, None]
+    assert joined(index, probe) == expected
+    # every string hashes alike: deduplication and lookup fall back to exact comparisons
+    monkeypatch.setattr(labels_mod.pd.util, "hash_array",
+                        lambda values, categorize=False: np.zeros(len(values), np.uint64))
+    colliding = LabelIndex.build(table, "id", None)
+    assert colliding.n_labels == 50
+    assert joined(colliding, probe) == expected
+    assert joined(pickle.loads(pickle.dumps(colliding)), probe) == expected
+
+
+def test_string_hash_matches_are_confirmed(monkeypatch):
+    index = LabelIndex.build(pa.table({"id": ["a", "b"], "y": [1, 2]}), "id", None)
+    # a probe whose hash equals a label's but whose string differs is unlabelled
+    real = labels_mod._keys
+    monkeypatch.setattr(labels_mod, "_keys", lambda ids, kind: real(
+        pa.array(["a"] * len(ids), pa.large_string()), kind))
+    assert joined(index, pa.array(["q", "a"])) == [None, 1]
+
+
+def test_dedupe_returns_the_kept_rows_ids():
+    cfg = load_config(data=job_dict("p", "l", "o"))
+    plan = EvalPlan(cfg)
+    table = pa.table({"id": ["a", "b", "a", None, None], "model": ["m"] * 5,
+                      "timestamp": pa.array([1, 2, 3, 4, 5]).cast(UTC)})
+    counters: dict = {}
+    kept, ts, (codes, values) = plan._dedupe(table, np.array([1, 2, 3, 4, 5]), counters)
+    assert counters["rows_duplicate_prediction"] == 2
+    assert kept["id"].to_pylist() == ["b", "a", None] and ts.tolist() == [2, 3, 5]
+    assert values.take(pa.array(codes)).to_pylist() == kept["id"].to_pylist()
+    codes, values = _codes(pa.chunked_array([["x", None, "x"]]))
+    assert codes.tolist() == [0, 1, 0] and values.to_pylist() == ["x", None]
+
+
+def test_table_order_by_equals_sort_values():
+    rng = np.random.default_rng(3)
+    n = 500
+    models = ["m2", "m1", None]
+    cols = ["task", "model", "window_start", "metric", "class_label", "value"]
+    ordered, plain = _Table(cols), _Table(cols)
+    for start in range(0, n, 100):
+        k = 100
+        chunk = dict(
+            task="t" + str(start % 3),
+            model=_Coded(models, rng.integers(0, 3, k)),
+            window_start=np.where(rng.random(k) < 0.1, np.iinfo(np.int64).min,
+                                  rng.integers(0, 4, k) * 10**9),
+            metric=[str(v) for v in rng.choice(["f1", "auc", "brier"], k)],
+            class_label=[None if v == "-" else v for v in rng.choice(["-", "0", "1"], k)],
+            value=rng.random(k))
+        ordered.add(k, **chunk)
+        plain.add(k, **chunk)
+    got = ordered.frame(order_by=["task", "model", "window_start", "metric", "class_label"])
+    want = plain.frame().sort_values(["task", "model", "window_start", "metric", "class_label"],
+                                     na_position="first", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert str(got["window_start"].dtype) == "datetime64[ns, UTC]"
+    assert got["model"].dtype == "str" and got["class_label"].isna().any()
+
+
+def test_table_dtypes_are_those_of_records():
+    table = _Table(["model", "class_label", "window_start", "n"])
+    table.add(2, model=_Coded([1, 2], np.array([1, 0])), class_label=[None, None],
+              window_start=np.full(2, np.iinfo(np.int64).min), n=np.array([3, 4]))
+    records = pd.DataFrame.from_records([(2, None, pd.NaT, 3), (1, None, pd.NaT, 4)],
+                                        columns=["model", "class_label", "window_start", "n"])
+    pd.testing.assert_frame_equal(table.frame(), records, check_exact=True)
+    empty = _Table(["a", "b"]).frame()
+    pd.testing.assert_frame_equal(empty, pd.DataFrame.from_records([], columns=["a", "b"]))
+
+
+def test_finalize_columnar_tables():
+    preds, labels = make_frames(3000, seed=4)
+    cfg = load_config(data=job_dict("p", "l", "o", slices={
+        "columns": ["segment"], "crosses": [["segment", "band"]], "min_slice_size": 60}))
+    index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
+    plan = EvalPlan(cfg, index)
+    partial = plan.accumulate(plan.zero(), pa.Table.from_pandas(preds, preserve_index=False))
+    fin = finalize(plan, partial, "run-1")
+    m = fin.metrics
+    resorted = m.sort_values(METRIC_ORDER, na_position="first", kind="stable")
+    pd.testing.assert_frame_equal(m, resorted.reset_index(drop=True))
+    assert list(m.columns) == results.METRIC_COLUMNS
+    assert str(m["window_start"].dtype) == "datetime64[ns, UTC]"
+    assert m["n_rows"].dtype == np.int64 and m["value"].dtype == np.float64
+    assert (m.groupby(["task", "model", "window_start", "slice"])["n_labeled"].nunique() == 1).all()
+    assert "n_rows_scored" in set(m.metric[m.task == "clf"])
+    cov = fin.coverage
+    small = cov[(cov.slice_columns != "") & (cov.n_labeled < 60)]
+    assert fin.suppressed_slices == len(small) > 0
+    shown = set(zip(m.model, m.window_start, m.slice))
+    assert not shown & set(zip(small.model, small.window_start, small.slice))
+    assert set(fin.confusion["slice"]) <= set(m["slice"])
+    np.testing.assert_array_equal(cov.label_coverage, cov.n_labeled / cov.n_rows)
+    assert fin.labels_without_prediction == 0
+
+
+def test_slice_spec_name_is_cached_and_transparent():
+    spec = SliceSpec(("origin", "hour_band"))
+    assert spec.name == "origin x hour_band" and spec.name is spec.name
+    assert SliceSpec().name == "overall"
+    copy = pickle.loads(pickle.dumps(spec))
+    assert copy == spec and hash(copy) == hash(spec) and copy.name == spec.name
+    assert spec.render(("ORD", None)) == "origin=ORD,hour_band=null"
+
+
+def test_partials_round_trip_through_arrow_without_copies():
+    parts = [{"_counters": {"rows_read": 3}, "a": np.arange(4)}, {"b": "x" * 100}]
+    one = pa.table({"partial": _binary(pickle.dumps(parts[0], protocol=5))})
+    two = pa.concat_tables([one, pa.table({"partial": _binary(pickle.dumps(parts[1]))})])
+    assert _load(one)[0]["_counters"] == {"rows_read": 3}
+    loaded = _load(two)
+    np.testing.assert_array_equal(loaded[0]["a"], np.arange(4))
+    assert loaded[1] == parts[1] and _load(two.slice(1)) == [parts[1]]
+    assert _load(pa.table({"partial": pa.array([pickle.dumps(parts[1])])})) == [parts[1]]
+    assert _load(pa.table({"x": [1]})) == [] and _load(parts[1]) == [parts[1]]
