@@ -15,7 +15,7 @@ import numpy as np
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import (Batch, GroupIndex, Key, KeyedArrays, MetricResult,
-                                  StateMismatchError, grouped_sum, merge_keyed)
+                                  StateMismatchError, common_rows, grouped_sum, merge_keyed)
 
 
 def auto_bucket_budget(max_bound: float) -> int:
@@ -194,10 +194,7 @@ class _ScoreSpecBase:
         """
         if not groupings:
             return []
-        n = groupings[0].n_rows
-        if any(g.n_rows != n for g in groupings):
-            raise ValueError(f"Expected every grouping over {n} rows, got "
-                             f"{[g.n_rows for g in groupings]}.")
+        n = common_rows(groupings)
         rows = self._row_stats(batch, n)
         out = []
         for groups in groupings:

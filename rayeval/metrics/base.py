@@ -192,6 +192,19 @@ def merge_keyed(a: KeyedArrays, b: KeyedArrays) -> KeyedArrays:
     return KeyedArrays(keys, out)
 
 
+def common_rows(groupings: Sequence[GroupIndex]) -> int:
+    """The row count every grouping of one batch covers (``accumulate_many``'s input check).
+
+    Raises:
+        ValueError: if the groupings cover different row counts.
+    """
+    n = groupings[0].n_rows
+    if any(g.n_rows != n for g in groupings):
+        raise ValueError(f"Expected every grouping over {n} rows, got "
+                         f"{[g.n_rows for g in groupings]}.")
+    return n
+
+
 def grouped_sum(codes: np.ndarray, n_groups: int, values: np.ndarray | None = None,
                 minlength_inner: int | None = None, inner: np.ndarray | None = None) -> np.ndarray:
     """Vectorised per-group (and optionally per-inner-bucket) sum via one ``np.bincount``.

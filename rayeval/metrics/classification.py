@@ -56,7 +56,7 @@ import numpy as np
 from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
                                    weight_problems)
 from rayeval.metrics.base import (HIGHER, NEUTRAL, Batch, GroupIndex, KeyedArrays, Key,
-                                  MetricResult, StateMismatchError, grouped_sum, merge_keyed,
+                                  MetricResult, StateMismatchError, common_rows, grouped_sum, merge_keyed,
                                   safe_div)
 
 INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
@@ -270,10 +270,7 @@ class ClassificationSpec:
 
     def _from_batch(self, state: ClassificationState, batch: Batch,
                     groupings: list[GroupIndex]) -> list[ClassificationState]:
-        n = groupings[0].n_rows
-        if any(g.n_rows != n for g in groupings):
-            raise ValueError(f"Expected every grouping over {n} rows, got "
-                             f"{[g.n_rows for g in groupings]}.")
+        n = common_rows(groupings)
         lab, lab_miss, lab_kind = _class_column(batch, "label", n)
         pred, pred_miss, pred_kind = _class_column(batch, "prediction", n)
         kind = self._check_kinds(state.kind, lab_kind, pred_kind, batch)

@@ -53,7 +53,7 @@ from datasketches import kll_doubles_sketch
 from rayeval.metrics._math import (combine_moments, compact_groups, first_reason,
                                    grouped_moments, weight_column, weight_problems)
 from rayeval.metrics.base import (HIGHER, LOWER, NEUTRAL, Batch, GroupIndex, Key, MetricResult,
-                                  StateMismatchError, safe_div, union_keys)
+                                  StateMismatchError, common_rows, safe_div, union_keys)
 
 INVALID_REASONS = ("missing_target", "missing_prediction", "negative_weight", "nonfinite_weight")
 #: columns of ``RegressionState.sums`` (all weighted sums over valid rows)
@@ -168,10 +168,7 @@ class RegressionSpec:
         groupings are over different row counts."""
         if not groupings:
             return []
-        n = groupings[0].n_rows
-        if any(g.n_rows != n for g in groupings):
-            raise ValueError(f"Expected every grouping over {n} rows, got "
-                             f"{[g.n_rows for g in groupings]}.")
+        n = common_rows(groupings)
         y = _numeric(batch, "target", n)
         p = _numeric(batch, "prediction", n)
         w = weight_column(batch, n)
