@@ -13,7 +13,8 @@ labels, predicted labels, scores in [0, 1]) and feeds it in batches, single proc
   and, with ``--budget``, a second score spec with that smaller bucket budget;
 - ``finalize`` of each state.
 
-Rates are rows per CPU-second of this process (``rows/s/core``; numpy runs these kernels on one
+Score states merge lazily (histogram runs side by side); the final compaction is timed as part of
+the merge. Rates are rows per CPU-second of this process (``rows/s/core``; numpy runs these kernels on one
 thread) and wall-clock rows/s. In the same run the baseline computes the same per-slice metrics
 with pandas groupby + scikit-learn (``accuracy_score``, ``precision_recall_fscore_support``,
 ``roc_auc_score``, ``average_precision_score``); scikit-learn runs on a random sample of slices
