@@ -223,3 +223,32 @@ def test_impossible_date_and_unknown_gate_metric(tmp_path):
         "gates=[{name: auc, task: clf, metric: roc_acu, min: 0.6}]"])
     with pytest.raises(ConfigError, match="roc_acu"):
         check_gates(cfg)
+
+
+def test_label_file_problems(ray_local, tmp_path, frames):
+    """Empty labels: error. Int vs string ids: error. Missing label ids: dropped and counted;
+    missing label values: counted as missing_label per task."""
+    preds, labels = frames
+    write_parquet(preds, tmp_path / "p", 1)
+    write_parquet(labels.iloc[:0], tmp_path / "empty", 1)
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p", tmp_path / "empty"), "no rows",
+                 "empty")
+    numeric = preds.assign(id=preds["id"].str[1:].astype(np.int64))
+    write_parquet(numeric, tmp_path / "pi", 1)
+    write_parquet(labels, tmp_path / "l", 1)
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "pi", tmp_path / "l"),
+                 "Prediction ids are int ids", "'id'")
+    bad = labels.drop_duplicates("id").reset_index(drop=True)
+    bad["id"] = bad["id"].astype(object)
+    bad.loc[:4, "id"] = None
+    bad["label"] = bad["label"].astype(float)
+    bad.loc[10:16, "label"] = np.nan
+    bad.loc[10:16, "target"] = np.nan
+    write_parquet(bad, tmp_path / "lb", 1)
+    res = run_job(cfg_for(tmp_path, tmp_path / "p", tmp_path / "lb"))
+    rc = res.manifest["row_counts"]
+    assert rc["labels_missing_id"] == 5 and rc["labels_duplicate"] == 0
+    nan_ids = set(bad.loc[10:16, "id"])
+    n_rows = int(preds["id"].isin(nan_ids).sum())  # both models' predictions of those ids
+    assert rc["invalid"]["clf/labels/missing_label"] == n_rows
+    assert rc["invalid"]["reg/regression/missing_target"] == n_rows

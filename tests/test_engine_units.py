@@ -50,17 +50,21 @@ def test_labels_without_timestamp_keep_last_row_read():
     assert index.table["id"].type == pa.int64()
 
 
-def test_label_ids_normalised_and_missing_ids_match_each_other():
-    table = pa.table({"id": pa.array([1, None, 2, None], pa.int64()), "y": [1, 2, 3, 4],
-                      "ts": pa.array([0, 1, 2, 3]).cast(UTC)})
+def test_label_ids_normalised_and_missing_ids_dropped_and_counted():
+    table = pa.table({"id": pa.array([1, None, 2, None, 2], pa.int64()), "y": [1, 2, 3, 4, 5],
+                      "ts": pa.array([0, 1, 4, 3, 2]).cast(UTC)})
     index = LabelIndex.build(table, "id", "ts")
-    assert index.n_labels == 3 and index.table["id"][2].as_py() is None  # missing id last
-    assert joined(index, pa.array([2, None, 1], pa.int16())) == [3, 4, 1]
-    assert joined(index, np.array([2.0, np.nan, 5.0])) == [3, 4, None]  # integral floats, NaN
-    assert joined(index, pa.array(["1", "2"])) == [None, None]  # a string never equals an int
+    assert (index.n_labels, index.n_missing_id, index.n_duplicates) == (2, 2, 1)
+    assert index.table["id"].null_count == 0
+    assert joined(index, pa.array([2, None, 1], pa.int16())) == [3, None, 1]
+    assert joined(index, np.array([2.0, np.nan, 5.0])) == [3, None, None]  # integral floats, NaN
+    with pytest.raises(TypeError, match="label ids .* are int ids: no id can match"):
+        index.lookup(pa.array(["1", "2"]))  # a string never equals an int: an error
     strings = LabelIndex.build(pa.table({"id": ["1", "x"], "y": [5, 6]}), "id", None)
-    assert joined(strings, pa.array([1, 2])) == [None, None]
+    with pytest.raises(TypeError, match="Prediction ids are int ids"):
+        strings.lookup(pa.array([1, 2]))
     assert joined(strings, pa.array(["x", "1"]).dictionary_encode()) == [6, 5]
+    assert joined(strings, pa.array([None], pa.null())) == [None]  # an all-null batch
     with pytest.raises(pa.ArrowInvalid):
         index.lookup(np.array([1.5]))
 

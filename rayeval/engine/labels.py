@@ -36,12 +36,14 @@ class LabelIndex:
 
     Attributes:
         table: Arrow table of unique ids (column ``id_column``, normalised: int64 or
-            large_string; a missing id, if any, on the last row) and the label columns.
+            large_string; never missing) and the label columns.
         id_column: name of the id column in ``table``.
         n_read: label rows read.
         n_duplicates: label rows dropped as older duplicates of an id.
+        n_missing_id: label rows dropped because their id is missing (null / NaN): they can
+            match no prediction.
         keys: int64 id (integer ids) or uint64 hash (string ids) of each non-missing id of
-            ``table``, in table order (shape (n_labels,) or (n_labels - 1,)).
+            ``table``, in table order (shape (n_labels,)).
 
     Made by :meth:`build` (shipped to the actors pickled: table, counts and keys).
     """
@@ -51,14 +53,15 @@ class LabelIndex:
     n_read: int
     n_duplicates: int
     keys: np.ndarray = field(repr=False, compare=False)
+    n_missing_id: int = 0
     _index: pd.Index | None = field(default=None, repr=False, compare=False)
     _columns: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         ids = self.table[self.id_column].combine_chunks()
         self._kind = _kind(ids.type)
-        self._n_valid = len(ids) - ids.null_count  # the missing id, if any, is the last row
-        self._ids = ids.slice(0, self._n_valid)
+        self._n_valid = len(ids)
+        self._ids = ids
 
     @classmethod
     def build(cls, table: pa.Table, id_column: str, timestamp_column: str | None) -> "LabelIndex":
@@ -74,8 +77,8 @@ class LabelIndex:
             timestamp_column: the label time column (any sortable type), or ``None``.
 
         Returns:
-            The index; ``table`` holds the kept rows (newest first, a missing id last) with the
-            id column normalised.
+            The index; ``table`` holds the kept rows (newest first) with the id column
+            normalised; rows with a missing id are dropped and counted (``n_missing_id``).
         """
         n = table.num_rows
         normalised = _normalise_ids(table[id_column])
@@ -93,11 +96,10 @@ class LabelIndex:
         keys = _keys(valid_ids, kind)
         first = _first_occurrences(valid_ids, keys, kind)
         rows = valid[first]
-        if missing.any():  # missing ids: keep the newest one, on the last row
-            rows = np.append(rows, np.flatnonzero(missing)[0])
         out = table.set_column(table.schema.get_field_index(id_column), id_column, normalised)
         out = out.take(pa.array(newest_first[rows]))
-        return cls(out, id_column, n, n - out.num_rows, keys[first])
+        n_missing = int(missing.sum())  # a missing id matches no prediction: dropped, counted
+        return cls(out, id_column, n, n - out.num_rows - n_missing, keys[first], n_missing)
 
     @property
     def n_labels(self) -> int:
@@ -105,10 +107,24 @@ class LabelIndex:
 
     def __getstate__(self):
         return {"table": self.table, "id_column": self.id_column, "n_read": self.n_read,
-                "n_duplicates": self.n_duplicates, "keys": self.keys}
+                "n_duplicates": self.n_duplicates, "keys": self.keys,
+                "n_missing_id": self.n_missing_id}
 
     def __setstate__(self, st):
         self.__init__(**st)
+
+    def check_prediction_id_type(self, id_type: pa.DataType) -> None:
+        """Fail before the scan when prediction ids of Arrow type ``id_type`` can never match
+        these label ids (integer vs string ids).
+
+        Raises:
+            TypeError: the kinds differ (the message names both).
+        """
+        kind = _kind(_normalise_ids(pa.array([], type=id_type)).type)
+        if "null" not in (kind, self._kind) and kind != self._kind:
+            raise TypeError(f"Prediction ids are {kind} ids ({id_type}) but the label ids "
+                            f"(column {self.id_column!r}) are {self._kind} ids: no id can "
+                            f"match; store both with the same type")
 
     def lookup(self, ids) -> np.ndarray:
         """Positions of ``ids`` in the label table, -1 where unlabelled.
@@ -118,16 +134,23 @@ class LabelIndex:
                 ``pyarrow.array(..., from_pandas=True)``: NaN is missing).
 
         Returns:
-            int64 array (n,).
+            int64 array (n,); a missing prediction id is unlabelled.
+
+        Raises:
+            TypeError: prediction ids and label ids are of different kinds (integer vs
+                string): no id could ever match.
         """
         if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
             ids = pa.array(ids, from_pandas=True)
         ids = _normalise_ids(ids)
         out = np.full(len(ids), -1, dtype=np.int64)
         valid = ids.is_valid().to_numpy(zero_copy_only=False)
-        if self._n_valid < self.n_labels:
-            out[~valid] = self._n_valid  # missing id -> the label with a missing id
-        if _kind(ids.type) != self._kind or not self._n_valid or not valid.any():
+        kind = _kind(ids.type)
+        if "null" not in (kind, self._kind) and kind != self._kind:
+            raise TypeError(f"Prediction ids are {kind} ids but the label ids (column "
+                            f"{self.id_column!r}) are {self._kind} ids: no id can match; store "
+                            f"both with the same type")
+        if kind != self._kind or not self._n_valid or not valid.any():
             return out
         values = ids if valid.all() else ids.filter(pa.array(valid))
         index = self._key_index()

@@ -229,7 +229,7 @@ class EvalPlan:
         """Every family of ``task`` over every slice spec: one ``accumulate_many`` call per
         family, so row-level work (validation, losses, score sort order) is done once per
         batch, not once per slice spec."""
-        mask = labeled & ~_is_null(label_cols[task.label])
+        mask = labeled  # a matched label row with a missing value: counted as missing_label
         if not mask.any():
             return
         sub = {sl: subset(g, mask) for sl, g in groupings.items()}

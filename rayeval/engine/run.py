@@ -138,7 +138,16 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             lcols = list(dict.fromkeys([lid] + [t.label for t in cfg.tasks]
                                        + ([lts] if lts else [])))
             table = read_table(label_info, lcols)
+            if table.num_rows == 0:
+                raise InputError(f"Labels dataset {cfg.inputs.labels.uri!r} "
+                                 f"({len(label_info.files)} files) has no rows: there is nothing "
+                                 f"to evaluate")
             label_index = LabelIndex.build(table, lid, lts)
+            try:
+                label_index.check_prediction_id_type(pred_info.schema.field(cfg.columns.id).type)
+            except TypeError as e:
+                raise InputError(f"{e} (predictions {cfg.inputs.predictions.uri!r}, labels "
+                                 f"{cfg.inputs.labels.uri!r})") from None
             if lid != cfg.columns.id:
                 label_index.id_column = lid
 
@@ -280,6 +289,7 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
     counts = dict(fin.counters)
     if label_index is not None:
         counts.update(labels_read=label_index.n_read, labels_duplicate=label_index.n_duplicates,
+                      labels_missing_id=label_index.n_missing_id,
                       labels_without_prediction=fin.labels_without_prediction)
     counts["rows_unlabeled"] = counts.get("rows_evaluated", 0) - counts.get("rows_labeled", 0)
     counts["slices_below_min_size"] = fin.suppressed_slices
