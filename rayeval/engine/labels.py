@@ -120,7 +120,9 @@ class LabelIndex:
         Raises:
             TypeError: the kinds differ (the message names both).
         """
-        kind = _kind(_normalise_ids(pa.array([], type=id_type)).type)
+        self._check_kind(_kind(_normalise_ids(pa.array([], type=id_type)).type), id_type)
+
+    def _check_kind(self, kind: str, id_type: pa.DataType) -> None:
         if "null" not in (kind, self._kind) and kind != self._kind:
             raise TypeError(f"Prediction ids are {kind} ids ({id_type}) but the label ids "
                             f"(column {self.id_column!r}) are {self._kind} ids: no id can "
@@ -146,10 +148,7 @@ class LabelIndex:
         out = np.full(len(ids), -1, dtype=np.int64)
         valid = ids.is_valid().to_numpy(zero_copy_only=False)
         kind = _kind(ids.type)
-        if "null" not in (kind, self._kind) and kind != self._kind:
-            raise TypeError(f"Prediction ids are {kind} ids but the label ids (column "
-                            f"{self.id_column!r}) are {self._kind} ids: no id can match; store "
-                            f"both with the same type")
+        self._check_kind(kind, ids.type)
         if kind != self._kind or not self._n_valid or not valid.any():
             return out
         values = ids if valid.all() else ids.filter(pa.array(valid))

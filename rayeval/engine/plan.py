@@ -256,9 +256,7 @@ class EvalPlan:
                 batch["target"] = label.astype(np.float64)
                 batch["prediction"] = _float(table, task.prediction)[mask]
             for spec, sls in _by_spec(specs).items():
-                many = getattr(spec, "accumulate_many", None)
-                states = (many(batch, [sub[sl] for sl in sls]) if many is not None else
-                          [spec.accumulate(spec.zero(), batch, sub[sl]) for sl in sls])
+                states = spec.accumulate_many(batch, [sub[sl] for sl in sls])
                 for sl, state in zip(sls, states):
                     out[names[sl]] = state
 
