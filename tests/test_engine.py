@@ -57,12 +57,17 @@ def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert (a["undefined_reason"].to_numpy() == b["undefined_reason"].to_numpy()).all()
 
 
-@pytest.mark.parametrize("actors,batch_size,block_mib", [(1, None, 16), (2, 700, 1), (2, 3000, 4)])
-def test_ray_equals_single_process(ray_local, synthetic, tmp_path, actors, batch_size, block_mib):
+@pytest.mark.parametrize("actors,batch_size,block_mib,fan_in", [
+    (1, None, 16, 8), (2, 700, 1, 8), (2, 3000, 4, 8), (5, 500, 1, 2)])
+def test_ray_equals_single_process(ray_local, synthetic, tmp_path, actors, batch_size, block_mib,
+                                   fan_in):
+    """1 to 5 reducer actors, several batch and block sizes, and a merge tree (5 reducers,
+    fan-in 2) give the single-process result."""
     d = synthetic["dir"]
     cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
                                     ray={"actors": actors, "batch_size": batch_size,
-                                         "target_block_mib": block_mib, "actor_num_cpus": 0.5}))
+                                         "target_block_mib": block_mib, "actor_num_cpus": 0.5,
+                                         "merge_fan_in": fan_in}))
     result = run_job(cfg)
     expected = single_process(cfg, synthetic["preds"], synthetic["labels"])
     assert_same_metrics(result.finalized.metrics, expected)

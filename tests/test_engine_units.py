@@ -16,7 +16,6 @@ from rayeval.engine import labels as labels_mod
 from rayeval.engine import results
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan, _codes
-from rayeval.engine.ray_runner import _binary, _load
 from rayeval.engine.results import METRIC_ORDER, _Coded, _Table, finalize
 from rayeval.slicing import SliceSpec
 from tests.synth import job_dict, make_frames
@@ -180,13 +179,31 @@ def test_slice_spec_name_is_cached_and_transparent():
     assert spec.render(("ORD", None)) == "origin=ORD,hour_band=null"
 
 
-def test_partials_round_trip_through_arrow_without_copies():
-    parts = [{"_counters": {"rows_read": 3}, "a": np.arange(4)}, {"b": "x" * 100}]
-    one = pa.table({"partial": _binary(pickle.dumps(parts[0], protocol=5))})
-    two = pa.concat_tables([one, pa.table({"partial": _binary(pickle.dumps(parts[1]))})])
-    assert _load(one)[0]["_counters"] == {"rows_read": 3}
-    loaded = _load(two)
-    np.testing.assert_array_equal(loaded[0]["a"], np.arange(4))
-    assert loaded[1] == parts[1] and _load(two.slice(1)) == [parts[1]]
-    assert _load(pa.table({"partial": pa.array([pickle.dumps(parts[1])])})) == [parts[1]]
-    assert _load(pa.table({"x": [1]})) == [] and _load(parts[1]) == [parts[1]]
+
+
+def test_unique_int_ids_fast_path():
+    """Distinct integer ids skip the hash table; repeats, nulls and strings do not."""
+    from rayeval.engine.plan import _unique_int_ids
+
+    got = _unique_int_ids(pa.chunked_array([[5, 3], [9]], pa.int32()))
+    assert got.to_pylist() == [5, 3, 9] and got.type == pa.int32()
+    assert _unique_int_ids(pa.chunked_array([[5, 3], [5]])) is None
+    assert _unique_int_ids(pa.chunked_array([[5, None]])) is None
+    assert _unique_int_ids(pa.chunked_array([["a", "b"]])) is None
+    assert len(_unique_int_ids(pa.chunked_array([[]], pa.int64()))) == 0
+
+
+def test_balance_and_nbytes():
+    """The final merge's groups: every state once, counters first, sizes near-equal."""
+    from rayeval.engine.ray_runner import balance, nbytes
+    from rayeval.metrics.base import KeyedArrays
+
+    sizes = {"_counters": 1, "a": 50, "b": 30, "c": 25, "d": 5}
+    groups = balance(sizes, 2)
+    assert groups[0][:2] == ["_counters", "_matched"]
+    assert sorted(n for g in groups for n in g) == sorted(list(sizes) + ["_matched"])
+    loads = [sum(sizes.get(n, 0) for n in g) for g in groups]
+    assert max(loads) - min(loads) <= 5
+    assert balance({"_counters": 1}, 4) == [["_counters", "_matched"]]
+    state = KeyedArrays((("x",),), {"counts": np.zeros((1, 4))})
+    assert nbytes({"s": state, "t": (np.zeros(3), "x")}) == (32 + 64) + (24 + 64)

@@ -504,10 +504,11 @@ def _ns(dt: datetime) -> int:
     return int(pd.Timestamp(utc(dt)).value)
 
 
-def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
-    """Run the reference passes; returns ``(drift_plan, reference_partial)`` (the partial is
-    ``None`` for ``previous_window`` and empty when the reference histograms are built in the
-    current scan, see :attr:`DriftPlan.reference_in_scan`)."""
+def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=None):
+    """Run the reference passes (on the job's reducer ``pool`` when given); returns
+    ``(drift_plan, reference_partial)`` (the partial is ``None`` for ``previous_window`` and
+    empty when the reference histograms are built in the current scan, see
+    :attr:`DriftPlan.reference_in_scan`)."""
     from rayeval.engine.plan import EvalPlan
     from rayeval.engine.run import required_prediction_columns
     from rayeval.io.readers import check_columns, inspect_dataset
@@ -549,7 +550,8 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner):
     plan = EvalPlan(cfg, label_index, drift)
     opts = dict(actors=cfg.ray.actors, actor_num_cpus=cfg.ray.actor_num_cpus,
                 batch_size=cfg.ray.batch_size, fan_in=cfg.ray.merge_fan_in,
-                target_block_mib=cfg.ray.target_block_mib, read_num_cpus=cfg.ray.read_num_cpus)
+                target_block_mib=cfg.ray.target_block_mib, read_num_cpus=cfg.ray.read_num_cpus,
+                pool=pool)
     profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
     drift.fix_binnings(profiles)
     if ref.kind == "previous_window":

@@ -275,6 +275,9 @@ class EvalPlan:
         cols = self.cfg.columns
         if cols.id not in table.column_names:
             return table, ts, None
+        unique = _unique_int_ids(table[cols.id])
+        if unique is not None:  # fast path: distinct integer ids (a sort, no hash table)
+            return table, ts, (np.arange(len(unique)), unique)
         # int64 key per row from dictionary codes (no Python objects): id x model
         id_codes, id_values = _codes(table[cols.id])
         key, size = id_codes, len(id_values)
@@ -364,6 +367,19 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
         arr = arr.cast(arr.type.value_type)
     enc = pc.dictionary_encode(arr, null_encoding="encode")
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
+
+def _unique_int_ids(col: pa.ChunkedArray) -> pa.Array | None:
+    """``col`` as one Arrow array when it is an integer column with no null and no repeated
+    value (then every row is its own distinct id), else ``None``. One sort of the values: ~2x
+    cheaper than the hash table of ``dictionary_encode`` for 1M distinct int64 ids."""
+    if not pa.types.is_integer(col.type) or col.null_count:
+        return None
+    arr = col.combine_chunks()
+    values = np.sort(arr.to_numpy())
+    if len(values) > 1 and (values[1:] == values[:-1]).any():
+        return None
+    return arr
 
 
 def _is_null(arr: np.ndarray) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""The Ray layer: read Parquet with Ray Data, partial aggregation in an actor pool, tree merge.
+"""The Ray layer: read Parquet with Ray Data, reduce batches in long-lived actors, tree merge.
 
 This module (with :mod:`rayeval.engine.session`) is the only place that imports Ray. The plan is
-streaming: ``read_parquet`` over an explicit file list -> ``map_batches`` with the callable class
-:class:`PartialAggregator` in an ``ActorPoolStrategy`` pool (each call turns one batch into a small
-pickled partial state, never rows) -> the partials are merged in a tree of Ray tasks with fan-in
-``merge_fan_in`` while the scan is still running; only the final merged state reaches the driver.
-No row-level shuffle happens.
+streaming: ``read_parquet`` over an explicit file list -> ``streaming_split`` into a pool of
+:class:`Reducer` actors (started once per job and reused by every pass) -> each actor turns every
+batch into small partial states (never rows) and merges them in place -> the actors' partials are
+merged in a tree of Ray tasks; only the final merged state reaches the driver. No row-level
+shuffle happens, and no per-batch partial crosses a process boundary.
 
 Reader settings are pinned after measurement (``../shared/NOTES.md``, ``BENCHMARKS.md``):
 DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never lists a prefix.
@@ -14,82 +14,132 @@ DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never 
 from __future__ import annotations
 
 import logging
-import pickle
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import ray
-from ray.data import ActorPoolStrategy, DataContext
+from ray.data import DataContext
 
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import DatasetInfo, InputError, conform
 
 
-class PartialAggregator:
-    """Callable class for ``map_batches``: one Arrow batch -> one row holding a pickled partial."""
+@ray.remote
+class Reducer:
+    """A long-lived reduction actor: consumes one streaming split of a dataset, turns each batch
+    into its partial states and merges them in place, and returns one partial per pass.
 
-    def __init__(self, plan, source: str, schema: pa.Schema):
-        self.plan: EvalPlan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
-        self.source = source
-        self.schema = schema
+    Rows never leave the actor; only its merged partial (small per-slice sufficient statistics,
+    lazily merged score histograms compacted once at the end) does. The same actors serve every
+    pass of a job (drift reference profiles, reference histograms, the scan), so a job starts
+    its pool once.
+    """
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        try:
-            partial = self.plan.batch_partial(conform(table, self.schema), self.source)
-        except (TypeError, ValueError) as e:  # InputError is a ValueError
-            raise InputError(str(e)) from None
-        return pa.table({"partial": _binary(pickle.dumps(partial, protocol=5))})
+    def reduce(self, plan: EvalPlan, split, source: str, schema: pa.Schema,
+               batch_size: int | None) -> dict[str, tuple]:
+        """Merged partial of ``plan`` over the batches of ``split`` (a ``DataIterator``), one
+        object per state: ``{name: (ObjectRef of the state, its size in bytes)}``, so the
+        final merge fetches only the states it merges (the refs live as long as the actor).
+
+        Raises:
+            InputError: a batch with bad input (the message names the column and block rows).
+        """
+        merged = plan.zero()
+        for table in split.iter_batches(batch_size=batch_size, batch_format="pyarrow",
+                                        prefetch_batches=1):
+            try:
+                partial = plan.batch_partial(conform(table, schema), source)
+            except (TypeError, ValueError) as e:  # InputError is a ValueError
+                raise InputError(str(e)) from None
+            merged = plan.merge(merged, partial)
+        merged = plan.compact(merged)
+        return {name: (ray.put(state), nbytes(state)) for name, state in merged.items()}
+
+    def ready(self) -> bool:
+        return True
 
 
-def _binary(data: bytes) -> pa.Array:
-    """A one-value large_binary array over ``data``, without copying it (a partial's pickle
-    is ~270 MB per 1.2M-row batch of the flights job; a copy into a fresh Arrow buffer costs
-    up to ~2 s/GB)."""
-    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
-    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+class ReducerPool:
+    """``actors`` :class:`Reducer` actors with ``num_cpus`` each, started once per job.
 
+    Use as a context manager (the actors are killed on exit) or call :meth:`close`."""
 
-def _load(block) -> list[dict]:
-    """The partials of a merged node (a dict) or of a ``map_batches`` output block (a table
-    with one pickled partial per row, unpickled straight from the Arrow buffer: no bytes
-    copy)."""
-    if isinstance(block, dict):
-        return [block]
-    if "partial" not in block.column_names:  # an empty input block yields an empty table
-        return []
-    out = []
-    for chunk in block.column("partial").chunks:
-        if not len(chunk):
-            continue
-        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[
-            chunk.offset:chunk.offset + len(chunk) + 1].tolist()
-        data = memoryview(chunk.buffers()[2])
-        out += [pickle.loads(data[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
-    return out
+    def __init__(self, actors: int, num_cpus: float):
+        self.num_cpus = num_cpus
+        self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(actors)]
+
+    def __enter__(self) -> "ReducerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
 
 
 @ray.remote(num_cpus=0.25)
-def _merge(plan: EvalPlan, *items, compact: bool = False) -> dict:
-    merged = plan.zero()
-    for item in items:
-        for p in _load(item):
-            merged = plan.merge(merged, p)
+def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
+    """Merge the states ``names`` of ``sources`` (each a reducer's ``{name: ObjectRef}`` or a
+    lower tree node's ``{name: state}``), one source at a time. ``_counters`` and ``_matched``
+    travel with the group that names them."""
+    merged = plan.zero() if "_counters" in names else {"_counters": {}}
+    for src in sources:
+        refs = {n: src[n] for n in names if n in src}
+        got = [v for v in refs.values() if isinstance(v, ray.ObjectRef)]
+        values = dict(zip([n for n, v in refs.items() if isinstance(v, ray.ObjectRef)],
+                          ray.get(got))) if got else {}
+        part = {"_counters": {}} | {n: values.get(n, v) for n, v in refs.items()}
+        merged = plan.merge(merged, part)
     return plan.compact(merged) if compact else merged
 
 
+def nbytes(obj, _depth: int = 0) -> int:
+    """Bytes held in numpy arrays inside ``obj`` (dataclasses, dicts, lists, tuples, objects
+    with ``__dict__``; 64 per other leaf), a size estimate to balance merges."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if _depth > 6:
+        return 64
+    if isinstance(obj, dict):
+        return sum(nbytes(v, _depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v, _depth + 1) for v in obj)
+    fields = getattr(obj, "__dataclass_fields__", None)
+    if fields is not None:
+        return sum(nbytes(getattr(obj, f), _depth + 1) for f in fields)
+    if hasattr(obj, "__dict__"):
+        return nbytes(vars(obj), _depth + 1)
+    return 64
+
+
+def balance(sizes: dict[str, int], n_groups: int) -> list[list[str]]:
+    """Names split into at most ``n_groups`` groups of near-equal total size (longest
+    processing time first: each name, largest first, joins the lightest group); ``_counters``
+    and ``_matched`` go to the first group."""
+    groups: list[list[str]] = [["_counters", "_matched"]] + [[] for _ in range(n_groups - 1)]
+    load = [0] * n_groups
+    for name in sorted(set(sizes) - {"_counters", "_matched"}, key=lambda k: (-sizes[k], k)):
+        i = load.index(min(load))
+        groups[i].append(name)
+        load[i] += sizes[name]
+    return [g for g in groups if g]
+
+
 def fit_actor_cpus(actors: int, actor_num_cpus: float, read_num_cpus: float) -> float:
-    """CPUs per actor, lowered when the pool would leave no room for the read tasks and the
-    merge tasks (an actor pool that takes every CPU starves the reads and hangs: Ray issue
-    #44687). Keeps ``read_num_cpus`` + 0.25 CPU free."""
+    """CPUs per reducer actor, lowered when the pool would leave no room for Ray Data's own
+    tasks: ``read_parquet`` samples file footers in tasks that ask for 1 CPU (the read hangs
+    while no CPU is free; measured on Ray 2.60), and an actor pool that takes every CPU
+    starves the read tasks (Ray issue #44687). Keeps ``max(1, read_num_cpus + 0.25)`` CPUs
+    free (on a cluster with fewer CPUs than that, the actors reserve none). A CPU reservation
+    is accounting only: an actor at 0.5 CPU still uses a whole core.
+    """
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    room = total - read_num_cpus - 0.25
+    room = total - max(1.0, read_num_cpus + 0.25)
     if total and actors * actor_num_cpus > room:
-        if room <= 0:
-            raise InputError(f"The cluster has {total:g} CPUs: too few for {actors} actor(s) "
-                             f"plus read tasks")
-        return room / actors
+        return max(room, 0.0) / actors
     return actor_num_cpus
 
 
@@ -118,41 +168,76 @@ def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
 
 def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
               actors: int, actor_num_cpus: float, batch_size: int | None, fan_in: int,
-              target_block_mib: int, read_num_cpus: float = 0.25) -> dict:
+              target_block_mib: int, read_num_cpus: float = 0.25,
+              pool: ReducerPool | None = None) -> dict:
     """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
+
+    Ray Data reads the files (projection pushed into the Parquet scan) and hands the blocks to
+    the reducer actors through ``streaming_split`` (blocks go to whichever actor asks next);
+    each actor merges its batches in place and returns one partial; the actors' partials are
+    merged (and the lazy score states compacted) in a tree of Ray tasks. No row-level shuffle.
 
     Args:
         plan: the evaluation plan (shipped once through the object store).
         ds_info: inspected dataset (explicit files, unified schema).
-        columns: columns to read (projection pushed into the Parquet scan).
+        columns: columns to read.
         source: ``current`` or ``reference``.
-        actors: actor pool size (keep below the cluster's CPUs: Ray issue #44687).
-        batch_size: rows per ``map_batches`` call; ``None`` picks ~4 batches per actor.
+        actors, actor_num_cpus: reducer pool size and CPUs per actor (fitted below the
+            cluster's CPUs so the read tasks are never starved: Ray issue #44687); ignored
+            when ``pool`` is given.
+        batch_size: rows per batch; ``None`` picks ~4 batches per actor (50k to 2M rows).
         fan_in: partials merged per tree node.
+        pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
+            stopped here.
 
     Returns:
         The merged partial (a dict of states).
+
+    Raises:
+        InputError: bad input found by a worker (re-raised unwrapped).
     """
     configure_data_context(target_block_mib)
-    actor_num_cpus = fit_actor_cpus(actors, actor_num_cpus, read_num_cpus)
-    n_rows = max(ds_info.num_rows, 1)
-    if batch_size is None:
-        batch_size = int(min(max(n_rows // (4 * actors), 50_000), 2_000_000))
-    num_blocks = int(min(max(len(ds_info.files), 2 * actors), max(n_rows // 10_000, 1), 2000))
-    plan_ref = ray.put(plan)
-    schema = pa.schema([ds_info.schema.field(c) for c in columns])
-    ds = read_dataset(ds_info, columns, num_blocks, read_num_cpus)
-    ds = ds.map_batches(
-        PartialAggregator, fn_constructor_args=(plan_ref, source, schema), batch_format="pyarrow",
-        batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=actor_num_cpus,
-        zero_copy_batch=True)
+    own = pool is None
+    if own:
+        pool = ReducerPool(actors, fit_actor_cpus(actors, actor_num_cpus, read_num_cpus))
     try:
-        return tree_merge(plan_ref, _block_refs(ds), fan_in)
-    except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
-        cause = _input_error(e)
-        if cause is not None:
-            raise cause from None
-        raise
+        n_rows = max(ds_info.num_rows, 1)
+        k = len(pool.actors)
+        if batch_size is None:
+            batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
+        num_blocks = int(min(max(len(ds_info.files), 2 * k), max(n_rows // 10_000, 1), 2000))
+        plan_ref = ray.put(plan)
+        schema = pa.schema([ds_info.schema.field(c) for c in columns])
+        ds = read_dataset(ds_info, columns, num_blocks, read_num_cpus)
+        splits = ds.streaming_split(k, equal=False)
+        refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size)
+                for actor, split in zip(pool.actors, splits)]
+        try:
+            _wait_all(refs)
+            return tree_merge(plan_ref, ray.get(refs), fan_in)
+        except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
+            cause = _input_error(e)
+            if cause is not None:
+                raise cause from None
+            raise
+    finally:
+        if own:
+            pool.close()
+
+
+def start_pool(cfg) -> ReducerPool:
+    """The job's reducer pool from its ``ray`` config (:class:`rayeval.config.RayConfig`)."""
+    return ReducerPool(cfg.actors, fit_actor_cpus(cfg.actors, cfg.actor_num_cpus,
+                                                  cfg.read_num_cpus))
+
+
+def _wait_all(refs: list) -> None:
+    """Wait for every ref; raise the first worker error as soon as it arrives (the other
+    actors would otherwise keep reading)."""
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        ray.get(done)
 
 
 def _input_error(e: BaseException) -> InputError | None:
@@ -175,31 +260,29 @@ def _input_error(e: BaseException) -> InputError | None:
     return None
 
 
-def _block_refs(ds) -> Iterator:
-    for bundle in ds.iter_internal_ref_bundles():
-        for block_ref in bundle.block_refs:
-            yield block_ref
-
-
-def tree_merge(plan_ref, refs: Iterator, fan_in: int) -> dict:
-    """Merge partials in a tree of Ray tasks as they stream in; returns the final partial."""
-    levels: list[list] = [[]]
-    for ref in refs:
-        levels[0].append(ref)
-        lvl = 0
-        while len(levels[lvl]) >= fan_in:
-            node = _merge.remote(plan_ref, *levels[lvl])
-            levels[lvl] = []
-            if len(levels) == lvl + 1:
-                levels.append([])
-            levels[lvl + 1].append(node)
-            lvl += 1
-    rest = [r for level in levels for r in level]
-    while len(rest) > fan_in:
-        rest = [_merge.remote(plan_ref, *rest[i:i + fan_in]) for i in range(0, len(rest), fan_in)]
-    if not rest:
+def tree_merge(plan_ref, sources: list[dict], fan_in: int) -> dict:
+    """Merge the reducers' partials (``{name: (ObjectRef, bytes)}`` each) in Ray tasks: the
+    states are split into groups of near-equal size (one per CPU, at most 8) merged and
+    compacted in parallel, each group over a tree of fan-in ``fan_in`` when there are more
+    reducers than that. The driver joins the groups' dicts: it holds one copy of the final
+    partial (numpy buffers read zero-copy from the object store), never its inputs."""
+    if not sources:
         return ray.get(plan_ref).zero()
-    # the root is merged (and its lazy states compacted) remotely too: the driver holds one
-    # copy of the final partial (numpy buffers read zero-copy from the object store), never
-    # the root's inputs
-    return ray.get(_merge.remote(plan_ref, *rest, compact=True))
+    sizes: dict[str, int] = {}
+    for src in sources:
+        for name, (_, size) in src.items():
+            sizes[name] = sizes.get(name, 0) + size
+    refs = [{name: ref for name, (ref, _) in src.items()} for src in sources]
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    groups = balance(sizes, max(1, min(8, cpus)))
+    roots = []
+    for names in groups:
+        rest = refs
+        while len(rest) > fan_in:
+            rest = [_merge.remote(plan_ref, names, *rest[i:i + fan_in])
+                    for i in range(0, len(rest), fan_in)]
+        roots.append(_merge.remote(plan_ref, names, *rest, compact=True))
+    out: dict = {}
+    for names, part in zip(groups, ray.get(roots)):
+        out |= {k: v for k, v in part.items() if k in names}
+    return out
