@@ -221,16 +221,17 @@ class OutputsConfig(_Frozen):
 
 
 class RayConfig(_Frozen):
-    """Ray options: cluster address (None: ``RAY_ADDRESS`` or a local Ray), actor pool size and
-    CPUs per actor, CPUs per read task, rows per batch (None: about 4 batches per actor), Ray
-    Data block size, and the fan-in of the partial-state merge tree."""
+    """Ray options: cluster address (None: ``RAY_ADDRESS`` or a local Ray), reducer pool size
+    and CPUs per actor (fitted to leave 1 CPU for Ray Data's tasks), CPUs per read task, rows
+    per batch (None: about 4 batches per actor, 50k to 2M rows), Ray Data block size, and the
+    fan-in of the merge tree over the reducers' partial states."""
 
     address: Optional[str] = None  # None: attach to a running cluster or start a local one
     num_cpus: Optional[int] = None  # only for a local cluster
     actors: int = Field(default=1, ge=1)
     actor_num_cpus: float = Field(default=1.0, gt=0)
     read_num_cpus: float = Field(default=0.25, gt=0)  # per Parquet read task (I/O bound)
-    batch_size: Optional[int] = Field(default=None, ge=1)  # None: one block per call
+    batch_size: Optional[int] = Field(default=None, ge=1)  # None: ~4 batches per actor
     target_block_mib: int = Field(default=16, ge=1)
     merge_fan_in: int = Field(default=8, ge=2)
 

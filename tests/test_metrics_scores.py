@@ -497,3 +497,23 @@ def test_bit_length_exact_near_powers_of_two():
             (1 << 63) - 1, (1 << 62) + (1 << 61) - 1]
     vals += [(1 << k) + d for k in range(1, 62) for d in (-1, 0, 1)]
     assert sh.bit_length(np.array(vals, dtype=np.int64)).tolist() == [v.bit_length() for v in vals]
+
+
+@pytest.mark.parametrize("spec", [
+    BinaryScoreSpec(bucket_budget=4),
+    MulticlassScoreSpec(classes=(0, 1, 2), top_k=(1, 2), bucket_budget=6)], ids=["binary", "multi"])
+def test_prepare_precomputes_the_same_ranking(spec):
+    """``prepare`` (used by the engine's final merge tasks) carries the ranking metrics in the
+    pickle; finalize gives the same results; a merge drops them; plain states pickle as
+    before (5 fields)."""
+    batch, groups = _grouped_batch(1, multiclass=isinstance(spec, MulticlassScoreSpec))
+    idx = np.arange(0, len(groups.codes), 2)
+    half = {k: np.asarray(v)[idx] for k, v in batch.items()}
+    state = spec.merge(spec.accumulate(spec.zero(), batch, groups),
+                       spec.accumulate(spec.zero(), half, sub_groups(groups, idx)))
+    assert len(state.runs) == 2
+    prepared = pickle.loads(pickle.dumps(spec.prepare(state)))
+    assert prepared.ranking is not None and len(prepared.runs) == 1
+    assert str(spec.finalize(prepared)) == str(spec.finalize(state))
+    assert spec.merge(prepared, state).ranking is None
+    assert len(state.__getstate__()) == 5 and len(prepared.__getstate__()) == 6

@@ -130,16 +130,21 @@ class EvalPlan:
                 out[name] = self._spec_for(name).merge(a[name], b[name])
         return out
 
-    def compact(self, partial: dict) -> dict:
+    def compact(self, partial: dict, prepare: bool = False) -> dict:
         """The same partial with lazily merged states compacted (score histograms kept as
-        several runs become one), so it pickles at its final size; values are unchanged."""
+        several runs become one), so it pickles at its final size; values are unchanged.
+        ``prepare``: also precompute what only finalize needs (score states' ranking
+        metrics, see ``prepare`` of the score specs): for a partial that will not be merged
+        again."""
         out = dict(partial)
         for name, state in partial.items():
             if name.startswith("_"):
                 continue
-            compact = getattr(self._spec_for(name), "compact", None)
-            if compact is not None:
-                out[name] = compact(state)
+            spec = self._spec_for(name)
+            fn = getattr(spec, "prepare", None) if prepare else None
+            fn = fn or getattr(spec, "compact", None)
+            if fn is not None:
+                out[name] = fn(state)
         return out
 
     def _spec_for(self, name: str):

@@ -52,8 +52,12 @@ class Reducer:
             except (TypeError, ValueError) as e:  # InputError is a ValueError
                 raise InputError(str(e)) from None
             merged = plan.merge(merged, partial)
-        merged = plan.compact(merged)
-        return {name: (ray.put(state), nbytes(state)) for name, state in merged.items()}
+        out = {}
+        for name in list(merged):  # compact and store one state at a time: one copy each
+            state = plan.compact({name: merged.pop(name)})[name]
+            out[name] = (ray.put(state), nbytes(state))
+            del state
+        return out
 
     def ready(self) -> bool:
         return True
@@ -84,7 +88,8 @@ class ReducerPool:
 def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
     """Merge the states ``names`` of ``sources`` (each a reducer's ``{name: ObjectRef}`` or a
     lower tree node's ``{name: state}``), one source at a time. ``_counters`` and ``_matched``
-    travel with the group that names them."""
+    travel with the group that names them. ``compact`` (the root of a group): compact the
+    states and precompute their finalize-time work, in parallel with the other groups."""
     merged = plan.zero() if "_counters" in names else {"_counters": {}}
     for src in sources:
         refs = {n: src[n] for n in names if n in src}
@@ -93,7 +98,7 @@ def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) ->
                           ray.get(got))) if got else {}
         part = {"_counters": {}} | {n: values.get(n, v) for n, v in refs.items()}
         merged = plan.merge(merged, part)
-    return plan.compact(merged) if compact else merged
+    return plan.compact(merged, prepare=True) if compact else merged
 
 
 def nbytes(obj, _depth: int = 0) -> int:

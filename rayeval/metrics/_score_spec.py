@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Mapping
 
 import numpy as np
 
@@ -54,6 +55,9 @@ class ScoreState:
             is group ``keys[i]``, class column j (K = ``cells_per_group``: 1 for binary, the
             class count for one-vs-rest); their sum is the state's histogram.
         cells_per_group: K above. budget: the spec's bucket budget (``None``: exact).
+        ranking: ``None``, or the ROC AUC / PR AUC arrays of every cell precomputed by
+            :meth:`_ScoreSpecBase.prepare` (carried in pickles, so a merge task can do the
+            finalize-time ranking work in parallel; merges never keep it).
     """
 
     layout: tuple
@@ -61,13 +65,18 @@ class ScoreState:
     runs: tuple = ()
     cells_per_group: int = 1
     budget: int | None = None
+    ranking: Mapping | None = None
 
     def __getstate__(self):
-        return tuple(getattr(self, f) for f in _FIELDS)  # not the cached compacted histogram
+        # not the cached compacted histogram; the 5 fields alone when nothing is precomputed
+        fields = tuple(getattr(self, f) for f in _FIELDS)
+        return fields if self.ranking is None else fields + (self.ranking,)
 
     def __setstate__(self, state) -> None:
-        for f, v in zip(_FIELDS, state):
+        for f, v in zip(_FIELDS + ("ranking",), state):
             object.__setattr__(self, f, v)
+        if len(state) == len(_FIELDS):
+            object.__setattr__(self, "ranking", None)
 
     @property
     def keys(self) -> tuple:
@@ -174,6 +183,14 @@ class _ScoreSpecBase:
         return ScoreState(state.layout, state.sums, ((state.keys, state.hist),),
                           state.cells_per_group, state.budget)
 
+    def prepare(self, state: ScoreState) -> ScoreState:
+        """``state`` compacted, with its ranking metrics (:meth:`_ranking`) precomputed and
+        carried along: a state that will only be finalized (the engine's final merge tasks
+        call this, in parallel, instead of leaving the work to the driver)."""
+        state = self.compact(state)
+        return ScoreState(state.layout, state.sums, state.runs, state.cells_per_group,
+                          state.budget, self._ranking(state))
+
     def accumulate(self, state: ScoreState, batch: Batch, groups: GroupIndex) -> ScoreState:
         """``state`` merged with the statistics of one batch (vectorised; inputs untouched).
 
@@ -239,6 +256,8 @@ class _ScoreSpecBase:
 
     def _ranking(self, state: ScoreState) -> dict[str, np.ndarray]:
         """ROC AUC / PR AUC with bounds and reasons of every histogram cell (vectorised)."""
+        if state.ranking is not None:
+            return state.ranking
         h = state.hist
         exact = np.full(h.n_cells, bool(self.exact)) | (h.shift == 0)
         return sm.ranking_metrics(h.pos, h.neg, h.indptr(), exact)
