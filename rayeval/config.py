@@ -66,6 +66,9 @@ class ReferenceConfig(_Frozen):
             raise ValueError("reference.kind 'dataset' needs reference.uri")
         if self.kind == "time_range" and (self.start is None or self.end is None):
             raise ValueError("reference.kind 'time_range' needs reference.start and reference.end")
+        if self.start and self.end and utc(self.start) >= utc(self.end):
+            raise ValueError(f"reference.start {self.start} must be before reference.end "
+                             f"{self.end}")
         return self
 
 

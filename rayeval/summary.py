@@ -33,13 +33,17 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
     console.rule(f"[bold]rayeval run {result.run_id}")
     console.print(f"rows read {c.get('rows_read', 0):,} | evaluated {c.get('rows_evaluated', 0):,}"
                   f" | labelled {c.get('rows_labeled', 0):,} | duplicates dropped "
-                  f"{c.get('rows_duplicate_prediction', 0):,} | missing timestamp "
+                  f"{c.get('rows_duplicate_prediction', 0):,} | missing id "
+                  f"{c.get('rows_missing_id', 0):,} | missing timestamp "
                   f"{c.get('rows_missing_timestamp', 0):,} | durations "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
     for task in cfg.tasks:
         tm = headline(m[(m["task"] == task.name) & (m["slice"] == "overall")], task.type)
         if tm.empty:
             continue
+        # windows.size none: window_start is null, which pivot_table would drop
+        tm = tm.assign(window_start=tm["window_start"].astype(object).where(
+            tm["window_start"].notna(), "all data"))
         pv = tm.pivot_table(index=["window_start", "model"], columns="metric", values="value",
                             aggfunc="first")
         t = Table(title=f"{task.name}: overall per window", show_lines=False)
@@ -120,4 +124,6 @@ def _f(v) -> str:
 
 
 def _day(ts) -> str:
+    if isinstance(ts, str):
+        return ts
     return "all" if pd.isna(ts) else pd.Timestamp(ts).strftime("%Y-%m-%d")

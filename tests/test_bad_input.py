@@ -73,6 +73,18 @@ def test_corrupt_file(ray_local, tmp_path, frames):
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "part-001.parquet")
 
 
+def test_corrupt_data_pages_behind_a_valid_footer(ray_local, tmp_path, frames):
+    """The footer passes the inspect-time check; Ray Data's read fails: still an InputError
+    naming the file (found by re-reading file by file), not a Ray traceback."""
+    write_parquet(same_table_frame(frames), tmp_path / "p", 3)
+    bad = tmp_path / "p" / "part-001.parquet"
+    data = bytearray(bad.read_bytes())
+    data[200:len(data) // 2] = b"\xab" * (len(data) // 2 - 200)
+    bad.write_bytes(bytes(data))
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "part-001.parquet",
+                 "Cannot decode")
+
+
 def test_incompatible_types_across_files(ray_local, tmp_path, frames):
     df = same_table_frame(frames)
     write_parquet(df.iloc[:1000], tmp_path / "p", 1)
@@ -252,3 +264,59 @@ def test_label_file_problems(ray_local, tmp_path, frames):
     n_rows = int(preds["id"].isin(nan_ids).sum())  # both models' predictions of those ids
     assert rc["invalid"]["clf/labels/missing_label"] == n_rows
     assert rc["invalid"]["reg/regression/missing_target"] == n_rows
+
+
+def test_label_timestamp_column_typo(ray_local, tmp_path, frames):
+    preds, labels = frames
+    write_parquet(preds, tmp_path / "p", 1)
+    write_parquet(labels, tmp_path / "l", 1)
+    cfg = cfg_for(tmp_path, tmp_path / "p", tmp_path / "l")
+    data = job_dict(str(tmp_path / "p"), str(tmp_path / "l"), str(tmp_path / "out"))
+    data["inputs"]["labels"]["timestamp_column"] = "label_tz"
+    expect_error(tmp_path, load_config(data=data), "label_tz")
+    assert cfg.inputs.labels.timestamp_column == "label_ts"
+
+
+def test_drift_reference_reversed_or_empty(ray_local, tmp_path, frames):
+    """A reversed reference range is a config error; a reference range without rows is an
+    input error (drift would otherwise come out silently empty)."""
+    write_parquet(same_table_frame(frames), tmp_path / "p", 1)
+
+    def drift(start, end):
+        return {"enabled": True, "features": [{"name": "segment", "kind": "categorical"}],
+                "reference": {"kind": "time_range", "start": start, "end": end}}
+
+    with pytest.raises(ConfigError, match="reference.start"):
+        cfg_for(tmp_path, tmp_path / "p", drift=drift("2024-02-01", "2024-01-01"))
+    expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p", drift=drift("2023-01-01",
+                                                                        "2023-02-01")),
+                 "reference", "no rows")
+
+
+def test_missing_prediction_ids_are_kept_and_counted(ray_local, tmp_path, frames):
+    """Rows without an id are no duplicates of each other: kept, counted as rows_missing_id
+    (before: all rows of a model with a missing id collapsed into one)."""
+    df = same_table_frame(frames)
+    df.loc[df.index[:40], "id"] = None
+    write_parquet(df, tmp_path / "p", 1)
+    for policy in ("keep_latest", "error"):
+        res = run_job(cfg_for(tmp_path, tmp_path / "p",
+                              policy={"duplicate_predictions": policy}))
+        c = res.finalized.counters
+        assert c["rows_missing_id"] == 40 and c["rows_duplicate_prediction"] == 0
+        assert c["rows_evaluated"] == len(df)
+
+
+def test_console_summary_without_windows(ray_local, tmp_path, frames):
+    """windows.size none: the overall table shows its rows (window "all data"), not headers
+    only (the null window_start used to be dropped by the pivot)."""
+    from rich.console import Console
+
+    from rayeval.summary import print_summary
+
+    write_parquet(same_table_frame(frames), tmp_path / "p", 1)
+    cfg = cfg_for(tmp_path, tmp_path / "p", windows={"size": "none"})
+    console = Console(record=True, width=200)
+    print_summary(console, cfg, run_job(cfg))
+    text = console.export_text()
+    assert text.count("all data") >= 2, text  # one row per model of the clf table

@@ -100,8 +100,9 @@ def test_dedupe_returns_the_kept_rows_ids():
                       "timestamp": pa.array([1, 2, 3, 4, 5]).cast(UTC)})
     counters: dict = {}
     kept, ts, (codes, values) = plan._dedupe(table, np.array([1, 2, 3, 4, 5]), counters)
-    assert counters["rows_duplicate_prediction"] == 2
-    assert kept["id"].to_pylist() == ["b", "a", None] and ts.tolist() == [2, 3, 5]
+    # rows without an id are kept (each its own row) and counted, never deduplicated
+    assert counters["rows_duplicate_prediction"] == 1 and counters["rows_missing_id"] == 2
+    assert kept["id"].to_pylist() == ["b", "a", None, None] and ts.tolist() == [2, 3, 4, 5]
     assert values.take(pa.array(codes)).to_pylist() == kept["id"].to_pylist()
     codes, values = _codes(pa.chunked_array([["x", None, "x"]]))
     assert codes.tolist() == [0, 1, 0] and values.to_pylist() == ["x", None]

@@ -268,7 +268,7 @@ def test_invalid_rows_counted_and_excluded():
     spec = BinaryScoreSpec()
     state, res = run(spec, {"label": lab, "score": s, "weight": w})
     assert spec.invalid_counts(state)[()] == {
-        "missing_label": 2, "missing_score": 1, "score_out_of_range": 2,
+        "missing_label": 2, "unknown_class": 0, "missing_score": 1, "score_out_of_range": 2,
         "nonfinite_weight": 1, "negative_weight": 1}
     assert spec.row_counts(state) == {(): 2.0}
     assert one(res, "roc_auc").value == 1.0
@@ -517,3 +517,27 @@ def test_prepare_precomputes_the_same_ranking(spec):
     assert str(spec.finalize(prepared)) == str(spec.finalize(state))
     assert spec.merge(prepared, state).ranking is None
     assert len(state.__getstate__()) == 5 and len(prepared.__getstate__()) == 6
+
+
+def test_labels_outside_classes_are_excluded_and_counted():
+    """With the task's class list, a label outside it (here 2) is no negative: excluded from
+    every score metric and counted as unknown_class (oracle: scikit-learn on the rest)."""
+    rng = np.random.default_rng(3)
+    s, y = make_binary(rng, 400, "mixture")
+    label = y.astype(object)
+    label[:25] = 2
+    spec = BinaryScoreSpec(classes=(0, 1), exact=True)
+    state = spec.accumulate(spec.zero(), {"label": label, "score": s}, GroupIndex.single(len(s)))
+    res = spec.finalize(state)
+    ok = np.arange(len(s)) >= 25
+    assert one(res, "roc_auc").value == pytest.approx(roc_auc_score(y[ok], s[ok]), abs=1e-12)
+    assert one(res, "log_loss").value == pytest.approx(log_loss(y[ok], s[ok]), abs=1e-12)
+    assert one(res, "n_rows").value == ok.sum()
+    assert spec.invalid_counts(state)[()]["unknown_class"] == 25
+    plain = BinaryScoreSpec(exact=True)  # without classes: every other label is negative
+    st2 = plain.accumulate(plain.zero(), {"label": label, "score": s}, GroupIndex.single(len(s)))
+    assert one(plain.finalize(st2), "n_rows").value == len(s)
+    with pytest.raises(StateMismatchError):
+        spec.merge(state, st2)
+    with pytest.raises(ValueError, match="positive_class"):
+        BinaryScoreSpec(classes=(0, 2))

@@ -553,6 +553,12 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
                 target_block_mib=cfg.ray.target_block_mib, read_num_cpus=cfg.ray.read_num_cpus,
                 pool=pool)
     profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
+    if profiles["_counters"].get("rows_evaluated", 0) == 0:
+        from rayeval.io.readers import InputError
+
+        raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
+                         f"({len(ref_info.files)} file(s) read): drift needs a non-empty "
+                         f"reference")
     drift.fix_binnings(profiles)
     if ref.kind == "previous_window":
         return drift, None

@@ -35,7 +35,7 @@ from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, t
                              window_starts)
 
 COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_other_model",
-            "rows_duplicate_prediction", "rows_evaluated", "rows_labeled")
+            "rows_missing_id", "rows_duplicate_prediction", "rows_evaluated", "rows_labeled")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def make_specs(task: TaskConfig) -> dict[str, Any]:
             from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
         if task.type == "binary" and task.score:
             specs["scores"] = BinaryScoreSpec(positive_class=task.positive_class,
-                                              exact=task.exact_scores)
+                                              exact=task.exact_scores, classes=classes)
         if task.type == "multiclass" and task.scores:
             specs["scores"] = MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
                                                   exact=task.exact_scores)
@@ -268,6 +268,8 @@ class EvalPlan:
     def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
         """Drop duplicate prediction ids of one model (policy ``keep_latest``: keep the latest
         by timestamp; ``error``: raise InputError), counted in ``rows_duplicate_prediction``.
+        Rows with a missing id are kept and counted in ``rows_missing_id`` (no label can
+        match them when labels are a separate dataset).
 
         Args:
             table: the batch (n rows); ts: int64 ns timestamps (n,).
@@ -289,6 +291,13 @@ class EvalPlan:
         if cols.model:
             m_codes, models = _codes(table[cols.model])
             key, size = key * len(models) + m_codes, size * len(models)
+        missing = table[cols.id].is_null().to_numpy(zero_copy_only=False)
+        n_missing = int(missing.sum())
+        if n_missing:  # a missing id is no id: such rows are kept (unlabelled), never deduplicated
+            counters["rows_missing_id"] = n_missing
+            key = key.copy()
+            key[missing] = size + np.arange(n_missing)
+            size += n_missing
         if np.bincount(key, minlength=size).max(initial=0) <= 1:  # fast path: no duplicates
             return table, ts, (id_codes, id_values)
         order = np.lexsort((ts, key))  # by key, then time: the last of each run is the latest

@@ -14,6 +14,7 @@ DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never 
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -221,7 +222,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             _wait_all(refs)
             return tree_merge(plan_ref, ray.get(refs), fan_in)
         except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
-            cause = _input_error(e)
+            cause = _input_error(e) or _read_error(e, ds_info, columns)
             if cause is not None:
                 raise cause from None
             raise
@@ -243,6 +244,36 @@ def _wait_all(refs: list) -> None:
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         ray.get(done)
+
+
+_READ_MARKERS = ("OSError", "ArrowInvalid", "ArrowIOError", "ArrowException", "thrift",
+                 "Parquet", "parquet")
+
+
+def _read_error(e: BaseException, ds_info: DatasetInfo, columns: list[str],
+                max_check_bytes: int = 4 << 30) -> InputError | None:
+    """An InputError for a Parquet file Ray Data could not decode (a corrupt data page passes
+    the footer check at inspect time), naming the file when the dataset is small enough
+    (``max_check_bytes``) to re-read file by file on this process; ``None`` when ``e`` is no
+    read error."""
+    text = str(e)
+    if not any(m in text for m in _READ_MARKERS):
+        return None
+    lines = [ln.strip() for ln in text.splitlines()
+             if re.match(r"\s*([\w.]+\.)?\w*(Error|Exception|Invalid)\b.*:", ln)]
+    detail = lines[-1] if lines else text.strip().splitlines()[-1][:300]
+    where = f"one of the {len(ds_info.files)} file(s) of {ds_info.uri}"
+    if sum(f.size for f in ds_info.files) <= max_check_bytes:
+        import pyarrow.dataset as pads
+
+        for f in ds_info.files:
+            try:
+                part = pads.dataset(f.path, filesystem=ds_info.filesystem, format="parquet")
+                part.to_table(columns=[c for c in columns if c in part.schema.names])
+            except (OSError, pa.ArrowException) as err:
+                where, detail = f"{f.path} ({f.num_rows} rows by its footer)", str(err)
+                break
+    return InputError(f"Cannot decode Parquet data in {where}: {detail}")
 
 
 def _input_error(e: BaseException) -> InputError | None:

@@ -128,6 +128,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             lreq = {lid: "id"}
             for t in cfg.tasks:
                 lreq[t.label] = "numeric" if t.type == "regression" else "class"
+            if cfg.inputs.labels.timestamp_column:
+                lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
             check_columns(label_info, lreq)
 
     label_index = None

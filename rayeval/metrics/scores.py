@@ -43,7 +43,10 @@ class BinaryScoreSpec(_ScoreSpecBase):
 
     Args:
         positive_class: label value meaning positive (labels are compared with ``==``); every
-            other non-missing label is negative.
+            other non-missing label is negative, unless ``classes`` is given.
+        classes: ``None``, or the tuple of valid label values (the task's configured class
+            list, ``positive_class`` among them): a label outside it is excluded from every
+            score metric and counted as ``unknown_class`` (as the label metrics do).
         exact: keep one bucket per distinct score (no coarsening, bound 0).
         max_bound: target bound on ``|roc_auc - exact|`` and ``|pr_auc - exact|``; sizes the
             default budget (:func:`auto_bucket_budget`). A result whose bound ends above it is
@@ -85,19 +88,25 @@ class BinaryScoreSpec(_ScoreSpecBase):
     max_bound: float = 1e-4
     bucket_budget: int | None = None
     n_calibration_bins: int = 10
+    classes: tuple | None = None
 
-    REASONS = ("missing_label", "missing_score", "score_out_of_range", "nonfinite_weight",
-               "negative_weight")
+    REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
+               "nonfinite_weight", "negative_weight")
 
     def __post_init__(self) -> None:
         self._check_options()
+        if self.classes is not None and not any(
+                _equals(np.array([c], dtype=object), self.positive_class)[0]
+                for c in self.classes):
+            raise ValueError(f"Expected `positive_class` {self.positive_class!r} among `classes` "
+                             f"{self.classes!r}.")
         if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
             raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got "
                              f"{self.n_calibration_bins!r}.")
 
     def _layout(self) -> tuple:
         return ("binary_score", repr(self.positive_class), self._budget(),
-                self.n_calibration_bins)
+                self.n_calibration_bins, repr(self.classes))
 
     def _row_stats(self, batch, n) -> SimpleNamespace:
         """Grouping-independent per-row work: validation, loss terms, bucket keys and order."""
@@ -107,8 +116,12 @@ class BinaryScoreSpec(_ScoreSpecBase):
             raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
         missing, out_of_range = sm.score_conditions(score)
-        reason, ok = self._reasons([sm.missing_mask(label), missing, out_of_range, w_nonfinite,
-                                    w_negative], n)
+        unknown = np.zeros(n, dtype=bool)
+        if self.classes is not None:
+            unknown = ~np.logical_or.reduce([_equals(label, c) for c in self.classes]
+                                            + [np.zeros(n, dtype=bool)])
+        reason, ok = self._reasons([sm.missing_mask(label), unknown, missing, out_of_range,
+                                    w_nonfinite, w_negative], n)
         p, w = score[ok], w[ok]
         y = _equals(label[ok], self.positive_class)
         wy = np.where(y, w, 0.0)
