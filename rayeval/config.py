@@ -295,12 +295,19 @@ class JobConfig(_Frozen):
         blob = json.dumps(self.redacted(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
+    def results_hash(self) -> str:
+        """sha256 (first 12 hex) of the parts of the config that decide the results: all but
+        ``ray`` (execution tuning) and ``outputs`` (where and how results are written)."""
+        cfg = {k: v for k, v in self.redacted().items() if k not in ("ray", "outputs")}
+        blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
     def resolved_run_id(self) -> str:
-        """``run_id`` if set, else ``<name>-<config hash>`` (a rerun of the same config replaces
-        its outputs)."""
+        """``run_id`` if set, else ``<name>-<results hash>`` (a rerun of the same evaluation
+        replaces its outputs, whatever its Ray tuning or output options)."""
         if self.run_id:
             return self.run_id
-        return f"{self.name}-{self.config_hash()}"
+        return f"{self.name}-{self.results_hash()}"
 
 
 def utc(dt: datetime) -> datetime:

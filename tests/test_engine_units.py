@@ -208,3 +208,15 @@ def test_balance_and_nbytes():
     assert balance({"_counters": 1}, 4) == [["_counters", "_matched"]]
     state = KeyedArrays((("x",),), {"counts": np.zeros((1, 4))})
     assert nbytes({"s": state, "t": (np.zeros(3), "x")}) == (32 + 64) + (24 + 64)
+
+
+def test_run_id_ignores_execution_and_output_options():
+    """A rerun with other Ray tuning or output options replaces the same run; another
+    evaluation gets another id."""
+    base = load_config(data=job_dict("p", "l", "o"))
+    tuned = load_config(data=job_dict("p", "l", "elsewhere", ray={"actors": 3, "batch_size": 10}),
+                        overrides=["outputs.report=true"])
+    assert tuned.resolved_run_id() == base.resolved_run_id()
+    assert tuned.config_hash() != base.config_hash()  # the manifest still records everything
+    other = load_config(data=job_dict("p", "l", "o", slices={"columns": ["band"]}))
+    assert other.resolved_run_id() != base.resolved_run_id()
