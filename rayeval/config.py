@@ -292,15 +292,13 @@ class JobConfig(_Frozen):
 
     def config_hash(self) -> str:
         """sha256 (first 12 hex) of the redacted config, canonical JSON."""
-        blob = json.dumps(self.redacted(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return _short_hash(self.redacted())
 
     def results_hash(self) -> str:
         """sha256 (first 12 hex) of the parts of the config that decide the results: all but
         ``ray`` (execution tuning) and ``outputs`` (where and how results are written)."""
-        cfg = {k: v for k, v in self.redacted().items() if k not in ("ray", "outputs")}
-        blob = json.dumps(cfg, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return _short_hash({k: v for k, v in self.redacted().items()
+                            if k not in ("ray", "outputs")})
 
     def resolved_run_id(self) -> str:
         """``run_id`` if set, else ``<name>-<results hash>`` (a rerun of the same evaluation
@@ -308,6 +306,11 @@ class JobConfig(_Frozen):
         if self.run_id:
             return self.run_id
         return f"{self.name}-{self.results_hash()}"
+
+
+def _short_hash(obj) -> str:
+    """First 12 hex digits of the sha256 of ``obj`` as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def utc(dt: datetime) -> datetime:

@@ -511,7 +511,7 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     :attr:`DriftPlan.reference_in_scan`)."""
     from rayeval.engine.plan import EvalPlan
     from rayeval.engine.run import required_prediction_columns
-    from rayeval.io.readers import check_columns, inspect_dataset
+    from rayeval.io.readers import InputError, check_columns, inspect_dataset
 
     ref = cfg.drift.reference
     columns = monitored_columns(cfg)
@@ -526,8 +526,6 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     else:  # previous_window: edges from the first window of the current range
         w = cfg.windows
         if w.size == "none":
-            from rayeval.io.readers import InputError
-
             raise InputError("drift.reference.kind=previous_window needs windows.size")
         start = w.start or _first_timestamp(pred_info, cfg.columns.timestamp)
         start_ns = _ns(start)
@@ -548,14 +546,9 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     read_cols = list(req)
     drift = DriftPlan(cfg, columns, ref_range)
     plan = EvalPlan(cfg, label_index, drift)
-    opts = dict(actors=cfg.ray.actors, actor_num_cpus=cfg.ray.actor_num_cpus,
-                batch_size=cfg.ray.batch_size, fan_in=cfg.ray.merge_fan_in,
-                target_block_mib=cfg.ray.target_block_mib, read_num_cpus=cfg.ray.read_num_cpus,
-                pool=pool)
+    opts = dict(ray_cfg=cfg.ray, pool=pool)
     profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
     if profiles["_counters"].get("rows_evaluated", 0) == 0:
-        from rayeval.io.readers import InputError
-
         raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
                          f"({len(ref_info.files)} file(s) read): drift needs a non-empty "
                          f"reference")

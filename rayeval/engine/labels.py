@@ -8,8 +8,9 @@ predictions moves, and labels are read once. (A labels table that does not fit i
 memory needs a hash-shuffle join; see the issue notes.)
 
 Ids compare as int64 when integral (any integer width; integral floats) and as strings
-otherwise (booleans as ``"True"``/``"False"``); an integer id never equals a string id. A missing
-id matches the label whose id is missing (at most one is kept). String ids are keyed by a 64-bit
+otherwise (booleans as ``"True"``/``"False"``); an integer id never equals a string id. A label
+row with a missing id is dropped (counted), and a prediction with a missing id is unlabelled.
+String ids are keyed by a 64-bit
 hash (``pandas.util.hash_array``); every hash match is confirmed by comparing the strings, and a
 hash collision between two label ids falls back to ``pyarrow.compute.index_in``, so the join is
 exact.

@@ -21,6 +21,7 @@ import pyarrow as pa
 import ray
 from ray.data import DataContext
 
+from rayeval.config import RayConfig
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import DatasetInfo, InputError, conform
 
@@ -60,18 +61,17 @@ class Reducer:
             del state
         return out
 
-    def ready(self) -> bool:
-        return True
-
 
 class ReducerPool:
-    """``actors`` :class:`Reducer` actors with ``num_cpus`` each, started once per job.
+    """The job's :class:`Reducer` actors: ``ray_cfg.actors`` of them, with the CPUs per actor
+    of :func:`fit_actor_cpus`, started once per job (``ray_cfg``: :class:`RayConfig`).
 
     Use as a context manager (the actors are killed on exit) or call :meth:`close`."""
 
-    def __init__(self, actors: int, num_cpus: float):
-        self.num_cpus = num_cpus
-        self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(actors)]
+    def __init__(self, ray_cfg: RayConfig):
+        num_cpus = fit_actor_cpus(ray_cfg.actors, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
+        self.actors = [Reducer.options(num_cpus=num_cpus).remote()
+                       for _ in range(ray_cfg.actors)]
 
     def __enter__(self) -> "ReducerPool":
         return self
@@ -93,11 +93,9 @@ def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) ->
     states and precompute their finalize-time work, in parallel with the other groups."""
     merged = plan.zero() if "_counters" in names else {"_counters": {}}
     for src in sources:
-        refs = {n: src[n] for n in names if n in src}
-        got = [v for v in refs.values() if isinstance(v, ray.ObjectRef)]
-        values = dict(zip([n for n, v in refs.items() if isinstance(v, ray.ObjectRef)],
-                          ray.get(got))) if got else {}
-        part = {"_counters": {}} | {n: values.get(n, v) for n, v in refs.items()}
+        part = {"_counters": {}} | {n: src[n] for n in names if n in src}
+        remote = [n for n, v in part.items() if isinstance(v, ray.ObjectRef)]
+        part.update(zip(remote, ray.get([part[n] for n in remote])))
         merged = plan.merge(merged, part)
     return plan.compact(merged, prepare=True) if compact else merged
 
@@ -173,9 +171,7 @@ def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
 
 
 def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
-              actors: int, actor_num_cpus: float, batch_size: int | None, fan_in: int,
-              target_block_mib: int, read_num_cpus: float = 0.25,
-              pool: ReducerPool | None = None) -> dict:
+              ray_cfg: RayConfig, pool: ReducerPool | None = None) -> dict:
     """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
 
     Ray Data reads the files (projection pushed into the Parquet scan) and hands the blocks to
@@ -188,11 +184,9 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         ds_info: inspected dataset (explicit files, unified schema).
         columns: columns to read.
         source: ``current`` or ``reference``.
-        actors, actor_num_cpus: reducer pool size and CPUs per actor (fitted below the
-            cluster's CPUs so the read tasks are never starved: Ray issue #44687); ignored
-            when ``pool`` is given.
-        batch_size: rows per batch; ``None`` picks ~4 batches per actor (50k to 2M rows).
-        fan_in: partials merged per tree node.
+        ray_cfg: the job's Ray options: ``batch_size`` (rows per batch; ``None`` picks ~4
+            batches per actor, 50k to 2M rows), ``merge_fan_in``, ``target_block_mib``,
+            ``read_num_cpus``, and the pool size when ``pool`` is not given.
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
             stopped here.
 
@@ -202,25 +196,26 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
     Raises:
         InputError: bad input found by a worker (re-raised unwrapped).
     """
-    configure_data_context(target_block_mib)
+    configure_data_context(ray_cfg.target_block_mib)
     own = pool is None
     if own:
-        pool = ReducerPool(actors, fit_actor_cpus(actors, actor_num_cpus, read_num_cpus))
+        pool = ReducerPool(ray_cfg)
     try:
         n_rows = max(ds_info.num_rows, 1)
         k = len(pool.actors)
+        batch_size = ray_cfg.batch_size
         if batch_size is None:
             batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
         num_blocks = int(min(max(len(ds_info.files), 2 * k), max(n_rows // 10_000, 1), 2000))
         plan_ref = ray.put(plan)
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
-        ds = read_dataset(ds_info, columns, num_blocks, read_num_cpus)
+        ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus)
         splits = ds.streaming_split(k, equal=False)
         refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size)
                 for actor, split in zip(pool.actors, splits)]
         try:
             _wait_all(refs)
-            return tree_merge(plan_ref, ray.get(refs), fan_in)
+            return tree_merge(plan_ref, ray.get(refs), ray_cfg.merge_fan_in)
         except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
             cause = _input_error(e) or _read_error(e, ds_info, columns)
             if cause is not None:
@@ -229,12 +224,6 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
     finally:
         if own:
             pool.close()
-
-
-def start_pool(cfg) -> ReducerPool:
-    """The job's reducer pool from its ``ray`` config (:class:`rayeval.config.RayConfig`)."""
-    return ReducerPool(cfg.actors, fit_actor_cpus(cfg.actors, cfg.actor_num_cpus,
-                                                  cfg.read_num_cpus))
 
 
 def _wait_all(refs: list) -> None:

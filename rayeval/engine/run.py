@@ -155,7 +155,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
 
     drift_plan = None
     ref_partial = None
-    with ray_runner.start_pool(cfg.ray) as pool:  # one actor pool for every pass of the job
+    with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
         if cfg.drift.enabled:
             from rayeval.engine.drift_plan import build_drift_plan
 
@@ -166,11 +166,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         plan = EvalPlan(cfg, label_index, drift_plan)
         columns = list(req)
         with timer.stage("scan"):
-            merged = ray_runner.aggregate(
-                plan, pred_info, columns, "current", actors=cfg.ray.actors,
-                actor_num_cpus=cfg.ray.actor_num_cpus, batch_size=cfg.ray.batch_size,
-                fan_in=cfg.ray.merge_fan_in, target_block_mib=cfg.ray.target_block_mib,
-                read_num_cpus=cfg.ray.read_num_cpus, pool=pool)
+            merged = ray_runner.aggregate(plan, pred_info, columns, "current", ray_cfg=cfg.ray,
+                                          pool=pool)
 
     if merged["_counters"].get("rows_read", 0) == 0:
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "

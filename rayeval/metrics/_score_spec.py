@@ -119,6 +119,15 @@ def _equals(values: np.ndarray, target) -> np.ndarray:
         np.zeros(values.shape[:1], dtype=bool))
 
 
+def _class_index(label: np.ndarray, classes) -> np.ndarray:
+    """int64 (n,): position of each label in ``classes`` (compared with ``==``; the first
+    match wins), -1 for a label in none of them (missing or unknown)."""
+    idx = np.full(label.shape[:1], -1, dtype=np.int64)
+    for j, c in enumerate(classes):  # loop over the K classes, not rows
+        idx[_equals(label, c) & (idx < 0)] = j
+    return idx
+
+
 def _column(batch: Batch, name: str, n: int) -> np.ndarray:
     if name not in batch:
         raise KeyError(f"Expected column `{name}` in batch, got columns {sorted(batch)}.")

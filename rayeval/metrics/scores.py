@@ -30,8 +30,8 @@ import numpy as np
 
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
-from rayeval.metrics._score_spec import (ScoreState, _column, _equals, _res, _ScoreSpecBase,
-                                         auto_bucket_budget)
+from rayeval.metrics._score_spec import (ScoreState, _class_index, _column, _equals, _res,
+                                         _ScoreSpecBase, auto_bucket_budget)
 from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, grouped_sum
 
 __all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
@@ -95,9 +95,7 @@ class BinaryScoreSpec(_ScoreSpecBase):
 
     def __post_init__(self) -> None:
         self._check_options()
-        if self.classes is not None and not any(
-                _equals(np.array([c], dtype=object), self.positive_class)[0]
-                for c in self.classes):
+        if self.classes is not None and self.positive_class not in self.classes:
             raise ValueError(f"Expected `positive_class` {self.positive_class!r} among `classes` "
                              f"{self.classes!r}.")
         if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
@@ -116,10 +114,8 @@ class BinaryScoreSpec(_ScoreSpecBase):
             raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
         missing, out_of_range = sm.score_conditions(score)
-        unknown = np.zeros(n, dtype=bool)
-        if self.classes is not None:
-            unknown = ~np.logical_or.reduce([_equals(label, c) for c in self.classes]
-                                            + [np.zeros(n, dtype=bool)])
+        unknown = (np.zeros(n, dtype=bool) if self.classes is None
+                   else _class_index(label, self.classes) < 0)  # missing labels come first
         reason, ok = self._reasons([sm.missing_mask(label), unknown, missing, out_of_range,
                                     w_nonfinite, w_negative], n)
         p, w = score[ok], w[ok]
@@ -258,9 +254,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         if scores.shape != (n, kk):
             raise ValueError(f"Expected `scores` of shape ({n}, {kk}), got {scores.shape}.")
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
-        idx = np.full(n, -1, dtype=np.int64)
-        for j, c in enumerate(self.classes):  # loop over the K classes, not rows
-            idx[_equals(label, c) & (idx < 0)] = j
+        idx = _class_index(label, self.classes)
         missing_label = sm.missing_mask(label)
         missing, out_of_range = sm.score_conditions(scores)
         reason, ok = self._reasons([missing_label, ~missing_label & (idx < 0), missing,
