@@ -152,7 +152,7 @@ def overhead_config(data: Path, out: Path, drift: bool) -> Path:
                   "reference": {"kind": "time_range", "start": "2024-01-01",
                                 "end": "2024-02-01"}},
         "outputs": {"path": str(out), "mlflow": {"experiment": "rayeval-drift-bench"}},
-        "ray": {"actors": 1},
+        "ray": {"actors": "auto"},
     }
     path = out.parent / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

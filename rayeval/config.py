@@ -14,7 +14,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -225,13 +225,15 @@ class OutputsConfig(_Frozen):
 
 class RayConfig(_Frozen):
     """Ray options: cluster address (None: ``RAY_ADDRESS`` or a local Ray), reducer pool size
-    and CPUs per actor (fitted to leave 1 CPU for Ray Data's tasks), CPUs per read task, rows
+    (``auto``: one actor per CPU of the cluster when the job starts; measured faster than one
+    actor on 2 CPUs, see BENCHMARKS.md) and CPUs per actor (fitted to leave 1 CPU for Ray Data's
+    tasks), CPUs per read task, rows
     per batch (None: about 4 batches per actor, 50k to 2M rows), Ray Data block size, and the
     fan-in of the merge tree over the reducers' partial states."""
 
     address: Optional[str] = None  # None: attach to a running cluster or start a local one
     num_cpus: Optional[int] = None  # only for a local cluster
-    actors: int = Field(default=1, ge=1)
+    actors: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
     actor_num_cpus: float = Field(default=1.0, gt=0)
     read_num_cpus: float = Field(default=0.25, gt=0)  # per Parquet read task (I/O bound)
     batch_size: Optional[int] = Field(default=None, ge=1)  # None: ~4 batches per actor

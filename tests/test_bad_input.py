@@ -320,3 +320,21 @@ def test_console_summary_without_windows(ray_local, tmp_path, frames):
     print_summary(console, cfg, run_job(cfg))
     text = console.export_text()
     assert text.count("all data") >= 2, text  # one row per model of the clf table
+
+
+def test_auto_actor_pool_is_one_per_cpu(ray_local):
+    """``ray.actors: auto`` (the default) starts one reducer per CPU of the cluster, fitted to
+    leave room for the read tasks; an explicit count (``--set ray.actors=3``) is taken as is."""
+    import ray
+
+    from rayeval.engine.ray_runner import ReducerPool
+
+    cfg = load_config(data=job_dict("p", None, "o"))
+    assert cfg.ray.actors == "auto"
+    cpus = int(ray.cluster_resources()["CPU"])
+    with ReducerPool(cfg.ray) as pool:
+        assert len(pool.actors) == cpus
+    three = load_config(data=job_dict("p", None, "o"), overrides=["ray.actors=3"])
+    assert three.ray.actors == 3
+    with ReducerPool(three.ray) as pool:
+        assert len(pool.actors) == 3

@@ -96,7 +96,9 @@ def test_learned_thresholds_and_dataset_drift(ray_local, shifted, tmp_path):
     dr = res.drift
     fx = dr[(dr.feature == "feature_x") & dr.decision & (dr.slice == "overall")]
     # learned threshold: mean + 3 std of daily reference chunks vs the whole reference
-    assert (fx.threshold > 0).all() and fx.threshold.nunique() == 2  # one per model
+    # one per model (both models score the same rows here, and the binning is deterministic,
+    # so the two thresholds are equal)
+    assert (fx.threshold > 0).all() and (fx.groupby("model").threshold.nunique() == 1).all()
     by_week = {(r.model, str(r.window_start.date())): r.drifted for r in fx.itertuples()}
     assert by_week[("champion", "2024-01-15")] and not by_week[("champion", "2024-01-08")]
     ds = dr[(dr.kind == "dataset") & (dr.slice == "overall")]

@@ -52,12 +52,6 @@ def test_accumulate_many_equals_accumulate_per_grouping(case):
     for g, state in zip(groupings, many):
         one = spec.accumulate(spec.zero(), batch, g)
         a, b = spec.finalize(state), spec.finalize(one)
-        if isinstance(spec, RegressionSpec) and spec.quantiles:  # KLL sketches are randomised
-            def sums(results):  # every metric but the sketched quantiles
-                return [r for r in results if not r.metric.startswith(("median_", "p90_", "p99_"))]
-            assert 0 < len(sums(a)) < len(a)
-            assert_results_equal(sums(a), sums(b), rtol=0.0)
-            continue
         assert pickle.dumps(state) == pickle.dumps(one)
         assert_results_equal(a, b, rtol=0.0)
     assert spec.accumulate_many(batch, []) == []

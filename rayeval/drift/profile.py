@@ -1,7 +1,7 @@
 """Pass 1: mergeable reference profiles that fix the drift bin layouts.
 
-:class:`NumericProfileSpec` keeps, per group, a KLL quantile sketch (Apache DataSketches
-``kll_doubles_sketch``, Karnin-Lang-Liberty 2016), exact count/min/max/mean/M2 (Chan et al. 1979
+:class:`NumericProfileSpec` keeps, per group, a quantile histogram on a fixed relative grid
+(:class:`~rayeval.metrics.quantiles.GroupedLogHistogram`, DDSketch-style), exact count/min/max/mean/M2 (Chan et al. 1979
 parallel moments) and the set of distinct values while it stays small (so small or discrete
 references get the *exact* layout). :class:`CategoricalProfileSpec` keeps weighted category
 frequencies in a Misra-Gries summary (mergeable, Agarwal et al. 2012: exact while the number of
@@ -9,14 +9,15 @@ categories is at most ``capacity``, otherwise every count is under-estimated by 
 recorded ``offset``).
 
 Both follow the grouped-state contract of :mod:`rayeval.metrics.base` (``zero / accumulate /
-merge / finalize``) and add ``binning(state, key)``. Sketch states are stored serialised (bytes),
-so states pickle and merging never mutates an input. The batch column is ``value`` (n,); the
+merge / finalize``) and add ``binning(state, key)``; merging never mutates an input. The batch column is ``value`` (n,); the
 numeric profile ignores weights (any edges are valid; weights enter the histograms), the
 categorical one ranks categories by ``weight`` when given.
 
-Note: the KLL sketch compacts at random, so quantile edges of a large reference can differ between
-runs and merge orders within the sketch's rank error (about 1.3% for ``k=200``); the exact layout
-(at most ``exact_max_distinct`` distinct values) is fully deterministic.
+Both layouts are deterministic: the same reference gives the same bin edges whatever the split
+across workers, the merge order or the run (a KLL sketch, used before, compacts at random). The
+price of the fixed grid: a quantile edge is only resolved to ``2**-bits`` of the value's
+magnitude (0.024 % at 12 bits), so a feature whose spread is tiny next to its magnitude (epoch
+seconds over a few days, say) gets fewer than ``n_bins`` bins; give it ``edges`` or centre it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from datasketches import kll_doubles_sketch
-
 from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
 from rayeval.metrics.base import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
 )
+from rayeval.metrics.quantiles import GroupedLogHistogram
 
 
 def present_groups(groups: GroupIndex) -> tuple[GroupIndex, np.ndarray]:
@@ -88,19 +88,19 @@ class NumericProfileState:
             ``missing`` (NaN), ``nonfinite`` (+-inf); merged by addition.
         lo, hi: float64 (G,) min/max of finite values (``+inf``/``-inf`` when none).
         mean, m2: float64 (G,) mean and sum of squared deviations of finite values.
-        sketches: tuple (G,) of serialised ``kll_doubles_sketch`` bytes.
+        hist: histogram of the finite values per group (group ``i`` = ``keys[i]``).
         distinct: tuple (G,) of sorted float64 distinct finite values, or ``None`` once more
             than the spec's ``exact_max_distinct`` were seen.
     """
 
-    k: int
+    bits: int
     cap: int
     scalars: KeyedArrays
     lo: np.ndarray
     hi: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
-    sketches: tuple
+    hist: GroupedLogHistogram
     distinct: tuple
 
     @property
@@ -116,7 +116,8 @@ class NumericProfileSpec:
         n_bins: number of regular quantile bins when the reference is not small (>= 2).
         exact_max_distinct: use the exact value-per-bin layout when the reference has at most this
             many distinct values (statistics then equal their raw-sample versions).
-        k: KLL accuracy parameter (normalised rank error about 1.65 / k**0.96 ... 1.3% at 200).
+        bits: resolution of the quantile grid in [1, 12] (bucket width <= ``2**-bits`` of the
+            value's magnitude).
 
     Raises:
         ValueError: on out-of-range arguments.
@@ -124,20 +125,20 @@ class NumericProfileSpec:
 
     n_bins: int = 100
     exact_max_distinct: int = 1000
-    k: int = 200
+    bits: int = 12
 
     def __post_init__(self) -> None:
         if self.n_bins < 2:
             raise ValueError(f"Expected `n_bins` >= 2, got {self.n_bins}.")
         if self.exact_max_distinct < 0:
             raise ValueError(f"Expected `exact_max_distinct` >= 0, got {self.exact_max_distinct}.")
-        if not 8 <= self.k <= 65535:
-            raise ValueError(f"Expected `k` in [8, 65535], got {self.k}.")
+        if not 1 <= self.bits <= 12:
+            raise ValueError(f"Expected `bits` in [1, 12], got {self.bits}.")
 
     def zero(self) -> NumericProfileState:
         e = np.zeros(0)
-        return NumericProfileState(self.k, self.exact_max_distinct, KeyedArrays(),
-                                   e, e, e, e, (), ())
+        return NumericProfileState(self.bits, self.exact_max_distinct, KeyedArrays(),
+                                   e, e, e, e, GroupedLogHistogram(self.bits), ())
 
     def accumulate(self, state: NumericProfileState, batch: Mapping[str, np.ndarray],
                    groups: GroupIndex) -> NumericProfileState:
@@ -161,29 +162,27 @@ class NumericProfileSpec:
         lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
         mean = np.divide(np.bincount(cf, xf, g), count, out=np.zeros(g), where=count > 0)
         m2 = np.bincount(cf, (xf - mean[cf]) ** 2, g)
-        sketches, distinct = [], []
+        distinct = []
         groups_rows = [slice(None)] if g == 1 else _groups_of(cf, g)
-        for i, rows in enumerate(groups_rows):  # a loop over groups (one sketch each), not rows
-            s = kll_doubles_sketch(self.k)
-            vals = np.ascontiguousarray(xf[rows])
+        for i, rows in enumerate(groups_rows):  # a loop over groups, not rows
+            vals = xf[rows]
             if vals.size:
-                s.update(vals)
                 lo[i], hi[i] = vals.min(), vals.max()
-            sketches.append(s.serialize())
             distinct.append(_distinct(vals, self.exact_max_distinct))
-        part = NumericProfileState(self.k, self.exact_max_distinct, scal, lo, hi, mean, m2,
-                                   tuple(sketches), tuple(distinct))
+        hist = GroupedLogHistogram.from_values(cf, xf, None, self.bits)
+        part = NumericProfileState(self.bits, self.exact_max_distinct, scal, lo, hi, mean, m2,
+                                   hist, tuple(distinct))
         return self.merge(state, part)
 
     def merge(self, a: NumericProfileState, b: NumericProfileState) -> NumericProfileState:
         """Combine two profiles group by group; inputs are not mutated.
 
         Raises:
-            StateMismatchError: if the states were built with different ``k`` or cap.
+            StateMismatchError: if the states were built with different ``bits`` or cap.
         """
-        if (a.k, a.cap) != (b.k, b.cap):
-            raise StateMismatchError(f"Cannot merge numeric profiles with (k, cap) {(a.k, a.cap)} "
-                                     f"and {(b.k, b.cap)}.")
+        if (a.bits, a.cap) != (b.bits, b.cap):
+            raise StateMismatchError(f"Cannot merge numeric profiles with (bits, cap) "
+                                     f"{(a.bits, a.cap)} and {(b.bits, b.cap)}.")
         if not a.keys:
             return b
         if not b.keys:
@@ -202,28 +201,27 @@ class NumericProfileSpec:
         lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
         lo[pa], hi[pa] = a.lo, a.hi
         lo[pb], hi[pb] = np.minimum(lo[pb], b.lo), np.maximum(hi[pb], b.hi)
-        sk: list = [None] * g
         dist: list = [None] * g
         filled = np.zeros(g, dtype=bool)
         for src, pos in ((a, pa), (b, pb)):
             for i, p in enumerate(pos):
                 if not filled[p]:
-                    sk[p], dist[p], filled[p] = src.sketches[i], src.distinct[i], True
+                    dist[p], filled[p] = src.distinct[i], True
                     continue
-                s = kll_doubles_sketch.deserialize(sk[p])
-                s.merge(kll_doubles_sketch.deserialize(src.sketches[i]))
-                sk[p] = s.serialize()
                 da, db = dist[p], src.distinct[i]
                 u = None if da is None or db is None else np.union1d(da, db)
                 dist[p] = u if u is not None and u.size <= a.cap else None
-        return NumericProfileState(a.k, a.cap, scal, lo, hi, mean, m2, tuple(sk), tuple(dist))
+        hist = a.hist.merge(b.hist.remap(pb))
+        return NumericProfileState(a.bits, a.cap, scal, lo, hi, mean, m2, hist, tuple(dist))
 
     def finalize(self, state: NumericProfileState) -> list[MetricResult]:
         """Per group: ``count``, ``missing``, ``nonfinite``, ``min``, ``max``, ``mean``, ``std``
         (population, ddof=0), ``n_distinct`` (NaN, reason ``too_many_distinct``, above the cap)
-        and ``sketch_n``. Quantile edges come from :meth:`binning`."""
+        and ``quantile_buckets`` (occupied cells of the quantile grid). Quantile edges come from
+        :meth:`binning`."""
         out = []
         arr = state.scalars.arrays
+        cells = np.bincount(state.hist.groups, minlength=len(state.keys))
         for i, key in enumerate(state.keys):
             n = int(arr["count"][i])
             empty = "" if n else "empty"
@@ -234,7 +232,7 @@ class NumericProfileSpec:
                 "max": (state.hi[i] if n else math.nan, empty),
                 "mean": (state.mean[i] if n else math.nan, empty),
                 "std": (math.sqrt(max(state.m2[i], 0.0) / n) if n else math.nan, empty),
-                "sketch_n": (kll_doubles_sketch.deserialize(state.sketches[i]).n, ""),
+                "quantile_buckets": (int(cells[i]), ""),
             }
             d = state.distinct[i]
             vals["n_distinct"] = (math.nan, "too_many_distinct") if d is None else (d.size, "")
@@ -244,8 +242,9 @@ class NumericProfileSpec:
 
     def binning(self, state: NumericProfileState, key) -> NumericBinning:
         """The bin layout of group ``key``: exact over its distinct values when they are at most
-        ``exact_max_distinct``, else ``n_bins`` quantile bins (KLL quantiles at ``i / n_bins``,
-        with the exact min and max as outer edges, deduplicated).
+        ``exact_max_distinct``, else ``n_bins`` quantile bins (inverted-CDF quantiles at
+        ``i / n_bins`` from the grid histogram, each within ``2**-(bits+1)`` of the exact one's
+        magnitude, with the exact min and max as outer edges, deduplicated).
 
         Raises:
             KeyError: if ``key`` is not in the state.
@@ -255,9 +254,9 @@ class NumericProfileSpec:
         d = state.distinct[i]
         if d is not None:
             return NumericBinning(d, exact=True, center=center)
-        s = kll_doubles_sketch.deserialize(state.sketches[i])
         ranks = np.arange(1, self.n_bins) / self.n_bins
-        q = np.asarray(s.get_quantiles(ranks.tolist()), dtype=np.float64)
+        one = state.hist.take(np.array([i]))
+        q = one.quantiles(1, ranks, state.lo[i:i + 1], state.hi[i:i + 1])[0][0]
         edges = np.unique(np.clip(np.concatenate([[state.lo[i]], q, [state.hi[i]]]),
                                   state.lo[i], state.hi[i]))
         # a single distinct value cannot make a quantile bin: it is the exact layout

@@ -63,15 +63,18 @@ class Reducer:
 
 
 class ReducerPool:
-    """The job's :class:`Reducer` actors: ``ray_cfg.actors`` of them, with the CPUs per actor
-    of :func:`fit_actor_cpus`, started once per job (``ray_cfg``: :class:`RayConfig`).
+    """The job's :class:`Reducer` actors: ``ray_cfg.actors`` of them (``auto``: one per CPU of
+    the cluster), with the CPUs per actor of :func:`fit_actor_cpus`, started once per job
+    (``ray_cfg``: :class:`RayConfig`).
 
     Use as a context manager (the actors are killed on exit) or call :meth:`close`."""
 
     def __init__(self, ray_cfg: RayConfig):
-        num_cpus = fit_actor_cpus(ray_cfg.actors, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
-        self.actors = [Reducer.options(num_cpus=num_cpus).remote()
-                       for _ in range(ray_cfg.actors)]
+        n = ray_cfg.actors
+        if n == "auto":
+            n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
+        num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
+        self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(n)]
 
     def __enter__(self) -> "ReducerPool":
         return self

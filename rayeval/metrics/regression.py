@@ -1,4 +1,4 @@
-"""Regression metrics per group from weighted sums, pairwise-combined moments and KLL sketches.
+"""Regression metrics per group from weighted sums, pairwise-combined moments and quantile histograms.
 
 Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and the scikit-learn
 1.9 function each matches (``sklearn/metrics/_regression.py``):
@@ -16,8 +16,9 @@ Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and t
   Hyndman & Koehler, "Another look at measures of forecast accuracy", IJF 22(4), 2006).
 - ``max_error = max |e|`` (``max_error``).
 - ``median_absolute_error`` and ``p<100q>_absolute_error`` for each configured quantile ``q``:
-  the ``q`` quantile of ``|e|`` from a KLL sketch (Karnin, Lang & Liberty, FOCS 2016; Apache
-  DataSketches ``kll_doubles_sketch``), ``get_quantile(q, inclusive=True)``.
+  the weighted inverted-CDF ``q`` quantile of ``|e|`` (``numpy.quantile(|e|, q,
+  method="inverted_cdf", weights=w)``) from a :class:`~rayeval.metrics.quantiles.GroupedLogHistogram`
+  (DDSketch-style relative grid, deterministic and merge-order independent).
 
 Ranges: ``r2`` and ``explained_variance`` in (-inf, 1] (``higher_is_better``); the error
 metrics >= 0 (``lower_is_better``); ``mean_error`` any real (``neutral``: its sign matters).
@@ -26,11 +27,13 @@ Conventions:
 
 - Rows with ``w == 0`` are valid and counted in ``n_rows`` but contribute nothing; ``max_error``
   and the quantiles use rows with ``w > 0``.
-- Quantiles are **unweighted**: DataSketches 5.2's KLL has no weighted update. Their
-  ``error_bound`` is a **rank** bound, not a value bound: the true normalized rank of the
-  returned value is within ``error_bound`` of ``q`` (with ~99 % confidence, the sketch's
-  ``normalized_rank_error(False)``). It is 0.0 while the sketch is exact (not in estimation
-  mode); then the value equals ``np.quantile(|e|, q, method="inverted_cdf")``.
+- Quantiles are weighted (rows with ``w > 0``). Their ``error_bound`` is a guaranteed
+  **absolute value** bound, ``|value - exact| <= error_bound <= 2**-(quantile_bits + 1) * exact``
+  (0.39 % relative at the default 7 bits); 0.0 when the bucket, clipped to the group's exact
+  ``[min |e|, max |e|]``, holds a single value. The same data gives the same quantiles whatever the batch split, merge
+  order or run (no random compaction, unlike a KLL sketch). scikit-learn's
+  ``median_absolute_error`` averages the two middle values for an even count; inverted-CDF takes
+  the lower one.
 - Constant target (all targets with ``w > 0`` equal): ``r2`` and ``explained_variance`` are NaN
   with ``constant_target`` (scikit-learn's ``force_finite=True`` gives 1.0 for a perfect fit,
   else 0.0). Detected from the exact min and max of the target, not from a rounded variance.
@@ -48,18 +51,20 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasketches import kll_doubles_sketch
 
 from rayeval.metrics._math import (combine_moments, compact_groups, first_reason,
                                    grouped_moments, weight_column, weight_problems)
 from rayeval.metrics.base import (HIGHER, LOWER, NEUTRAL, Batch, GroupIndex, Key, MetricResult,
                                   StateMismatchError, common_rows, safe_div, union_keys)
+from rayeval.metrics.quantiles import GroupedLogHistogram, bucket_index
 
 INVALID_REASONS = ("missing_target", "missing_prediction", "negative_weight", "nonfinite_weight")
 #: columns of ``RegressionState.sums`` (all weighted sums over valid rows)
 SUMS = ("w", "w_abs_err", "w_sq_err", "w_ape", "w_nonzero_target", "w_smape")
 #: columns of ``RegressionState.moments``: (mean, M2) of the target and of the error
 MOMENTS = ("mean_y", "m2_y", "mean_e", "m2_e")
+#: ``RegressionState.extrema`` of a group without rows: max |e|, min y, max y, min |e|
+_NO_EXTREMA = [-np.inf, np.inf, -np.inf, np.inf]
 
 
 @dataclass(frozen=True)
@@ -73,10 +78,10 @@ class RegressionState:
         sums: float64 (G, len(SUMS)): additive weighted sums.
         moments: float64 (G, len(MOMENTS)): weighted means and centred sums of squares (weight
             ``sums[:, 0]``), combined pairwise.
-        extrema: float64 (G, 3): max |e|, min y, max y over rows with w > 0 (-inf, inf, -inf
-            when none).
-        sketches: object (G,): serialized ``kll_doubles_sketch`` of |e| (bytes) or ``None``.
-        sketch_k: the sketches' ``k`` (0 when the spec keeps no quantiles).
+        extrema: float64 (G, 4): max |e|, min y, max y, min |e| over rows with w > 0 (-inf,
+            inf, -inf, inf when none).
+        abs_errors: weighted histogram of |e| per group (rows with w > 0) on the
+            ``quantile_bits`` grid; empty when the spec keeps no quantiles.
     """
 
     keys: tuple = ()
@@ -85,9 +90,8 @@ class RegressionState:
         default_factory=lambda: np.zeros((0, len(INVALID_REASONS)), np.int64))
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, len(SUMS))))
     moments: np.ndarray = field(default_factory=lambda: np.zeros((0, len(MOMENTS))))
-    extrema: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    sketches: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
-    sketch_k: int = 0
+    extrema: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    abs_errors: GroupedLogHistogram = field(default_factory=lambda: GroupedLogHistogram(7))
 
 
 def _numeric(batch: Batch, name: str, n: int) -> np.ndarray:
@@ -102,16 +106,6 @@ def _quantile_name(q: float) -> str:
     return "median_absolute_error" if q == 0.5 else f"p{q * 100:g}_absolute_error"
 
 
-def _merge_sketch(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    sk = kll_doubles_sketch.deserialize(a)
-    sk.merge(kll_doubles_sketch.deserialize(b))
-    return sk.serialize()
-
-
 @dataclass(frozen=True)
 class RegressionSpec:
     """Error metrics of numeric predictions per group.
@@ -119,8 +113,10 @@ class RegressionSpec:
     Args:
         quantiles: quantile levels in (0, 1) of the absolute error to report (0.5 is named
             ``median_absolute_error``, ``q`` otherwise ``p{100 q}_absolute_error``); ``()`` keeps
-            no sketches.
-        sketch_k: KLL ``k`` in [8, 65535]: accuracy/size trade-off (200: ~1.3 % rank error).
+            no histograms.
+        quantile_bits: grid resolution in [1, 12] of the |e| histograms: quantiles within
+            ``2**-(bits + 1)`` relative (7: 0.39 %), at most ``2**bits`` cells per group and
+            power of two of |e|.
 
     Batch columns: ``target`` (n,) and ``prediction`` (n,) numeric (NaN, None, +-inf = missing);
     optional ``weight`` (n,) float >= 0.
@@ -130,32 +126,28 @@ class RegressionSpec:
     """
 
     quantiles: tuple = (0.5, 0.9, 0.99)
-    sketch_k: int = 200
+    quantile_bits: int = 7
 
     def __post_init__(self) -> None:
         qs = tuple(float(q) for q in self.quantiles)
         if any(not 0.0 < q < 1.0 for q in qs) or len(set(qs)) != len(qs):
             raise ValueError(f"Expected unique `quantiles` in (0, 1), got {qs}.")
         object.__setattr__(self, "quantiles", qs)
-        if not 8 <= int(self.sketch_k) <= 65535:
-            raise ValueError(f"Expected `sketch_k` in [8, 65535], got {self.sketch_k}.")
-        object.__setattr__(self, "sketch_k", int(self.sketch_k))
-
-    @property
-    def _k(self) -> int:
-        return self.sketch_k if self.quantiles else 0
+        if not 1 <= int(self.quantile_bits) <= 12:
+            raise ValueError(f"Expected `quantile_bits` in [1, 12], got {self.quantile_bits}.")
+        object.__setattr__(self, "quantile_bits", int(self.quantile_bits))
 
     # ---- contract -----------------------------------------------------------------------
     def zero(self) -> RegressionState:
         """The empty state (no groups); the two-sided identity of :meth:`merge`."""
-        return RegressionState(sketch_k=self._k)
+        return RegressionState(abs_errors=GroupedLogHistogram(self.quantile_bits))
 
     def accumulate(self, state: RegressionState, batch: Batch,
                    groups: GroupIndex) -> RegressionState:
         """``state`` merged with the statistics of one batch.
 
-        Sums and moments are vectorised (``np.bincount``); the sketches take one vector
-        ``update`` per group present in the batch (one Python call per group, none per row).
+        Sums and moments are vectorised (``np.bincount``); the |e| histograms take one sort of
+        the batch's (group, bucket) cells.
 
         Raises:
             KeyError / TypeError / ValueError: missing, non-numeric or mis-shaped columns.
@@ -172,6 +164,7 @@ class RegressionSpec:
         y = _numeric(batch, "target", n)
         p = _numeric(batch, "prediction", n)
         w = weight_column(batch, n)
+        weighted = w is not None
         reason = first_reason([~np.isfinite(y), ~np.isfinite(p), *weight_problems(w, n)])
         ok = reason < 0
         bad = ~ok
@@ -186,6 +179,8 @@ class RegressionSpec:
         terms = [w * v for v in (ae, e * e, ape, nz, smape)]
         pos = w > 0
         ae_pos, y_pos = ae[pos], y[pos]
+        w_pos = w[pos] if weighted else None
+        b_pos = bucket_index(ae_pos, self.quantile_bits) if self.quantiles else None
         out = []
         for groups in groupings:
             codes, keys = compact_groups(groups)
@@ -195,11 +190,12 @@ class RegressionSpec:
             _, mean_e, m2_e = grouped_moments(cv, g, e, w)
             sums = np.stack([w_y] + [np.bincount(cv, weights=t, minlength=g).astype(np.float64)
                                      for t in terms], axis=1)
-            extrema = np.tile([-np.inf, np.inf, -np.inf], (g, 1))
+            extrema = np.tile(_NO_EXTREMA, (g, 1))
             c_pos = cv[pos]
             np.maximum.at(extrema[:, 0], c_pos, ae_pos)
             np.minimum.at(extrema[:, 1], c_pos, y_pos)
             np.maximum.at(extrema[:, 2], c_pos, y_pos)
+            np.minimum.at(extrema[:, 3], c_pos, ae_pos)
             rows = np.stack([np.bincount(cv, minlength=g), np.bincount(cv[~nz], minlength=g)],
                             axis=1)
             invalid = np.bincount(codes[bad] * len(INVALID_REASONS) + reason[bad],
@@ -207,34 +203,24 @@ class RegressionSpec:
                                   ).reshape(g, len(INVALID_REASONS))
             out.append(RegressionState(keys, rows.astype(np.int64), invalid.astype(np.int64),
                                        sums, np.stack([mean_y, m2_y, mean_e, m2_e], axis=1),
-                                       extrema, self._sketch(c_pos, ae_pos, g), self._k))
+                                       extrema, self._histogram(c_pos, b_pos, w_pos)))
         return out
 
-    def _sketch(self, codes: np.ndarray, values: np.ndarray, g: int) -> np.ndarray:
-        out = np.full(g, None, dtype=object)
-        if not self.quantiles or not codes.size:
-            return out
-        # stable sort by group; on uint16 codes numpy uses a radix sort (same order, faster)
-        order = np.argsort(codes.astype(np.uint16) if g <= 1 << 16 else codes, kind="stable")
-        counts = np.bincount(codes, minlength=g)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        vals = values[order]
-        for i in np.flatnonzero(counts).tolist():
-            sk = kll_doubles_sketch(self.sketch_k)
-            sk.update(np.ascontiguousarray(vals[bounds[i]:bounds[i + 1]]))
-            out[i] = sk.serialize()
-        return out
+    def _histogram(self, codes: np.ndarray, buckets, weights) -> GroupedLogHistogram:
+        if not self.quantiles:
+            return GroupedLogHistogram(self.quantile_bits)
+        return GroupedLogHistogram.from_buckets(codes, buckets, weights, self.quantile_bits)
 
     def merge(self, a: RegressionState, b: RegressionState) -> RegressionState:
         """Group-wise combination: sums add, moments combine pairwise (Chan et al.), extrema
-        take max/min, sketches merge (a Python loop over the groups present in both states).
+        take max/min, |e| histograms add cell by cell.
 
         Raises:
-            StateMismatchError: the states' ``sketch_k`` differ.
+            StateMismatchError: the states' histogram grids (``quantile_bits``) differ.
         """
-        if a.sketch_k != b.sketch_k:
-            raise StateMismatchError(f"Cannot merge states with sketch_k {a.sketch_k} and "
-                                     f"{b.sketch_k}.")
+        if a.abs_errors.bits != b.abs_errors.bits:
+            raise StateMismatchError(f"Cannot merge states with quantile_bits "
+                                     f"{a.abs_errors.bits} and {b.abs_errors.bits}.")
         if not a.keys:
             return b
         if not b.keys:
@@ -257,19 +243,16 @@ class RegressionSpec:
         for j in (0, 2):
             _, moments[:, j], moments[:, j + 1] = combine_moments(
                 wa, ma[:, j], ma[:, j + 1], wb, mb[:, j], mb[:, j + 1])
-        ext = np.tile([-np.inf, np.inf, -np.inf], (g, 1))
+        ext = np.tile(_NO_EXTREMA, (g, 1))
         ext[pa] = a.extrema
         b_arr = ext[pb]
         ext[pb] = np.stack([np.maximum(b_arr[:, 0], b.extrema[:, 0]),
                             np.minimum(b_arr[:, 1], b.extrema[:, 1]),
-                            np.maximum(b_arr[:, 2], b.extrema[:, 2])], axis=1)
-        sketches = np.full(g, None, dtype=object)
-        sketches[pa] = a.sketches
-        if self.quantiles:
-            for j, i in enumerate(pb.tolist()):
-                sketches[i] = _merge_sketch(sketches[i], b.sketches[j])
+                            np.maximum(b_arr[:, 2], b.extrema[:, 2]),
+                            np.minimum(b_arr[:, 3], b.extrema[:, 3])], axis=1)
+        hist = a.abs_errors.merge(b.abs_errors.remap(pb))  # a's groups keep positions 0..
         return RegressionState(keys, add(a.rows, b.rows), add(a.invalid, b.invalid), sums,
-                               moments, ext, sketches, a.sketch_k)
+                               moments, ext, hist)
 
     def finalize(self, state: RegressionState) -> list[MetricResult]:
         """Metric values per group (names and conventions in the module docstring)."""
@@ -305,23 +288,25 @@ class RegressionSpec:
             val = np.where(reason != "", np.nan, val)
             table.append((name, direction, val.tolist(), reason.tolist()))
         n_rows = state.rows[:, 0].tolist()
+        if self.quantiles:
+            g = len(state.keys)
+            qv, qb = state.abs_errors.quantiles(g, self.quantiles, state.extrema[:, 3],
+                                                state.extrema[:, 0])
+            qv, qb = qv.tolist(), qb.tolist()
+            q_names = [_quantile_name(q) for q in self.quantiles]
         out: list[MetricResult] = []
         for g, key in enumerate(state.keys):
             out.append(MetricResult(key, "n_rows", float(n_rows[g]), NEUTRAL))
             for name, direction, val, reason in table:
                 out.append(MetricResult(key, name, val[g], direction, reason[g]))
             if self.quantiles:
-                out.extend(self._quantiles(key, state.sketches[g], bool(empty[g])))
+                for j, name in enumerate(q_names):
+                    v = qv[g][j]
+                    if empty[g] or math.isnan(v):
+                        out.append(MetricResult(key, name, math.nan, LOWER, "empty"))
+                    else:
+                        out.append(MetricResult(key, name, v, LOWER, error_bound=qb[g][j]))
         return out
-
-    def _quantiles(self, key: Key, blob, empty: bool) -> list[MetricResult]:
-        if empty or blob is None:
-            return [MetricResult(key, _quantile_name(q), math.nan, LOWER, "empty")
-                    for q in self.quantiles]
-        sk = kll_doubles_sketch.deserialize(blob)
-        bound = sk.normalized_rank_error(False) if sk.is_estimation_mode() else 0.0
-        return [MetricResult(key, _quantile_name(q), float(sk.get_quantile(q, True)), LOWER,
-                             error_bound=bound) for q in self.quantiles]
 
     # ---- extra outputs ------------------------------------------------------------------
     def row_counts(self, state: RegressionState) -> dict[Key, float]:
