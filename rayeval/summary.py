@@ -37,6 +37,8 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                   f"{c.get('rows_missing_id', 0):,} | missing timestamp "
                   f"{c.get('rows_missing_timestamp', 0):,} | durations "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
+    for w in result.manifest.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     for task in cfg.tasks:
         tm = headline(m[(m["task"] == task.name) & (m["slice"] == "overall")], task.type)
         if tm.empty:

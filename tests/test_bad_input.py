@@ -41,6 +41,7 @@ def expect_error(tmp_path, cfg, *needles):
     for n in needles:
         assert n in str(e.value), str(e.value)
     assert outputs(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists()  # not even an empty output folder
     return str(e.value)
 
 
@@ -120,6 +121,10 @@ def test_schema_drift_across_partitions_is_read(ray_local, tmp_path, frames):
     m = res.finalized.metrics
     n = m[(m.slice == "overall") & (m.task == "clf") & (m.metric == "n_rows")]
     assert n.groupby("model").value.sum().sum() == len(df)  # every labelled row evaluated
+    # the absent column is reported by name, file and rows (manifest and console summary)
+    warns = res.manifest["warnings"]
+    assert len(warns) == 1 and "'score'" in warns[0] and "1 of 3 files" in warns[0]
+    assert f"{len(b):,} rows" in warns[0] and "b.parquet" in warns[0]
 
 
 def test_mixed_label_types_error(ray_local, tmp_path, frames):

@@ -131,6 +131,9 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             if cfg.inputs.labels.timestamp_column:
                 lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
             check_columns(label_info, lreq)
+        input_warnings = pred_info.absent_warnings(req)
+        if label_info is not None:
+            input_warnings += label_info.absent_warnings(lreq)
 
     label_index = None
     if label_info is not None:
@@ -180,6 +183,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer)
+    manifest["warnings"] = input_warnings
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations)
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
@@ -273,7 +277,9 @@ def _git_sha() -> str:
 def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: DatasetInfo | None,
                    fin: Finalized, label_index: LabelIndex | None, timer: _Timer) -> dict:
     """The run manifest: redacted config and its hash, input files (size, rows, mtime) and their
-    fingerprint, row counts by stage and reason, versions, stage durations."""
+    fingerprint, row counts by stage and reason, versions, stage durations (``run_job`` adds
+    ``warnings``: input problems that were counted rather than raised, e.g. a column absent
+    from some files)."""
     import hashlib
 
     import pyarrow

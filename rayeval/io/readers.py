@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Iterable, Literal, Optional
 
@@ -41,12 +41,30 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A resolved dataset: its URI, filesystem, files and their unified Arrow schema."""
+    """A resolved dataset: its URI, filesystem, files and their unified Arrow schema.
+
+    ``absent``: column -> the files (paths) of the dataset whose footer lacks it (read as null
+    there); columns present in every file are not listed."""
 
     uri: str
     filesystem: pafs.FileSystem
     files: tuple[FileInfo, ...]
     schema: pa.Schema
+    absent: dict = field(default_factory=dict)
+
+    def absent_warnings(self, columns: Iterable[str]) -> list[str]:
+        """One message per column of ``columns`` absent from some (not all) files: how many
+        files and rows, and the first such file."""
+        rows = {f.path: f.num_rows for f in self.files}
+        out = []
+        for c in columns:
+            paths = self.absent.get(c)
+            if not paths or c not in self.schema.names:
+                continue
+            n = sum(rows[p] for p in paths)
+            out.append(f"column {c!r} is absent from {len(paths)} of {len(self.files)} files of "
+                       f"{self.uri} ({n:,} rows, e.g. {paths[0]}): read as null there")
+        return out
 
     @property
     def paths(self) -> list[str]:
@@ -165,7 +183,8 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     Schema differences across files are resolved as a Parquet reader would: integer widths
     and float widths promote (int16 + int64 -> int64), a column that is null-typed in some files
     takes the type of the others, a column absent from some files is read as null there (its
-    rows are then counted as invalid by the evaluator). Incompatible types (string vs int)
+    rows are then counted as invalid by the evaluator, and the files are listed in
+    ``DatasetInfo.absent`` for the run's warnings). Incompatible types (string vs int)
     raise, naming both files.
 
     Raises:
@@ -181,7 +200,13 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
         raise InputError(f"Incompatible schemas across the files of {uri}: {e}. "
                          + _first_conflict(infos, schemas)) from None
     files = tuple(FileInfo(i.path, i.size, n, _fingerprint(i)) for i, (_, n) in zip(infos, footers))
-    return DatasetInfo(uri, fs, files, unified)
+    absent: dict[str, list[str]] = {}
+    for i, sch in zip(infos, schemas):
+        names = set(sch.names)
+        for c in unified.names:
+            if c not in names:
+                absent.setdefault(c, []).append(i.path)
+    return DatasetInfo(uri, fs, files, unified, absent)
 
 
 def _normalise_timestamps(schema: pa.Schema) -> pa.Schema:

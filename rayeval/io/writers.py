@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 import uuid
 from typing import Mapping
 
@@ -56,12 +57,15 @@ def check_output_writable(path: str) -> None:
     if path.startswith("s3://"):
         return
     p = os.path.abspath(path)
+    # probe the prefix itself when it exists, else its nearest existing ancestor: nothing is
+    # created here, so a run that fails later (bad input) leaves no empty output folder behind
+    anc = p
+    while not os.path.exists(anc) and os.path.dirname(anc) != anc:
+        anc = os.path.dirname(anc)
     try:
-        os.makedirs(p, exist_ok=True)
-        probe = os.path.join(p, f".rayeval-write-probe-{uuid.uuid4().hex[:8]}")
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
+        if not os.path.isdir(anc):
+            raise NotADirectoryError(20, f"{anc} is a file")
+        os.rmdir(tempfile.mkdtemp(prefix=".rayeval-write-probe-", dir=anc))
     except OSError as e:
         raise InputError(f"Output path {path!r} is not writable: {e.strerror or e}") from None
 
