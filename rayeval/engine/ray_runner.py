@@ -37,6 +37,12 @@ class Reducer:
     its pool once.
     """
 
+    def warm(self) -> None:
+        """Import the modules a pass needs (sent at pool start, so the actors' start-up and
+        imports overlap the driver's inspect and label stages instead of the first pass)."""
+        import rayeval.engine.drift_plan  # noqa: F401
+        import rayeval.engine.plan  # noqa: F401
+
     def reduce(self, plan: EvalPlan, split, source: str, schema: pa.Schema,
                batch_size: int | None) -> dict[str, tuple]:
         """Merged partial of ``plan`` over the batches of ``split`` (a ``DataIterator``), one
@@ -75,6 +81,8 @@ class ReducerPool:
             n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
         self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(n)]
+        for actor in self.actors:  # start-up and imports run while the driver goes on
+            actor.warm.remote()
 
     def __enter__(self) -> "ReducerPool":
         return self
@@ -161,6 +169,17 @@ def configure_data_context(target_block_mib: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def read_tasks(n_files: int, actors: int) -> int:
+    """Read tasks for a pass (``override_num_blocks``): ``max(4 x actors, cluster CPUs)``,
+    at most one per file. Each task streams its files out in blocks of ``target_block_mib``,
+    so few tasks bound nothing but the task overhead. Measured (BENCHMARKS.md, session 4):
+    360k rows in 180 files, 2 actors on 2 CPUs: 2.4-2.6 s per pass with 4-8 tasks against 7.0
+    s with 36 and 7.6 s with 180 (one per file); the engine benchmark's fastest read-only
+    pass of 30M rows also used 8."""
+    cpus = int(ray.cluster_resources().get("CPU", 1.0))
+    return int(max(1, min(n_files, max(4 * actors, cpus))))
+
+
 def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
                  read_num_cpus: float = 0.25):
     """Ray Data dataset over the explicit file list, projected to ``columns``.
@@ -209,7 +228,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         batch_size = ray_cfg.batch_size
         if batch_size is None:
             batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
-        num_blocks = int(min(max(len(ds_info.files), 2 * k), max(n_rows // 10_000, 1), 2000))
+        num_blocks = read_tasks(len(ds_info.files), k)
         plan_ref = ray.put(plan)
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
         ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus)

@@ -113,52 +113,59 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     storage = cfg.inputs.storage
     w = cfg.windows
 
-    with timer.stage("inspect"):
-        check_gates(cfg)
-        check_output_writable(cfg.outputs.path)
-        pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
-        req = required_prediction_columns(cfg, labels_separate)
-        check_columns(pred_info, req)
-        if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
-            req.setdefault(cfg.columns.id, "id")
-        label_info = None
-        if labels_separate:
-            label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
-            lid = cfg.inputs.labels.id_column or cfg.columns.id
-            lreq = {lid: "id"}
-            for t in cfg.tasks:
-                lreq[t.label] = "numeric" if t.type == "regression" else "class"
-            if cfg.inputs.labels.timestamp_column:
-                lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
-            check_columns(label_info, lreq)
-        input_warnings = pred_info.absent_warnings(req)
-        if label_info is not None:
-            input_warnings += label_info.absent_warnings(lreq)
+    # the reducer actors start first: their start-up overlaps the inspect and label stages
+    pool = ray_runner.ReducerPool(cfg.ray)
+    try:
+        with timer.stage("inspect"):
+            check_gates(cfg)
+            check_output_writable(cfg.outputs.path)
+            pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
+            req = required_prediction_columns(cfg, labels_separate)
+            check_columns(pred_info, req)
+            if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
+                req.setdefault(cfg.columns.id, "id")
+            label_info = None
+            if labels_separate:
+                label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
+                lid = cfg.inputs.labels.id_column or cfg.columns.id
+                lreq = {lid: "id"}
+                for t in cfg.tasks:
+                    lreq[t.label] = "numeric" if t.type == "regression" else "class"
+                if cfg.inputs.labels.timestamp_column:
+                    lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
+                check_columns(label_info, lreq)
+            input_warnings = pred_info.absent_warnings(req)
+            if label_info is not None:
+                input_warnings += label_info.absent_warnings(lreq)
 
-    label_index = None
-    if label_info is not None:
-        with timer.stage("labels"):
-            lid = cfg.inputs.labels.id_column or cfg.columns.id
-            lts = cfg.inputs.labels.timestamp_column
-            lcols = list(dict.fromkeys([lid] + [t.label for t in cfg.tasks]
-                                       + ([lts] if lts else [])))
-            table = read_table(label_info, lcols)
-            if table.num_rows == 0:
-                raise InputError(f"Labels dataset {cfg.inputs.labels.uri!r} "
-                                 f"({len(label_info.files)} files) has no rows: there is nothing "
-                                 f"to evaluate")
-            label_index = LabelIndex.build(table, lid, lts)
-            try:
-                label_index.check_prediction_id_type(pred_info.schema.field(cfg.columns.id).type)
-            except TypeError as e:
-                raise InputError(f"{e} (predictions {cfg.inputs.predictions.uri!r}, labels "
-                                 f"{cfg.inputs.labels.uri!r})") from None
-            if lid != cfg.columns.id:
-                label_index.id_column = lid
+        label_index = None
+        if label_info is not None:
+            with timer.stage("labels"):
+                lid = cfg.inputs.labels.id_column or cfg.columns.id
+                lts = cfg.inputs.labels.timestamp_column
+                lcols = list(dict.fromkeys([lid] + [t.label for t in cfg.tasks]
+                                           + ([lts] if lts else [])))
+                table = read_table(label_info, lcols)
+                if table.num_rows == 0:
+                    raise InputError(f"Labels dataset {cfg.inputs.labels.uri!r} "
+                                     f"({len(label_info.files)} files) has no rows: there is nothing "
+                                     f"to evaluate")
+                label_index = LabelIndex.build(table, lid, lts)
+                try:
+                    label_index.check_prediction_id_type(pred_info.schema.field(cfg.columns.id).type)
+                except TypeError as e:
+                    raise InputError(f"{e} (predictions {cfg.inputs.predictions.uri!r}, labels "
+                                     f"{cfg.inputs.labels.uri!r})") from None
+                if lid != cfg.columns.id:
+                    label_index.id_column = lid
+
+    except BaseException:
+        pool.close()
+        raise
 
     drift_plan = None
     ref_partial = None
-    with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
+    with pool:  # one actor pool for every pass of the job
         if cfg.drift.enabled:
             from rayeval.engine.drift_plan import build_drift_plan
 
