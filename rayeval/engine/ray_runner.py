@@ -169,15 +169,15 @@ def configure_data_context(target_block_mib: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def read_tasks(n_files: int, actors: int) -> int:
-    """Read tasks for a pass (``override_num_blocks``): ``max(4 x actors, cluster CPUs)``,
-    at most one per file. Each task streams its files out in blocks of ``target_block_mib``,
-    so few tasks bound nothing but the task overhead. Measured (BENCHMARKS.md, session 4):
-    360k rows in 180 files, 2 actors on 2 CPUs: 2.4-2.6 s per pass with 4-8 tasks against 7.0
-    s with 36 and 7.6 s with 180 (one per file); the engine benchmark's fastest read-only
-    pass of 30M rows also used 8."""
+def read_tasks(n_files: int, actors: int, n_rows: int) -> int:
+    """Read tasks for a pass (``override_num_blocks``): ``max(4 x actors, cluster CPUs, one
+    per million rows)``, at most one per file. Each task streams its files out in blocks of
+    ``target_block_mib``. Measured (BENCHMARKS.md, session 4, 2 actors on 2 CPUs): 360k rows
+    in 180 files took 2.4-2.6 s a pass with 4-8 tasks against 7.0 s with 36 and 7.6 s with one
+    per file; on 30M rows with 20 drift features, 8 tasks made the scan slower (91-97 s) than
+    one per file (79 s), hence the term in the row count."""
     cpus = int(ray.cluster_resources().get("CPU", 1.0))
-    return int(max(1, min(n_files, max(4 * actors, cpus))))
+    return int(max(1, min(n_files, max(4 * actors, cpus, n_rows // 1_000_000))))
 
 
 def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
@@ -228,7 +228,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         batch_size = ray_cfg.batch_size
         if batch_size is None:
             batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
-        num_blocks = read_tasks(len(ds_info.files), k)
+        num_blocks = read_tasks(len(ds_info.files), k, n_rows)
         plan_ref = ray.put(plan)
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
         ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus)
