@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rayeval.config import ConfigError, JobConfig, load_config
 
@@ -30,7 +31,7 @@ def _load(config: Path, overrides: list[str] | None) -> JobConfig:
     try:
         return load_config(config, overrides or [])
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False)
         raise typer.Exit(EXIT_INPUT)
 
 
@@ -44,7 +45,7 @@ def validate(config: Path = typer.Argument(..., help="YAML job config"),
     try:
         check_gates(cfg)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         raise typer.Exit(EXIT_INPUT)
     console.print(f"[green]ok[/green] {config}: run_id={cfg.resolved_run_id()} "
                   f"tasks={[t.name for t in cfg.tasks]} slices={len(cfg.slice_specs())} specs, "
@@ -75,12 +76,12 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
                 with console.status("starting") as status:
                     result = run_job(cfg, progress=lambda s: status.update(f"rayeval: {s}"))
     except (InputError, ConfigError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         err.print("nothing was written.")
         return EXIT_INPUT
     print_summary(console, cfg, result, short=quiet)
     if result.mlflow_error:
-        err.print(f"[red]MLflow logging failed:[/red] {result.mlflow_error}\n"
+        err.print(f"[red]MLflow logging failed:[/red] {escape(str(result.mlflow_error))}\n"
                   f"Results are in the Parquet tables under {cfg.outputs.path}.", highlight=False)
         return EXIT_MLFLOW
     if not result.gates_passed:

@@ -37,6 +37,12 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                   f"{c.get('rows_missing_id', 0):,} | missing timestamp "
                   f"{c.get('rows_missing_timestamp', 0):,} | durations "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
+    invalid = result.manifest.get("row_counts", {}).get("invalid", {})
+    if any(invalid.values()):
+        top = sorted(((v, k) for k, v in invalid.items() if v), reverse=True)
+        console.print(f"[yellow]excluded rows[/yellow] (task/family/reason, see invalid/): "
+                      + ", ".join(f"{k} {v:,}" for v, k in top[:6])
+                      + (f" and {len(top) - 6} more" if len(top) > 6 else ""), highlight=False)
     for w in result.manifest.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     for task in cfg.tasks:

@@ -343,3 +343,46 @@ def test_auto_actor_pool_is_one_per_cpu(ray_local):
     assert three.ray.actors == 3
     with ReducerPool(three.ray) as pool:
         assert len(pool.actors) == 3
+
+
+def test_nanosecond_timestamps_are_truncated_not_rejected(ray_local, tmp_path, frames):
+    """pandas writes ns timestamps; sub-microsecond digits in the predictions and in the label
+    timestamps are truncated to the microsecond (the engine's unit), and the run equals the
+    run on the same data rounded to microseconds."""
+    preds, labels = frames
+    jitter = pd.to_timedelta(np.arange(len(preds)) % 997 + 1, unit="ns")
+    p_ns = preds.assign(timestamp=preds["timestamp"].astype("datetime64[ns, UTC]") + jitter)
+    l_ns = labels.assign(label_ts=labels["label_ts"].astype("datetime64[ns, UTC]")
+                         + pd.to_timedelta(7, unit="ns"))
+    runs = []
+    for name, (p, lab) in {"ns": (p_ns, l_ns), "us": (preds, labels)}.items():
+        write_parquet(p, tmp_path / name / "p", 2)
+        write_parquet(lab, tmp_path / name / "l", 1)
+        data = job_dict(str(tmp_path / name / "p"), str(tmp_path / name / "l"),
+                        str(tmp_path / name / "out"))
+        res = run_job(load_config(data=data))
+        runs.append(res.finalized.metrics.sort_values(
+            ["task", "model", "window_start", "slice", "metric"]).reset_index(drop=True))
+    assert len(runs[0]) > 0
+    pd.testing.assert_frame_equal(runs[0].drop(columns="run_id"), runs[1].drop(columns="run_id"))
+
+
+def test_negative_weights_with_drift_are_counted_not_fatal(ray_local, tmp_path, frames):
+    """Negative or missing weights are invalid rows for every metric family and are left out
+    of the drift histograms; the job does not stop."""
+    df = same_table_frame(frames).copy()
+    df["w"] = 1.0
+    df.loc[df.index[:30], "w"] = -1.0
+    df.loc[df.index[30:35], "w"] = np.nan
+    write_parquet(df, tmp_path / "p", 2)
+    data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))
+    data["columns"]["weight"] = "w"
+    data["drift"] = {"enabled": True, "features": [{"name": "band", "kind": "categorical"}],
+                     "reference": {"kind": "time_range", "start": "2024-01-01",
+                                   "end": "2024-01-08"}}
+    res = run_job(load_config(data=data))
+    inv = res.manifest["row_counts"]["invalid"]
+    ok = df["target"].notna() & df["predicted_value"].notna()  # earlier reasons win
+    assert inv["reg/regression/negative_weight"] == int((ok & (df["w"] < 0)).sum()) > 20
+    assert inv["reg/regression/nonfinite_weight"] == int((ok & df["w"].isna()).sum()) > 0
+    assert res.drift is not None and len(res.drift) > 0

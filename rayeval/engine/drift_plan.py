@@ -172,6 +172,12 @@ class DriftPlan:
                 targets.append(("ref", _without_windows(g), in_ref,
                                 self._chunks(ts) if learned else None))
         by_model = _model_rows(g)
+        # rows whose weight is negative or not finite are excluded from drift (the metric
+        # families count them as invalid per task), not an error
+        w_ok = None
+        if weight is not None and not profile:
+            w_ok = np.isfinite(weight) & (weight >= 0)
+            w_ok = None if w_ok.all() else w_ok
         groups: dict = {}  # (phase, model, source) -> (group index, chunk group index or None)
         for m in self.columns:
             values, missing, type_error = self._values(m, table, label_cols)
@@ -182,6 +188,8 @@ class DriftPlan:
                     rows = model_rows if mask is None else model_rows[mask[model_rows]]
                     if profile:  # profiles see values only
                         rows = rows[~missing[rows]]
+                    elif w_ok is not None:
+                        rows = rows[w_ok[rows]]
                     if not rows.size:
                         continue
                     name = self.name(phase, m, model, sl)

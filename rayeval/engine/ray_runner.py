@@ -186,9 +186,14 @@ def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
 
     Read tasks ask for ``read_num_cpus`` (I/O bound), so an actor pool sized to the CPUs never
     starves them (Ray issue #44687)."""
+    # timestamps are read at ns (a lossless superset of the files' units; the reducers
+    # truncate to the unified schema's us), so sub-microsecond values never fail the scan
+    fields = [ds_info.schema.field(c) for c in columns]
+    fields = [f.with_type(pa.timestamp("ns", tz=f.type.tz)) if pa.types.is_timestamp(f.type)
+              else f for f in fields]
     return ray.data.read_parquet(
         ds_info.paths, filesystem=ds_info.filesystem, columns=columns, partitioning=None,
-        schema=pa.schema([ds_info.schema.field(c) for c in columns]),
+        schema=pa.schema(fields),
         override_num_blocks=num_blocks, num_cpus=read_num_cpus)
 
 

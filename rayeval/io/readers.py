@@ -299,7 +299,8 @@ def columns_present(ds: DatasetInfo, cols: Iterable[str]) -> list[str]:
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast one batch to the dataset's unified ``schema``: columns absent from its file become
     nulls (their rows are then counted invalid), narrower types are widened, timestamps become
-    UTC. Raises InputError naming the column when a value cannot be cast."""
+    UTC, truncated to the microsecond. Raises InputError naming the column when a value cannot
+    be cast."""
     cols = []
     for fld in schema:
         if fld.name not in table.column_names:
@@ -308,7 +309,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         col = table[fld.name]
         if col.type != fld.type:
             try:
-                col = col.cast(fld.type)
+                # timestamps are kept to the microsecond: finer digits (pandas writes ns) are
+                # truncated, never an error
+                col = col.cast(fld.type, safe=not pa.types.is_timestamp(fld.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                 raise InputError(f"Column {fld.name!r}: cannot cast {col.type} to {fld.type} "
                                  f"({table.num_rows} rows in this block): {e}") from None
