@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW = 1, 2, 3
+EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW, EXIT_ERROR = 1, 2, 3, 4
 
 
 def _load(config: Path, overrides: list[str] | None) -> JobConfig:
@@ -79,6 +79,11 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         err.print("nothing was written.")
         return EXIT_INPUT
+    except Exception as e:  # Ray failed to start, a worker died, ...: not a gate verdict (1)
+        err.print_exception(max_frames=8)
+        err.print(f"[red]run failed:[/red] {escape(f'{type(e).__name__}: {e}')}\n"
+                  "nothing was committed (outputs are written atomically).", highlight=False)
+        return EXIT_ERROR
     print_summary(console, cfg, result, short=quiet)
     if result.mlflow_error:
         err.print(f"[red]MLflow logging failed:[/red] {escape(str(result.mlflow_error))}\n"

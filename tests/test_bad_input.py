@@ -386,3 +386,20 @@ def test_negative_weights_with_drift_are_counted_not_fatal(ray_local, tmp_path, 
     assert inv["reg/regression/negative_weight"] == int((ok & (df["w"] < 0)).sum()) > 20
     assert inv["reg/regression/nonfinite_weight"] == int((ok & df["w"].isna()).sum()) > 0
     assert res.drift is not None and len(res.drift) > 0
+
+
+def test_failure_that_is_no_gate_verdict_exits_4(ray_local, tmp_path, monkeypatch, capsys):
+    """Exit 1 means a gate failed; any other failure (here: the engine raising a runtime error
+    after Ray started) exits 4 with the error printed, and nothing is written."""
+    import rayeval.engine.run as run_mod
+    from rayeval.cli import EXIT_ERROR, execute
+
+    def broken(cfg, progress=None):
+        raise RuntimeError("worker died [node 1]")
+
+    monkeypatch.setattr(run_mod, "run_job", broken)
+    cfg = load_config(data=job_dict(str(tmp_path / "p"), None, str(tmp_path / "out")))
+    assert execute(cfg, quiet=True) == EXIT_ERROR == 4
+    err = capsys.readouterr().err
+    assert "RuntimeError: worker died [node 1]" in err
+    assert not (tmp_path / "out").exists()
