@@ -325,13 +325,33 @@ class ConfigError(ValueError):
 
 
 def _set_path(d: dict, dotted: str, value: Any) -> None:
+    """Set ``value`` at ``dotted`` (``a.b.c``; an integer part indexes a list, e.g.
+    ``tasks.0.label``). Missing mapping levels are created.
+
+    Raises:
+        ValueError: an index out of range, or an index into something that is no list.
+    """
     keys = dotted.split(".")
-    cur = d
-    for k in keys[:-1]:
-        if not isinstance(cur.get(k), dict):
-            cur[k] = {}
-        cur = cur[k]
-    cur[keys[-1]] = value
+    cur: Any = d
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(cur, list):
+            if not k.lstrip("-").isdigit() or not -len(cur) <= int(k) < len(cur):
+                raise ValueError(f"{'.'.join(keys[:i]) or 'the config'} is a list of "
+                                 f"{len(cur)}: expected an index in [0, {len(cur)}), got {k!r}")
+            if last:
+                cur[int(k)] = value
+            else:
+                cur = cur[int(k)]
+            continue
+        if not isinstance(cur, dict):
+            raise ValueError(f"{'.'.join(keys[:i])} is a {type(cur).__name__}, not a mapping")
+        if last:
+            cur[k] = value
+        else:
+            if not isinstance(cur.get(k), (dict, list)):
+                cur[k] = {}
+            cur = cur[k]
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
@@ -342,7 +362,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         path: YAML file. Relative dataset URIs and output paths stay relative to the current
             working directory (as ``ray job submit --working-dir`` expects).
         overrides: ``key.path=value`` strings; values are parsed as YAML (``windows.size=day``,
-            ``ray.actors=2``, ``slices.columns=[origin]``).
+            ``ray.actors=2``, ``slices.columns=[origin]``); an integer part indexes a list
+            (``tasks.0.label=target``).
         data: a dict instead of a file.
 
     Returns:

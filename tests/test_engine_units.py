@@ -220,3 +220,21 @@ def test_run_id_ignores_execution_and_output_options():
     assert tuned.config_hash() != base.config_hash()  # the manifest still records everything
     other = load_config(data=job_dict("p", "l", "o", slices={"columns": ["band"]}))
     assert other.resolved_run_id() != base.resolved_run_id()
+
+
+def test_overrides_index_lists():
+    """``--set tasks.1.label=y`` sets one list item (README: override any key); a bad index
+    or an index into a mapping is a ConfigError naming the override."""
+    from rayeval.config import ConfigError
+
+    cfg = load_config(data=job_dict("p", None, "o"),
+                      overrides=["tasks.1.label=y_true", "slices.crosses.0.1=band",
+                                 "tasks.-1.prediction=yhat"])
+    assert [t.label for t in cfg.tasks] == ["label", "y_true"]
+    assert cfg.tasks[1].prediction == "yhat"
+    assert cfg.slices.crosses == [["segment", "band"]]
+    for bad, needle in (("tasks.2.label=x", "index in [0, 2)"), ("tasks.name.label=x", "'name'"),
+                        ("windows.0=day", "windows.0"), ("name.x=1", "name: Input should be a valid string")):
+        with pytest.raises(ConfigError, match="Override|invalid") as e:
+            load_config(data=job_dict("p", None, "o"), overrides=[bad])
+        assert needle in str(e.value), str(e.value)
