@@ -27,11 +27,16 @@ err = Console(stderr=True)
 EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW, EXIT_ERROR = 1, 2, 3, 4
 
 
+def _print_error(e: BaseException) -> None:
+    """``error: <message>`` on stderr, the message taken literally (no Rich markup)."""
+    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+
+
 def _load(config: Path, overrides: list[str] | None) -> JobConfig:
     try:
         return load_config(config, overrides or [])
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False)
+        _print_error(e)
         raise typer.Exit(EXIT_INPUT)
 
 
@@ -45,7 +50,7 @@ def validate(config: Path = typer.Argument(..., help="YAML job config"),
     try:
         check_gates(cfg)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        _print_error(e)
         raise typer.Exit(EXIT_INPUT)
     console.print(f"[green]ok[/green] {config}: run_id={cfg.resolved_run_id()} "
                   f"tasks={[t.name for t in cfg.tasks]} slices={len(cfg.slice_specs())} specs, "
@@ -76,7 +81,7 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
                 with console.status("starting") as status:
                     result = run_job(cfg, progress=lambda s: status.update(f"rayeval: {s}"))
     except (InputError, ConfigError) as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+        _print_error(e)
         err.print("nothing was written.")
         return EXIT_INPUT
     except Exception as e:  # Ray failed to start, a worker died, ...: not a gate verdict (1)

@@ -9,8 +9,8 @@ Every state family registers one or more cases in its test module and calls
 - finalize(merge of any split, in any order and tree shape) == finalize(accumulate(all rows)),
   so results do not depend on partitioning, batch size, row order or worker count.
 
-Approximate families whose state depends on the split pass ``use_error_bound=True``: values then must agree
-within the sum of the two reported error bounds instead of ``rtol``.
+Approximate families whose state depends on the split pass ``use_error_bound=True``: values
+then must agree within the sum of the two reported error bounds instead of ``rtol``.
 """
 
 from __future__ import annotations

@@ -233,8 +233,9 @@ def test_overrides_index_lists():
     assert [t.label for t in cfg.tasks] == ["label", "y_true"]
     assert cfg.tasks[1].prediction == "yhat"
     assert cfg.slices.crosses == [["segment", "band"]]
-    for bad, needle in (("tasks.2.label=x", "index in [0, 2)"), ("tasks.name.label=x", "'name'"),
-                        ("windows.0=day", "windows.0"), ("name.x=1", "name: Input should be a valid string")):
+    for bad, needle in (("tasks.2.label=x", "index in [0, 2)"),
+                        ("tasks.name.label=x", "'name'"), ("windows.0=day", "windows.0"),
+                        ("name.x=1", "name: Input should be a valid string")):
         with pytest.raises(ConfigError, match="Override|invalid") as e:
             load_config(data=job_dict("p", None, "o"), overrides=[bad])
         assert needle in str(e.value), str(e.value)

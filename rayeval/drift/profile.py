@@ -1,16 +1,16 @@
 """Pass 1: mergeable reference profiles that fix the drift bin layouts.
 
 :class:`NumericProfileSpec` keeps, per group, a quantile histogram on a fixed relative grid
-(:class:`~rayeval.metrics.quantiles.GroupedLogHistogram`, DDSketch-style), exact count/min/max/mean/M2 (Chan et al. 1979
-parallel moments) and the set of distinct values while it stays small (so small or discrete
+(:class:`~rayeval.metrics.quantiles.GroupedLogHistogram`, DDSketch-style), exact
+count/min/max/mean/M2 (Chan et al. 1979 parallel moments) and the set of distinct values while it stays small (so small or discrete
 references get the *exact* layout). :class:`CategoricalProfileSpec` keeps weighted category
 frequencies in a Misra-Gries summary (mergeable, Agarwal et al. 2012: exact while the number of
 categories is at most ``capacity``, otherwise every count is under-estimated by at most the
 recorded ``offset``).
 
 Both follow the grouped-state contract of :mod:`rayeval.metrics.base` (``zero / accumulate /
-merge / finalize``) and add ``binning(state, key)``; merging never mutates an input. The batch column is ``value`` (n,); the
-numeric profile ignores weights (any edges are valid; weights enter the histograms), the
+merge / finalize``) and add ``binning(state, key)``; merging never mutates an input. The batch
+column is ``value`` (n,); the numeric profile ignores weights (any edges are valid; weights enter the histograms), the
 categorical one ranks categories by ``weight`` when given.
 
 Both layouts are deterministic: the same reference gives the same bin edges whatever the split

@@ -7,8 +7,8 @@ class as categorical; multiclass: the predicted class; regression: the predictio
 
 Reference (``drift.reference.kind``): ``time_range`` of the predictions, a separate ``dataset``,
 or ``previous_window`` (each window against the one before; bin edges then come from the first
-window alone). Passes: (1) profiles over the reference (quantile histogram / category counts per model) fix
-the binning of each column and model from the reference alone; (2) sparse histograms with those
+window alone). Passes: (1) profiles over the reference (quantile histogram / category counts
+per model) fix the binning of each column and model from the reference alone; (2) sparse histograms with those
 binnings over the reference; (3) the same histograms over the current data inside the metric scan
 (no extra pass). A ``time_range`` reference inside the evaluated range (``windows.start/end``) is
 read by the scan anyway: its histograms are then built there too and pass (2) is skipped.

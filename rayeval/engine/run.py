@@ -114,8 +114,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     w = cfg.windows
 
     # the reducer actors start first: their start-up overlaps the inspect and label stages
-    pool = ray_runner.ReducerPool(cfg.ray)
-    try:
+    with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
         with timer.stage("inspect"):
             check_gates(cfg)
             check_output_writable(cfg.outputs.path)
@@ -148,24 +147,20 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
                 table = read_table(label_info, lcols)
                 if table.num_rows == 0:
                     raise InputError(f"Labels dataset {cfg.inputs.labels.uri!r} "
-                                     f"({len(label_info.files)} files) has no rows: there is nothing "
-                                     f"to evaluate")
+                                     f"({len(label_info.files)} files) has no rows: there is "
+                                     f"nothing to evaluate")
                 label_index = LabelIndex.build(table, lid, lts)
+                id_type = pred_info.schema.field(cfg.columns.id).type
                 try:
-                    label_index.check_prediction_id_type(pred_info.schema.field(cfg.columns.id).type)
+                    label_index.check_prediction_id_type(id_type)
                 except TypeError as e:
                     raise InputError(f"{e} (predictions {cfg.inputs.predictions.uri!r}, labels "
                                      f"{cfg.inputs.labels.uri!r})") from None
                 if lid != cfg.columns.id:
                     label_index.id_column = lid
 
-    except BaseException:
-        pool.close()
-        raise
-
-    drift_plan = None
-    ref_partial = None
-    with pool:  # one actor pool for every pass of the job
+        drift_plan = None
+        ref_partial = None
         if cfg.drift.enabled:
             from rayeval.engine.drift_plan import build_drift_plan
 
@@ -189,8 +184,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             drift_df = drift_plan.finalize(ref_partial, merged, run_id)
         gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
 
-    manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer)
-    manifest["warnings"] = input_warnings
+    manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
+                              input_warnings)
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations)
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
@@ -282,11 +277,12 @@ def _git_sha() -> str:
 
 
 def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: DatasetInfo | None,
-                   fin: Finalized, label_index: LabelIndex | None, timer: _Timer) -> dict:
+                   fin: Finalized, label_index: LabelIndex | None, timer: _Timer,
+                   warnings: list[str]) -> dict:
     """The run manifest: redacted config and its hash, input files (size, rows, mtime) and their
-    fingerprint, row counts by stage and reason, versions, stage durations (``run_job`` adds
-    ``warnings``: input problems that were counted rather than raised, e.g. a column absent
-    from some files)."""
+    fingerprint, row counts by stage and reason, versions, stage durations, and ``warnings``:
+    input problems that were counted rather than raised (e.g. a column absent from some
+    files)."""
     import hashlib
 
     import pyarrow
@@ -312,7 +308,7 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
             "input_fingerprint": fp, "inputs": inputs, "row_counts": counts,
             "versions": {"rayeval": rayeval.__version__, "ray": ray.__version__,
                          "pyarrow": pyarrow.__version__, "git_sha": _git_sha()},
-            "durations": dict(timer.durations)}
+            "durations": dict(timer.durations), "warnings": list(warnings)}
 
 
 __all__ = ["run_job", "RunResult", "InputError", "tracking_uri"]

@@ -202,10 +202,8 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     files = tuple(FileInfo(i.path, i.size, n, _fingerprint(i)) for i, (_, n) in zip(infos, footers))
     absent: dict[str, list[str]] = {}
     for i, sch in zip(infos, schemas):
-        names = set(sch.names)
-        for c in unified.names:
-            if c not in names:
-                absent.setdefault(c, []).append(i.path)
+        for c in set(unified.names).difference(sch.names):
+            absent.setdefault(c, []).append(i.path)
     return DatasetInfo(uri, fs, files, unified, absent)
 
 

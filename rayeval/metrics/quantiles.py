@@ -73,11 +73,15 @@ def bucket_bounds(index: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
     return np.where(neg, -b, a), np.where(neg, -a, b)
 
 
-def _reduce_sorted(cells: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum ``weights`` over runs of equal ``cells`` (sorted int64 (m,)); returns unique cells."""
+def _reduce_sorted(cells: np.ndarray, weights: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``weights`` over runs of equal ``cells`` (sorted int64 (m,)); returns the unique
+    cells and their float64 sums (``weights=None``: the run lengths)."""
     if cells.size == 0:
-        return cells, weights
+        return cells, np.zeros(0)
     start = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    if weights is None:
+        return cells[start], np.diff(np.append(start, cells.size)).astype(np.float64)
     return cells[start], np.add.reduceat(weights, start)
 
 
@@ -127,15 +131,11 @@ class GroupedLogHistogram:
                              f"{codes.shape}, {np.shape(buckets)}, "
                              f"{None if weights is None else np.shape(weights)}.")
         cells = (codes << _SHIFT) | (buckets + _OFFSET)
-        if weights is None:  # counts: the run lengths of the sorted cells
-            cells = np.sort(cells)
-            if not cells.size:
-                return cls(_check_bits(bits))
-            start = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
-            counts = np.diff(np.append(start, cells.size)).astype(np.float64)
-            return cls(_check_bits(bits), cells[start], counts)
-        order = np.argsort(cells)
-        c, s = _reduce_sorted(cells[order], np.asarray(weights, np.float64)[order])
+        if weights is None:  # counts: a value sort is enough
+            c, s = _reduce_sorted(np.sort(cells), None)
+        else:
+            order = np.argsort(cells)
+            c, s = _reduce_sorted(cells[order], np.asarray(weights, np.float64)[order])
         return cls(_check_bits(bits), c, s)
 
     @property

@@ -1,4 +1,5 @@
-"""Regression metrics per group from weighted sums, pairwise-combined moments and quantile histograms.
+"""Regression metrics per group from weighted sums, pairwise-combined moments and quantile
+histograms.
 
 Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and the scikit-learn
 1.9 function each matches (``sklearn/metrics/_regression.py``):
@@ -17,8 +18,9 @@ Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and t
 - ``max_error = max |e|`` (``max_error``).
 - ``median_absolute_error`` and ``p<100q>_absolute_error`` for each configured quantile ``q``:
   the weighted inverted-CDF ``q`` quantile of ``|e|`` (``numpy.quantile(|e|, q,
-  method="inverted_cdf", weights=w)``) from a :class:`~rayeval.metrics.quantiles.GroupedLogHistogram`
-  (DDSketch-style relative grid, deterministic and merge-order independent).
+  method="inverted_cdf", weights=w)``) from a
+  :class:`~rayeval.metrics.quantiles.GroupedLogHistogram` (DDSketch-style relative grid,
+  deterministic and merge-order independent).
 
 Ranges: ``r2`` and ``explained_variance`` in (-inf, 1] (``higher_is_better``); the error
 metrics >= 0 (``lower_is_better``); ``mean_error`` any real (``neutral``: its sign matters).
@@ -28,10 +30,11 @@ Conventions:
 - Rows with ``w == 0`` are valid and counted in ``n_rows`` but contribute nothing; ``max_error``
   and the quantiles use rows with ``w > 0``.
 - Quantiles are weighted (rows with ``w > 0``). Their ``error_bound`` is a guaranteed
-  **absolute value** bound, ``|value - exact| <= error_bound <= 2**-(quantile_bits + 1) * exact``
-  (0.39 % relative at the default 7 bits); 0.0 when the bucket, clipped to the group's exact
-  ``[min |e|, max |e|]``, holds a single value. The same data gives the same quantiles whatever the batch split, merge
-  order or run (no random compaction, unlike a KLL sketch). scikit-learn's
+  **absolute value** bound,
+  ``|value - exact| <= error_bound <= 2**-(quantile_bits + 1) * exact`` (0.39 % relative at
+  the default 7 bits); 0.0 when the bucket, clipped to the group's exact
+  ``[min |e|, max |e|]``, holds a single value. The same data gives the same quantiles
+  whatever the batch split, merge order or run (no random compaction, unlike a KLL sketch). scikit-learn's
   ``median_absolute_error`` averages the two middle values for an even count; inverted-CDF takes
   the lower one.
 - Constant target (all targets with ``w > 0`` equal): ``r2`` and ``explained_variance`` are NaN
