@@ -168,6 +168,24 @@ def test_reference_inside_scan_skips_a_pass_and_matches_separate_pass(ray_local,
     assert (inside.window_start == pd.Timestamp("2024-01-01", tz="UTC")).any()
 
 
+def test_dataset_reference_with_sliced_drift_matches_time_range(ray_local, shifted, tmp_path):
+    """A separate reference dataset holding the same rows as a time-range reference (without
+    the id column, so without labels) gives the same feature and prediction drift, per slice
+    too: the reference passes read the slice columns when drift is sliced."""
+    d, preds = shifted
+    ref_rows = preds[preds.timestamp < pd.Timestamp("2024-01-08", tz="UTC")]
+    write_parquet(ref_rows.drop(columns=["id"]), tmp_path / "ref", 2)
+    by_range = run(d, tmp_path / "a", {"kind": "time_range", "start": "2024-01-01",
+                                       "end": "2024-01-08"}).drift
+    by_dataset = run(d, tmp_path / "b", {"kind": "dataset", "uri": str(tmp_path / "ref")}).drift
+    key = ["model", "window_start", "slice", "feature", "method"]
+    cols = ["statistic", "p_value", "drifted", "error_bound", "n_reference", "n_current"]
+    a = by_range[by_range.kind.isin(["feature", "prediction"])].set_index(key).sort_index()
+    b = by_dataset.set_index(key).loc[a.index]
+    assert (a.slice_columns != "").any() and a.n_reference.notna().any()
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-9)
+
+
 def test_arrow_factorisation_matches_numpy_path():
     from rayeval.engine.drift_plan import _factorize_arrow
 

@@ -90,3 +90,22 @@ def test_remap_take_and_errors():
         bucket_index(np.ones(2), 13)
     with pytest.raises(ValueError, match="shape"):
         GroupedLogHistogram.from_values(np.zeros(2, np.int64), np.ones(3), None, 7)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("span", ["narrow", "wide"])
+def test_cells_and_sums_match_a_unique_oracle(weighted, span):
+    """Both summation paths of ``from_buckets`` (dense bincount for a narrow (group, bucket)
+    span, sort for a wide one) give the cells and sums of ``np.unique``."""
+    rng = np.random.default_rng(7)
+    n = 5_000
+    codes = rng.integers(0, 6, n)
+    x = rng.normal(50, 10, n) if span == "narrow" else rng.choice([1e-300, -3.0, 1e300], n)
+    w = rng.integers(1, 5, n).astype(float) if weighted else None
+    h = GroupedLogHistogram.from_values(codes, x, w, 7)
+    cells = (codes << 25) | (bucket_index(x, 7) + (1 << 23))
+    u, inv = np.unique(cells, return_inverse=True)
+    expect = np.bincount(inv.ravel(), w, u.size)
+    np.testing.assert_array_equal(h.cells, u)
+    np.testing.assert_array_equal(h.weights, expect)
+    assert h.weights.dtype == np.float64

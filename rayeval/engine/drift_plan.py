@@ -544,18 +544,24 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
         ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage,
                                    pd.Timestamp(ref_range[0], tz="UTC").to_pydatetime(),
                                    pd.Timestamp(ref_range[1], tz="UTC").to_pydatetime())
+    # the reference passes read the monitored columns and what selects and keys their rows
+    # (timestamp, model, id, weight, in-table labels, filters); the histogram pass also the
+    # slice columns when drift is sliced (the profile pass is per model only)
     req = required_prediction_columns(cfg, cfg.inputs.labels is not None)
-    if ref.kind == "dataset":  # a reference dataset only needs the monitored columns
-        req = {c: r for c, r in req.items() if c in set(table_cols) | {
-            cfg.columns.timestamp, cfg.columns.model, cfg.columns.id, cfg.columns.weight}
-            or c in {t.label for t in cfg.tasks}}
-        req = {c: r for c, r in req.items() if c in ref_info.schema.names or c in table_cols}
+    keep = set(table_cols) | set(cfg.filters) | {t.label for t in cfg.tasks} | {
+        cfg.columns.timestamp, cfg.columns.model, cfg.columns.id, cfg.columns.weight}
+    sliced = {c for spec in cfg.slice_specs() for c in spec} if cfg.drift.slices else set()
+    req = {c: r for c, r in req.items() if c in keep | sliced}
+    if ref.kind == "dataset":  # optional columns (id, in-table labels) only where present
+        req = {c: r for c, r in req.items() if c in ref_info.schema.names or c in table_cols
+               or c in sliced or c in cfg.filters}
     check_columns(ref_info, {c: "any" for c in req})
     read_cols = list(req)
     drift = DriftPlan(cfg, columns, ref_range)
     plan = EvalPlan(cfg, label_index, drift)
     opts = dict(ray_cfg=cfg.ray, pool=pool)
-    profiles = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
+    profile_cols = [c for c in read_cols if c in keep]
+    profiles = ray_runner.aggregate(plan, ref_info, profile_cols, "reference", **opts)
     if profiles["_counters"].get("rows_evaluated", 0) == 0:
         raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
                          f"({len(ref_info.files)} file(s) read): drift needs a non-empty "

@@ -320,13 +320,16 @@ class EvalPlan:
         """Label columns aligned to the batch rows, and the labelled mask (shape (n,)).
 
         ``ids`` are the batch's id codes and distinct ids from :meth:`_dedupe`: the label index
-        looks each distinct id up once."""
+        looks each distinct id up once. A batch without the label columns (or, for separate
+        labels, without the id column: a drift reference dataset) has no labelled row."""
         n = table.num_rows
         label_names = {t.label for t in self.tasks}
         cols: dict[str, np.ndarray] = {}
-        if self.labels is None:
+        if self.labels is None or (ids is None
+                                   and self.cfg.columns.id not in table.column_names):
             for name in label_names:
-                cols[name] = to_numpy(table[name])
+                cols[name] = (to_numpy(table[name]) if self.labels is None
+                              and name in table.column_names else np.full(n, np.nan))
             labeled = np.zeros(n, dtype=bool)
             for name in label_names:
                 labeled |= ~_is_null(cols[name])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -49,22 +50,40 @@ class Reducer:
         object per state: ``{name: (ObjectRef of the state, its size in bytes)}``, so the
         final merge fetches only the states it merges (the refs live as long as the actor).
 
+        The result also holds ``"_pass"``: this actor's rows, batches and seconds spent
+        waiting for batches (``wait_s``: reading upstream), reducing them (``reduce_s``) and
+        compacting its partial (``compact_s``).
+
         Raises:
             InputError: a batch with bad input (the message names the column and block rows).
         """
         merged = plan.zero()
-        for table in split.iter_batches(batch_size=batch_size, batch_format="pyarrow",
-                                        prefetch_batches=1):
+        stats = {"rows": 0, "batches": 0, "wait_s": 0.0, "reduce_s": 0.0, "compact_s": 0.0}
+        batches = iter(split.iter_batches(batch_size=batch_size, batch_format="pyarrow",
+                                          prefetch_batches=1))
+        while True:
+            t0 = time.perf_counter()
+            table = next(batches, None)
+            t1 = time.perf_counter()
+            stats["wait_s"] += t1 - t0
+            if table is None:
+                break
             try:
                 partial = plan.batch_partial(conform(table, schema), source)
             except (TypeError, ValueError) as e:  # InputError is a ValueError
                 raise InputError(str(e)) from None
             merged = plan.merge(merged, partial)
-        out = {}
+            stats["reduce_s"] += time.perf_counter() - t1
+            stats["rows"] += table.num_rows
+            stats["batches"] += 1
+        t0 = time.perf_counter()
+        out: dict = {}
         for name in list(merged):  # compact and store one state at a time: one copy each
             state = plan.compact({name: merged.pop(name)})[name]
             out[name] = (ray.put(state), nbytes(state))
             del state
+        stats["compact_s"] = time.perf_counter() - t0
+        out["_pass"] = stats
         return out
 
 
@@ -81,6 +100,8 @@ class ReducerPool:
             n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
         self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(n)]
+        #: one record per pass run on this pool (see :func:`aggregate`), for the manifest
+        self.passes: list[dict] = []
         for actor in self.actors:  # start-up and imports run while the driver goes on
             actor.warm.remote()
 
@@ -215,7 +236,9 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             batches per actor, 50k to 2M rows), ``merge_fan_in``, ``target_block_mib``,
             ``read_num_cpus``, and the pool size when ``pool`` is not given.
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
-            stopped here.
+            stopped here. The pass appends its record to ``pool.passes`` (rows, files, read
+            tasks, batch size, wall seconds of the reduce and merge steps, and per actor its
+            rows, batches and seconds waiting for batches, reducing and compacting).
 
     Returns:
         The merged partial (a dict of states).
@@ -238,11 +261,26 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
         ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus)
         splits = ds.streaming_split(k, equal=False)
+        t0 = time.perf_counter()
         refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size)
                 for actor, split in zip(pool.actors, splits)]
         try:
             _wait_all(refs)
-            return tree_merge(plan_ref, ray.get(refs), ray_cfg.merge_fan_in)
+            parts = ray.get(refs)
+            t1 = time.perf_counter()
+            actors = [p.pop("_pass") for p in parts]
+            merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in)
+            t2 = time.perf_counter()
+            drift = getattr(plan, "drift", None)
+            pool.passes.append({
+                "pass": ("scan" if source == "current"
+                         else f"reference {getattr(drift, 'phase', '')}".strip()),
+                "rows": ds_info.num_rows, "files": len(ds_info.files), "columns": len(columns),
+                "read_tasks": num_blocks, "batch_size": batch_size,
+                "reduce_wall_s": round(t1 - t0, 3), "merge_wall_s": round(t2 - t1, 3),
+                "actors": [{k: round(v, 3) if isinstance(v, float) else v
+                            for k, v in a.items()} for a in actors]})
+            return merged
         except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
             cause = _input_error(e) or _read_error(e, ds_info, columns)
             if cause is not None:

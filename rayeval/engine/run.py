@@ -186,6 +186,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
                               input_warnings)
+    manifest["passes"] = pool.passes  # per pass: rows, read tasks, per-actor wait/reduce time
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations)
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
