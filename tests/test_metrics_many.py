@@ -65,3 +65,29 @@ def test_accumulate_many_rejects_groupings_of_other_batches():
     with pytest.raises(ValueError, match="every grouping over 3 rows"):
         ClassificationSpec().accumulate_many({"label": np.zeros(3), "prediction": np.zeros(3)},
                                              [GroupIndex.single(3), GroupIndex.single(2)])
+
+
+def test_result_columns_blocks_round_trip_to_results():
+    """ResultColumns: blocks (masked, per-class, reason arrays) give the MetricResult list a
+    per-group loop would, and ``from_results`` inverts ``results``."""
+    from rayeval.metrics.base import HIGHER, NEUTRAL, MetricResult, ResultColumns
+
+    keys = [("m", 0, ("a",)), ("m", 0, ("b",)), ("m", 1, ("a",))]
+    rc = ResultColumns(keys)
+    rc.add("n_rows", np.array([3.0, 0.0, 5.0]))
+    rc.add("recall", np.array([0.5, np.nan, 1.0]), HIGHER, np.array(["", "empty", ""]),
+           class_label=1, mask=np.array([True, True, False]))
+    rc.add("recall", 0.25, HIGHER, class_label=True, error_bound=np.array([0.0, 0.1, 0.2]))
+    got = rc.results()
+    assert len(rc) == len(got) == 8
+    assert [r.key for r in got] == [keys[0]] * 3 + [keys[1]] * 3 + [keys[2]] * 2
+    assert got[1] == MetricResult(keys[0], "recall", 0.5, HIGHER, "", 0.0, 1)
+    assert got[4].undefined_reason == "empty" and np.isnan(got[4].value)
+    assert got[5].error_bound == 0.1 and got[5].class_label is True  # True and 1 stay apart
+    assert got[0] == MetricResult(keys[0], "n_rows", 3.0, NEUTRAL)
+    again = ResultColumns.from_results(got).results()
+    assert [(r.key, r.metric, r.class_label, r.undefined_reason, r.error_bound) for r in again] \
+        == [(r.key, r.metric, r.class_label, r.undefined_reason, r.error_bound) for r in got]
+    with pytest.raises(ValueError, match="shape"):
+        rc.add("bad", np.zeros(2))
+    assert ResultColumns([]).results() == [] and len(ResultColumns.from_results([])) == 0

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from rayeval.metrics.base import ResultColumns
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import InputError
 from rayeval.slicing import NO_WINDOW, SliceSpec, window_end
@@ -41,6 +42,12 @@ COVERAGE_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "s
                     "n_rows", "n_labeled", "label_coverage"]
 METRIC_ORDER = ["task", "model", "window_start", "slice_columns", "slice", "metric",
                 "class_label"]
+# the other tables are ordered too, so a rerun writes the same rows in the same order (the
+# merged states list their groups in the order Ray's workers met them)
+CONFUSION_ORDER = ["task", "model", "window_start", "slice_columns", "slice", "true_class",
+                   "predicted_class"]
+COVERAGE_ORDER = ["model", "window_start", "slice_columns", "slice"]
+INVALID_ORDER = ["task", "family", "model", "window_start", "slice_columns", "slice", "reason"]
 _TIME_COLUMNS = frozenset({"window_start", "window_end"})
 _NAT = np.iinfo(np.int64).min  # int64 nanoseconds of NaT
 
@@ -328,7 +335,8 @@ def finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
         run_id: written into every row.
 
     Returns:
-        :class:`Finalized`; ``metrics`` sorted by :data:`METRIC_ORDER` (missing first, stable).
+        :class:`Finalized`; ``metrics`` sorted by :data:`METRIC_ORDER`, the other tables by
+        their ``*_ORDER`` columns (missing first, stable), so reruns write identical tables.
 
     Raises:
         InputError: a slice spec has more values than ``slices.max_slices``.
@@ -370,7 +378,9 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                 spec, state = plan.specs.get(name), merged.get(name)
                 if spec is None or state is None:
                     continue
-                _add_metrics(metrics, sg, spec.finalize(state), run_id, task.name, family)
+                cols = (spec.finalize_columns(state) if hasattr(spec, "finalize_columns")
+                        else ResultColumns.from_results(spec.finalize(state)))
+                _add_metrics(metrics, sg, cols, run_id, task.name, family)
                 _add_invalid(invalid, sg, spec.invalid_counts(state), run_id, task.name, family)
                 if family == "labels" and hasattr(spec, "confusion_records"):
                     _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
@@ -381,36 +391,38 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     if plan.labels is not None:
         n_matched = int(np.unpackbits(matched)[:plan.labels.n_labels].sum()) if matched is not None else 0
         no_pred = plan.labels.n_labels - n_matched
-    coverage_df = coverage.frame() if coverage.n else pd.DataFrame([])  # no rows: no columns
-    return Finalized(metrics_df, confusion.frame(), coverage_df, invalid.frame(),
+    coverage_df = (coverage.frame(order_by=COVERAGE_ORDER) if coverage.n
+                   else pd.DataFrame([]))  # no rows: no columns
+    return Finalized(metrics_df, confusion.frame(order_by=CONFUSION_ORDER), coverage_df,
+                     invalid.frame(order_by=INVALID_ORDER),
                      dict(merged["_counters"]), n_suppressed, no_pred)
 
 
-def _add_metrics(table: _Table, sg: _SliceGroups, results: list, run_id: str, task: str,
-                 family: str) -> None:
-    """Append the ``MetricResult`` list of one (task, slice spec, family) to ``table``, without
+def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id: str,
+                 task: str, family: str) -> None:
+    """Append the finalized columns of one (task, slice spec, family) to ``table``, without
     the suppressed groups; family ``scores`` reports its ``n_rows`` as ``n_rows_scored`` (rows
     valid for the score metrics)."""
-    if not results:
+    if not len(results):
         return
-    g = sg.numbers([r.key for r in results])
+    g = sg.numbers(results.keys)[results.group]
     keep = sg.unsuppressed(g)
     if keep is not None:
-        results = list(compress(results, keep.tolist()))
         g = g[keep]
-    metric = [r.metric for r in results]
-    if family == "scores":
-        metric = ["n_rows_scored" if m == "n_rows" else m for m in metric]
-    n = len(g)
-    nan = np.full(n, math.nan)
-    table.add(n, run_id=run_id, task=task, metric=metric,
-              class_label=[None if r.class_label is None else str(r.class_label)
-                           for r in results],
-              average=[r.average for r in results],
-              value=np.array([r.value for r in results], dtype=np.float64),
-              direction=[r.direction for r in results], ci_lower=nan, ci_upper=nan,
-              undefined_reason=[r.undefined_reason for r in results],
-              error_bound=np.array([r.error_bound for r in results], dtype=np.float64),
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a if keep is None else a[keep]
+
+    text = {}
+    for name, (values, codes) in results.text.items():
+        if name == "metric" and family == "scores":
+            values = ["n_rows_scored" if m == "n_rows" else m for m in values]
+        elif name == "class_label":
+            values = [None if v is None else str(v) for v in values]
+        text[name] = _Coded(list(values), pick(codes))
+    nan = np.full(len(g), math.nan)
+    table.add(len(g), run_id=run_id, task=task, value=pick(results.value), ci_lower=nan,
+              ci_upper=nan, error_bound=pick(results.error_bound), **text,
               **sg.context(g, ("model", "window_start", "window_end", "slice", "slice_columns",
                                "n_rows", "n_labeled")))
 

@@ -10,7 +10,9 @@ description of what to compute (class list, options). It owns four pure operatio
   sufficient statistics of one batch, computed vectorised (one ``np.bincount`` fan-out over
   ``groups.codes``, never a Python loop over rows or groups);
 - ``spec.merge(a, b)`` -> new state: commutative and associative; inputs are never mutated;
-- ``spec.finalize(state)`` -> list of :class:`MetricResult`, one per group, metric (and class).
+- ``spec.finalize(state)`` -> list of :class:`MetricResult`, one per group, metric (and class);
+  the metric specs also give the same values as columns, ``spec.finalize_columns(state)`` ->
+  :class:`ResultColumns` (what the engine uses: no Python object per value).
 
 A grouped state holds the sufficient statistics of many groups at once. A group is keyed by a
 hashable tuple chosen by the caller (the engine uses ``(model, window_start, slice, value)``);
@@ -109,6 +111,135 @@ class MetricResult:
     error_bound: float = 0.0
     class_label: Any = None
     average: str | None = None
+
+
+class ResultColumns:
+    """Finalized values of ``G`` groups as columns: the columnar form of a list of
+    :class:`MetricResult` (what ``spec.finalize_columns(state)`` returns; the engine builds
+    its tables from it without one Python object per value).
+
+    Built block by block with :meth:`add` (one metric, optionally one class or average, for
+    every group); :meth:`results` gives the equivalent ``MetricResult`` list, ordered by group,
+    then by block.
+
+    Attributes (after the blocks are added):
+        keys: tuple of the ``G`` group keys.
+        group: int64 (m,) position in ``keys`` of each value.
+        value, error_bound: float64 (m,).
+        text: column name (``metric``, ``direction``, ``undefined_reason``, ``class_label``,
+            ``average``) -> ``(values, codes)``: a list of distinct Python values and int64
+            (m,) codes into it.
+    """
+
+    _TEXT = ("metric", "direction", "undefined_reason", "class_label", "average")
+
+    def __init__(self, keys: Sequence[Key]):
+        self.keys = tuple(keys)
+        self._group: list[np.ndarray] = []
+        self._value: list[np.ndarray] = []
+        self._bound: list[np.ndarray] = []
+        self._vocab: dict[str, dict] = {c: {} for c in self._TEXT}
+        self._codes: dict[str, list[np.ndarray]] = {c: [] for c in self._TEXT}
+
+    def add(self, metric: str, value, direction: str = NEUTRAL, reason: Any = "",
+            error_bound: Any = 0.0, class_label: Any = None, average: str | None = None,
+            mask: np.ndarray | None = None) -> None:
+        """Append one value per group (or per group of ``mask``).
+
+        Args:
+            metric: metric name.
+            value: float (G,) values (``nan`` where undefined), or a scalar for all groups.
+            direction: ``HIGHER`` / ``LOWER`` / ``NEUTRAL``.
+            reason: undefined reason: a string for all groups, or a str array (G,).
+            error_bound: float (G,) or a scalar.
+            class_label, average: shared by the block's values.
+            mask: bool (G,): the groups that get a value (``None``: all).
+
+        Raises:
+            ValueError: if an array is not of shape (G,).
+        """
+        g = len(self.keys)
+        rows = np.arange(g, dtype=np.int64) if mask is None else np.flatnonzero(mask)
+        m = rows.size
+
+        def column(x, dtype):
+            a = np.asarray(x, dtype=dtype)
+            if a.ndim == 0:
+                return np.full(m, a)
+            if a.shape != (g,):
+                raise ValueError(f"Expected {metric!r} values of shape ({g},), got {a.shape}.")
+            return a if mask is None else a[rows]
+
+        self._group.append(rows)
+        self._value.append(column(value, np.float64))
+        self._bound.append(column(error_bound, np.float64))
+        for name, v in (("metric", metric), ("direction", direction),
+                        ("class_label", class_label), ("average", average)):
+            self._codes[name].append(np.full(m, self._code(name, v), dtype=np.int64))
+        if isinstance(reason, str):
+            self._codes["undefined_reason"].append(
+                np.full(m, self._code("undefined_reason", reason), dtype=np.int64))
+        else:
+            r = column(reason, object)
+            codes = np.empty(m, dtype=np.int64)
+            for u in set(r.tolist()):  # a few distinct reasons: one comparison each
+                codes[r == u] = self._code("undefined_reason", u)
+            self._codes["undefined_reason"].append(codes)
+
+    @classmethod
+    def from_results(cls, results: Sequence["MetricResult"]) -> "ResultColumns":
+        """Columns of a ``MetricResult`` list (groups in order of first appearance)."""
+        position: dict = {}
+        group = [position.setdefault(r.key, len(position)) for r in results]
+        out = cls(list(position))
+        if results:
+            out._group.append(np.asarray(group, dtype=np.int64))
+            out._value.append(np.array([r.value for r in results], dtype=np.float64))
+            out._bound.append(np.array([r.error_bound for r in results], dtype=np.float64))
+            for name in cls._TEXT:
+                out._codes[name].append(np.array(
+                    [out._code(name, getattr(r, name)) for r in results], dtype=np.int64))
+        return out
+
+    def _code(self, name: str, value) -> int:
+        vocab = self._vocab[name]
+        key = (type(value), value)  # 1 and True and 1.0 stay distinct class labels
+        code = vocab.get(key)
+        if code is None:
+            code = vocab[key] = len(vocab)
+        return code
+
+    def __len__(self) -> int:
+        return int(sum(a.size for a in self._group))
+
+    @property
+    def group(self) -> np.ndarray:
+        return np.concatenate(self._group) if self._group else np.zeros(0, np.int64)
+
+    @property
+    def value(self) -> np.ndarray:
+        return np.concatenate(self._value) if self._value else np.zeros(0)
+
+    @property
+    def error_bound(self) -> np.ndarray:
+        return np.concatenate(self._bound) if self._bound else np.zeros(0)
+
+    @property
+    def text(self) -> dict[str, tuple[list, np.ndarray]]:
+        return {c: ([k[1] for k in self._vocab[c]],
+                    np.concatenate(self._codes[c]) if self._codes[c] else np.zeros(0, np.int64))
+                for c in self._TEXT}
+
+    def results(self) -> list[MetricResult]:
+        """The values as :class:`MetricResult` objects, by group then block order."""
+        group = self.group
+        order = np.argsort(group, kind="stable")
+        text = {c: [vals[i] for i in codes[order].tolist()]
+                for c, (vals, codes) in self.text.items()}
+        return [MetricResult(self.keys[g], m, v, d, r, b, c, a) for g, m, v, d, r, b, c, a in
+                zip(group[order].tolist(), text["metric"], self.value[order].tolist(),
+                    text["direction"], text["undefined_reason"],
+                    self.error_bound[order].tolist(), text["class_label"], text["average"])]
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ import numpy as np
 from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
                                    weight_problems)
 from rayeval.metrics.base import (HIGHER, NEUTRAL, Batch, GroupIndex, KeyedArrays, Key,
-                                  MetricResult, StateMismatchError, common_rows, grouped_sum, merge_keyed,
+                                  MetricResult, ResultColumns, StateMismatchError, common_rows, grouped_sum, merge_keyed,
                                   safe_div)
 
 INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
@@ -342,42 +342,40 @@ class ClassificationSpec:
 
     def finalize(self, state: ClassificationState) -> list[MetricResult]:
         """Metric values per group (see the module docstring for names and conventions)."""
+        return self.finalize_columns(state).results()
+
+    def finalize_columns(self, state: ClassificationState) -> ResultColumns:
+        """The values of :meth:`finalize` as columns (:class:`ResultColumns`)."""
         tab = state.table
+        out = ResultColumns(tab.keys)
         if not tab.keys:
-            return []
+            return out
         s = _Stats(tab, self.zero_division)
-        out: list[MetricResult] = []
         scalars = [("accuracy", s.accuracy), ("balanced_accuracy", s.balanced_accuracy),
                    ("mcc", s.mcc), ("cohen_kappa", s.kappa)]
         per_class = [(name, HIGHER, s.ratio(name)) for name in
                      ("precision", "recall", "f1", "specificity")]
-        per_class += [("support", NEUTRAL, (s.t, np.full(s.t.shape, ""))),
+        per_class += [("support", NEUTRAL, (s.t, "")),
                       ("prevalence", NEUTRAL, s.share(s.t)),
                       ("predicted_positive_rate", NEUTRAL, s.share(s.p))]
-        averaged = [(name, avg, s.average(name, avg)) for name in
-                    ("precision", "recall", "f1", "specificity") for avg in self.averages]
         pos = None
         if self.positive_class is not None and self.positive_class in state.classes:
             pos = state.classes.index(self.positive_class)
         emit = np.ones_like(s.present) if self.classes is not None else s.present
-        scalars = [(m, v.tolist(), r.tolist()) for m, (v, r) in scalars]
-        per_class = [(m, d, v.tolist(), r.tolist()) for m, d, (v, r) in per_class]
-        averaged = [(m, a, v.tolist(), r.tolist()) for m, a, (v, r) in averaged]
-        n_rows, emit = s.n_rows.tolist(), emit.tolist()
-        for g, key in enumerate(tab.keys):
-            out.append(MetricResult(key, "n_rows", float(n_rows[g]), NEUTRAL))
-            for m, v, r in scalars:
-                out.append(MetricResult(key, m, v[g], HIGHER, r[g]))
-            for m, d, v, r in per_class:
-                for i, cls in enumerate(state.classes):
-                    if emit[g][i]:
-                        out.append(MetricResult(key, m, v[g][i], d, r[g][i], class_label=cls))
-            for m, a, v, r in averaged:
-                out.append(MetricResult(key, m, v[g], HIGHER, r[g], average=a))
-            if pos is not None:
-                for m, _, v, r in per_class[:4]:
-                    out.append(MetricResult(key, m, v[g][pos], HIGHER, r[g][pos],
-                                            average="binary"))
+        out.add("n_rows", s.n_rows.astype(np.float64), NEUTRAL)
+        for m, (v, r) in scalars:
+            out.add(m, v, HIGHER, r)
+        for m, d, (v, r) in per_class:
+            for i, cls in enumerate(state.classes):
+                out.add(m, v[:, i], d, r if isinstance(r, str) else r[:, i], class_label=cls,
+                        mask=emit[:, i])
+        for name in ("precision", "recall", "f1", "specificity"):
+            for avg in self.averages:
+                v, r = s.average(name, avg)
+                out.add(name, v, HIGHER, r, average=avg)
+        if pos is not None:
+            for m, _, (v, r) in per_class[:4]:
+                out.add(m, v[:, pos], HIGHER, r[:, pos], average="binary")
         return out
 
     # ---- extra outputs ------------------------------------------------------------------

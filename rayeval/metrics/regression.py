@@ -58,7 +58,7 @@ import numpy as np
 from rayeval.metrics._math import (combine_moments, compact_groups, first_reason,
                                    grouped_moments, weight_column, weight_problems)
 from rayeval.metrics.base import (HIGHER, LOWER, NEUTRAL, Batch, GroupIndex, Key, MetricResult,
-                                  StateMismatchError, common_rows, safe_div, union_keys)
+                                  ResultColumns, StateMismatchError, common_rows, safe_div, union_keys)
 from rayeval.metrics.quantiles import GroupedLogHistogram, bucket_index
 
 INVALID_REASONS = ("missing_target", "missing_prediction", "negative_weight", "nonfinite_weight")
@@ -259,8 +259,13 @@ class RegressionSpec:
 
     def finalize(self, state: RegressionState) -> list[MetricResult]:
         """Metric values per group (names and conventions in the module docstring)."""
+        return self.finalize_columns(state).results()
+
+    def finalize_columns(self, state: RegressionState) -> ResultColumns:
+        """The values of :meth:`finalize` as columns (:class:`ResultColumns`)."""
+        out = ResultColumns(state.keys)
         if not state.keys:
-            return []
+            return out
         s = dict(zip(SUMS, state.sums.T))
         mo = dict(zip(MOMENTS, state.moments.T))
         w = s["w"]
@@ -283,32 +288,20 @@ class RegressionSpec:
             ("smape", LOWER, safe_div(s["w_smape"], w), None),
             ("max_error", LOWER, state.extrema[:, 0], None),
         ]
-        table = []
+        out.add("n_rows", state.rows[:, 0].astype(np.float64), NEUTRAL)
         for name, direction, val, undefined in cols:
             reason = np.where(empty, "empty", "")
             if undefined is not None:
                 reason = np.where(~empty & undefined[0], undefined[1], reason)
-            val = np.where(reason != "", np.nan, val)
-            table.append((name, direction, val.tolist(), reason.tolist()))
-        n_rows = state.rows[:, 0].tolist()
+            out.add(name, np.where(reason != "", np.nan, val), direction, reason)
         if self.quantiles:
             g = len(state.keys)
             qv, qb = state.abs_errors.quantiles(g, self.quantiles, state.extrema[:, 3],
                                                 state.extrema[:, 0])
-            qv, qb = qv.tolist(), qb.tolist()
-            q_names = [_quantile_name(q) for q in self.quantiles]
-        out: list[MetricResult] = []
-        for g, key in enumerate(state.keys):
-            out.append(MetricResult(key, "n_rows", float(n_rows[g]), NEUTRAL))
-            for name, direction, val, reason in table:
-                out.append(MetricResult(key, name, val[g], direction, reason[g]))
-            if self.quantiles:
-                for j, name in enumerate(q_names):
-                    v = qv[g][j]
-                    if empty[g] or math.isnan(v):
-                        out.append(MetricResult(key, name, math.nan, LOWER, "empty"))
-                    else:
-                        out.append(MetricResult(key, name, v, LOWER, error_bound=qb[g][j]))
+            for j, q in enumerate(self.quantiles):
+                undefined = empty | np.isnan(qv[:, j])
+                out.add(_quantile_name(q), np.where(undefined, np.nan, qv[:, j]), LOWER,
+                        np.where(undefined, "empty", ""), np.where(undefined, 0.0, qb[:, j]))
         return out
 
     # ---- extra outputs ------------------------------------------------------------------

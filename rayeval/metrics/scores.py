@@ -32,7 +32,7 @@ from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics._score_spec import (ScoreState, _class_index, _column, _equals, _res,
                                          _ScoreSpecBase, auto_bucket_budget)
-from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, grouped_sum
+from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, ResultColumns, grouped_sum
 
 __all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
 
@@ -143,7 +143,13 @@ class BinaryScoreSpec(_ScoreSpecBase):
     def finalize(self, state: ScoreState) -> list[MetricResult]:
         """One result per group and metric (see the class docstring for names and reasons);
         ranking metrics of all groups at once (:func:`~rayeval.metrics._score_math.ranking_metrics`)."""
-        out: list[MetricResult] = []
+        return self.finalize_columns(state).results()
+
+    def finalize_columns(self, state: ScoreState) -> ResultColumns:
+        """The values of :meth:`finalize` as columns (:class:`ResultColumns`)."""
+        out = ResultColumns(state.keys)
+        if not state.keys:
+            return out
         a = state.sums.arrays
         rk = self._ranking(state)
         w = a.get("w", np.zeros(0))
@@ -153,21 +159,16 @@ class BinaryScoreSpec(_ScoreSpecBase):
             brier = np.where(pos_w, a.get("brier", w) / w, math.nan)
             cal = a.get("cal", np.zeros((0, 3, 1)))
             ece = np.where(pos_w, np.abs(cal[:, 1] - cal[:, 2]).sum(axis=-1) / w, math.nan)
-        cols = zip(state.keys, rk["roc_auc"].tolist(), rk["roc_bound"].tolist(), rk["roc_reason"],
-                   rk["pr_auc"].tolist(), rk["pr_bound"].tolist(), rk["pr_reason"],
-                   log_loss.tolist(), brier.tolist(), ece.tolist(), pos_w.tolist(),
-                   a.get("n_rows", w).tolist(), a.get("n_pos", w).tolist())
-        for key, roc, roc_b, roc_r, ap, ap_b, ap_r, ll, br, ec, ok, n_rows, n_pos in cols:
-            empty = "" if ok else "empty"
-            out += [
-                MetricResult(key, "roc_auc", roc, HIGHER, roc_r, roc_b),
-                MetricResult(key, "pr_auc", ap, HIGHER, ap_r, ap_b),
-                MetricResult(key, "log_loss", ll, LOWER, empty),
-                MetricResult(key, "brier_score", br, LOWER, empty),
-                MetricResult(key, "ece", ec, LOWER, empty),
-                MetricResult(key, "n_rows", float(n_rows), NEUTRAL),
-                MetricResult(key, "n_positive", float(n_pos), NEUTRAL),
-            ]
+        empty = np.where(pos_w, "", "empty")
+        out.add("roc_auc", rk["roc_auc"], HIGHER, np.asarray(rk["roc_reason"], dtype=object),
+                rk["roc_bound"])
+        out.add("pr_auc", rk["pr_auc"], HIGHER, np.asarray(rk["pr_reason"], dtype=object),
+                rk["pr_bound"])
+        out.add("log_loss", log_loss, LOWER, empty)
+        out.add("brier_score", brier, LOWER, empty)
+        out.add("ece", ece, LOWER, empty)
+        out.add("n_rows", a.get("n_rows", w), NEUTRAL)
+        out.add("n_positive", a.get("n_pos", w), NEUTRAL)
         return out
 
     def calibration_curve(self, state: ScoreState) -> list[tuple]:
