@@ -51,12 +51,18 @@ def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert (a["undefined_reason"].to_numpy() == b["undefined_reason"].to_numpy()).all()
 
 
-@pytest.mark.parametrize("actors,batch_size,block_mib,fan_in", [
-    (1, None, 16, 8), (2, 700, 1, 8), (2, 3000, 4, 8), (5, 500, 1, 2)])
-def test_ray_equals_single_process(ray_local, synthetic, tmp_path, actors, batch_size, block_mib,
-                                   fan_in):
-    """1 to 5 reducer actors, several batch and block sizes, and a merge tree (5 reducers,
-    fan-in 2) give the single-process result."""
+@pytest.mark.parametrize("actors,batch_size,block_mib,fan_in,merge", [
+    (1, None, 16, 8, "driver"), (2, 700, 1, 8, "tasks"), (2, 3000, 4, 8, "driver"),
+    (5, 500, 1, 2, "tasks")])
+def test_ray_equals_single_process(ray_local, synthetic, tmp_path, monkeypatch, actors,
+                                   batch_size, block_mib, fan_in, merge):
+    """1 to 5 reducer actors, several batch and block sizes, and both merges (on the driver,
+    as small partials are; in Ray tasks, as large ones are, with a merge tree of fan-in 2 for
+    5 reducers) give the single-process result."""
+    from rayeval.engine import ray_runner
+
+    if merge == "tasks":
+        monkeypatch.setattr(ray_runner, "LOCAL_MERGE_BYTES", -1)
     d = synthetic["dir"]
     cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
                                     ray={"actors": actors, "batch_size": batch_size,
