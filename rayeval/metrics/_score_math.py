@@ -216,10 +216,14 @@ def ranking_metrics(pos: np.ndarray, neg: np.ndarray, indptr: np.ndarray,
         width = 1 << cls
         cells_all = np.flatnonzero(nz & (size_class == cls))
         step = max(1, (1 << 22) // width)  # at most ~4M padded entries per chunk
-        for lo in range(0, cells_all.size, step):
-            cells = cells_all[lo:lo + step]
-            _rank_block(out, cells, _padded(pos, indptr[cells], lens[cells], width),
-                        _padded(neg, indptr[cells], lens[cells], width), exact[cells])
+        # exact cells (the usual case for small slices) skip the PR AUC bound terms
+        for kind in (exact, ~exact):
+            cells_kind = cells_all[kind[cells_all]]
+            for lo in range(0, cells_kind.size, step):
+                cells = cells_kind[lo:lo + step]
+                _rank_block(out, cells, _padded(pos, indptr[cells], lens[cells], width),
+                            _padded(neg, indptr[cells], lens[cells], width),
+                            bool(exact[cells[0]]))
     p_tot, n_tot = out.pop("p_tot"), out.pop("n_tot")
     empty = (p_tot == 0.0) & (n_tot == 0.0)
     one_class = ~empty & ((p_tot == 0.0) | (n_tot == 0.0))
@@ -236,25 +240,30 @@ def ranking_metrics(pos: np.ndarray, neg: np.ndarray, indptr: np.ndarray,
 
 
 def _rank_block(out: dict, cells: np.ndarray, pos: np.ndarray, neg: np.ndarray,
-                exact: np.ndarray) -> None:
-    """Fill ``out[...][cells]`` from padded (m, width) bucket weights (see ranking_metrics)."""
+                exact: bool) -> None:
+    """Fill ``out[...][cells]`` from padded (m, width) bucket weights (see ranking_metrics);
+    ``exact``: every cell's buckets are distinct scores (bounds 0, no PR AUC bound terms)."""
     p_tot, n_tot = pos.sum(axis=1), neg.sum(axis=1)
     out["p_tot"][cells], out["n_tot"][cells] = p_tot, n_tot
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = p_tot * n_tot
         below = np.cumsum(neg, axis=1) - neg
         out["roc_auc"][cells] = (pos * (below + 0.5 * neg)).sum(axis=1) / denom
-        out["roc_bound"][cells] = np.where(
-            exact, 0.0, 0.5 * (pos * neg).sum(axis=1) / denom + ROUNDING_PAD)
         p, q = pos[:, ::-1], neg[:, ::-1]  # from the highest bucket down
         tp, fp = np.cumsum(p, axis=1), np.cumsum(q, axis=1)
         has = p > 0
-        step = np.where(has, p * tp / np.where(has, tp + fp, 1.0), 0.0)
+        if exact:
+            step = np.where(has, p * tp / np.where(has, tp + fp, 1.0), 0.0)
+            out["roc_bound"][cells] = 0.0
+            out["pr_auc"][cells] = step.sum(axis=1) / p_tot
+            out["pr_bound"][cells] = 0.0
+            return
+        out["roc_bound"][cells] = 0.5 * (pos * neg).sum(axis=1) / denom + ROUNDING_PAD
         upper = np.where(has, p * tp / np.where(has, tp + (fp - q), 1.0), 0.0)
         a_above = tp - p
         ratio = np.where(has & (a_above + fp > 0), p / np.where(a_above + fp > 0, a_above + fp,
                                                                  1.0), 0.0)
         lower = np.where(has, np.where(fp > 0, p - fp * np.log1p(ratio), p), 0.0)
         lo, hi = lower.sum(axis=1), upper.sum(axis=1)
-        out["pr_auc"][cells] = np.where(exact, step.sum(axis=1), 0.5 * (lo + hi)) / p_tot
-        out["pr_bound"][cells] = np.where(exact, 0.0, 0.5 * (hi - lo) / p_tot + ROUNDING_PAD)
+        out["pr_auc"][cells] = 0.5 * (lo + hi) / p_tot
+        out["pr_bound"][cells] = 0.5 * (hi - lo) / p_tot + ROUNDING_PAD
