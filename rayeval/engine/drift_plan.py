@@ -47,6 +47,7 @@ DRIFT_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slic
                  "feature", "kind", "method", "statistic", "p_value", "threshold", "drifted",
                  "decision", "reference_window", "error_bound", "smoothing", "undefined_reason",
                  "n_reference", "n_current"]
+DRIFT_ORDER = ["model", "window_start", "slice_columns", "slice", "kind", "feature", "method"]
 HIST_COLUMNS = ["run_id", "model", "feature", "kind", "window_start", "bin", "bin_label", "reference",
                 "current"]
 
@@ -382,7 +383,11 @@ class DriftPlan:
                 self._histogram_rows(run_id, m, column, spec.binning, r_h, c_h,
                                      [keys[i] for i in ci])
         df = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
-        return pd.concat([df, self._dataset_rows(df)], ignore_index=True) if len(df) else df
+        if len(df):
+            df = pd.concat([df, self._dataset_rows(df)], ignore_index=True)
+        # a fixed row order: the merged states list their groups in the order workers met them
+        return df.sort_values(DRIFT_ORDER, kind="stable", na_position="first",
+                              ignore_index=True)
 
     def _dataset_rows(self, df: pd.DataFrame) -> pd.DataFrame:
         """Dataset-level drift per model, window and slice: the share of drifted features among
@@ -457,7 +462,9 @@ class DriftPlan:
 
     def histogram_table(self) -> pd.DataFrame:
         """Overall-slice reference vs current bin shares (for the report's plots)."""
-        return pd.DataFrame(getattr(self, "histograms", []), columns=HIST_COLUMNS)
+        df = pd.DataFrame(getattr(self, "histograms", []), columns=HIST_COLUMNS)
+        return df.sort_values(["model", "feature", "kind", "window_start", "bin"], kind="stable",
+                              na_position="first", ignore_index=True)
 
 
 def _model_rows(g: GroupIndex) -> list[tuple[object, np.ndarray]]:
