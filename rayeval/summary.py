@@ -31,7 +31,10 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
     m = fin.metrics
     c = fin.counters
     console.rule(f"[bold]rayeval run {result.run_id}")
-    console.print(f"rows read {c.get('rows_read', 0):,} | evaluated {c.get('rows_evaluated', 0):,}"
+    ref_only = c.get("rows_reference_only", 0)
+    console.print(f"rows read {c.get('rows_read', 0):,}"
+                  + (f" (drift reference only {ref_only:,})" if ref_only else "")
+                  + f" | evaluated {c.get('rows_evaluated', 0):,}"
                   f" | labelled {c.get('rows_labeled', 0):,} | duplicates dropped "
                   f"{c.get('rows_duplicate_prediction', 0):,} | missing id "
                   f"{c.get('rows_missing_id', 0):,} | missing timestamp "

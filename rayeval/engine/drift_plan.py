@@ -10,8 +10,9 @@ or ``previous_window`` (each window against the one before; bin edges then come 
 window alone). Passes: (1) profiles over the reference (quantile histogram / category counts
 per model) fix the binning of each column and model from the reference alone; (2) sparse histograms with those
 binnings over the reference; (3) the same histograms over the current data inside the metric scan
-(no extra pass). A ``time_range`` reference inside the evaluated range (``windows.start/end``) is
-read by the scan anyway: its histograms are then built there too and pass (2) is skipped.
+(no extra pass). A ``time_range`` reference is part of the predictions dataset: the scan reads
+its rows too (those outside the evaluated range ``windows.start/end`` feed the reference
+histograms only, no metric), so pass (2) only runs for a separate reference ``dataset``.
 Statistics are computed on the driver from merged histograms.
 
 Per batch, each monitored column is converted once (a categorical one factorised once, by Arrow
@@ -96,10 +97,10 @@ class DriftPlan:
 
     ``phase="profile"``: accumulate reference profiles (overall slice, keyed by model);
     ``phase="histogram"``: accumulate histograms with the fixed binnings, for every drift slice
-    (states ``drift|hist|...``). When ``reference_in_scan`` (a ``time_range`` reference inside
-    the evaluated range), the current scan also accumulates the reference rows' histograms
-    (states ``drift|ref|...``, windows collapsed) and the separate reference histogram pass is
-    skipped.
+    (states ``drift|hist|...``). When ``reference_in_scan`` (a ``time_range`` reference), the
+    current scan also accumulates the reference rows' histograms (states ``drift|ref|...``,
+    windows collapsed; rows outside the evaluated range feed these states only) and the
+    separate reference histogram pass is skipped.
     """
 
     def __init__(self, cfg: JobConfig, columns: list[Monitored], ref_range: tuple | None):
@@ -119,10 +120,7 @@ class DriftPlan:
         self.hist_specs: dict[str, HistogramSpec] = {}
         self.slices = ([SliceSpec(c) for c in cfg.slice_specs()] if cfg.drift.slices
                        else [SliceSpec(())])
-        w = cfg.windows
-        self.reference_in_scan = (ref.kind == "time_range" and ref_range is not None
-                                  and (w.start is None or _ns(w.start) <= ref_range[0])
-                                  and (w.end is None or ref_range[1] <= _ns(w.end)))
+        self.reference_in_scan = ref.kind == "time_range" and ref_range is not None
 
     # ---- state names ----------------------------------------------------------------------
     @staticmethod

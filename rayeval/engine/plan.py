@@ -34,8 +34,9 @@ from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_key
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
                              window_starts)
 
-COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_other_model",
-            "rows_missing_id", "rows_duplicate_prediction", "rows_evaluated", "rows_labeled")
+COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_reference_only",
+            "rows_other_model", "rows_missing_id", "rows_duplicate_prediction", "rows_evaluated",
+            "rows_labeled")
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,15 @@ class EvalPlan:
                 in_range &= ts >= self.start_ns
             if self.end_ns is not None:
                 in_range &= ts < self.end_ns
-            counters["rows_out_of_range"] = int((keep & ~in_range).sum())
+            outside = keep & ~in_range
+            if (self.drift is not None and self.drift.reference_in_scan and outside.any()):
+                # rows of a time-range reference outside the evaluated range: drift only
+                ref_only = outside & self.drift.reference_mask(ts)
+                if ref_only.any():
+                    self._reference_rows(out, table.filter(pa.array(ref_only)))
+                    counters["rows_reference_only"] = int(ref_only.sum())
+                    outside &= ~ref_only
+            counters["rows_out_of_range"] = int(outside.sum())
             keep &= in_range
         elif self.drift is not None:
             keep &= self.drift.reference_mask(ts)
@@ -229,6 +238,17 @@ class EvalPlan:
             for task in self.tasks:
                 self._accumulate_task(out, task, table, label_cols, labeled, weight, groupings)
         return out
+
+    def _reference_rows(self, out: dict, table: pa.Table) -> None:
+        """Add the drift reference histograms of ``table`` (rows of a time-range reference
+        outside the evaluated range, met by the scan) to ``out`` as ``drift|ref|`` states,
+        as the reference rows inside the range get them."""
+        part = self.batch_partial(table, "reference")
+        for name, state in part.items():
+            if name.startswith("drift|hist|"):
+                out["drift|ref|" + name[len("drift|hist|"):]] = state
+            elif name.startswith("drift|chunks|"):
+                out[name] = state
 
     def _accumulate_task(self, out, task, table, label_cols, labeled, weight, groupings):
         """Every family of ``task`` over every slice spec: one ``accumulate_many`` call per

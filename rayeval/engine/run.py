@@ -67,6 +67,20 @@ class _Timer:
         return _Ctx()
 
 
+def scan_range(cfg: JobConfig) -> tuple:
+    """``(start, end)`` datetimes (``None``: unbounded) of the predictions the scan reads: the
+    evaluated windows, widened to a drift ``time_range`` reference (whose rows the scan feeds
+    to the reference histograms, see :class:`~rayeval.engine.drift_plan.DriftPlan`)."""
+    w, ref = cfg.windows, cfg.drift.reference
+    if not (cfg.drift.enabled and ref.kind == "time_range"):
+        return w.start, w.end
+    from rayeval.config import utc
+
+    start = None if w.start is None else min(utc(w.start), utc(ref.start))
+    end = None if w.end is None else max(utc(w.end), utc(ref.end))
+    return start, end
+
+
 def required_prediction_columns(cfg: JobConfig, labels_separate: bool) -> dict[str, str]:
     """Columns the predictions dataset must have, with the role each serves (for the schema
     contract check and the column projection)."""
@@ -118,7 +132,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         with timer.stage("inspect"):
             check_gates(cfg)
             check_output_writable(cfg.outputs.path)
-            pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, w.start, w.end)
+            start, end = scan_range(cfg)
+            pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
             req = required_prediction_columns(cfg, labels_separate)
             check_columns(pred_info, req)
             if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
