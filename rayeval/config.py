@@ -122,6 +122,10 @@ class TaskConfig(_Frozen):
                              f"got {self.classes}")
         if self.type == "binary" and self.score and self.positive_class is None:
             raise ValueError(f"task {self.name!r}: binary `score` needs `positive_class`")
+        if (self.positive_class is not None and self.classes is not None
+                and self.positive_class not in self.classes):
+            raise ValueError(f"task {self.name!r}: `positive_class` {self.positive_class!r} is "
+                             f"not one of `classes` {self.classes}")
         if self.scores is not None and (self.classes is None
                                         or len(self.classes) != len(self.scores)):
             raise ValueError(f"task {self.name!r}: `scores` needs `classes` of the same length")

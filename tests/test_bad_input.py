@@ -54,6 +54,29 @@ def test_empty_dataset(ray_local, tmp_path):
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "empty"), "No Parquet files")
 
 
+def test_zero_row_files_with_drift_name_the_predictions(ray_local, tmp_path, frames):
+    """Only 0-row files: the error names the predictions (not the drift reference, whose pass
+    would otherwise run first and find nothing)."""
+    df = same_table_frame(frames).iloc[:0]
+    write_parquet(df, tmp_path / "p", 1)
+    data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))
+    data["drift"] = {"enabled": True, "reference": {"kind": "previous_window"},
+                     "features": [{"name": "band", "kind": "categorical"}]}
+    msg = expect_error(tmp_path, load_config(data=data), "No rows in", "all empty")
+    assert "reference" not in msg
+
+
+def test_windows_without_data_is_an_input_error(ray_local, tmp_path, frames):
+    """Rows exist but none is in the evaluated windows: exit-2 input error with the counts,
+    not an empty run whose gates fail for want of metrics."""
+    df = same_table_frame(frames)
+    write_parquet(df, tmp_path / "p", 2)
+    cfg = cfg_for(tmp_path, tmp_path / "p", windows={"size": "week", "start": "2030-01-01",
+                                                     "end": "2030-02-01"})
+    expect_error(tmp_path, cfg, "Nothing to evaluate", f"{len(df):,} rows read",
+                 f"{len(df):,} outside windows.start/end")
+
+
 def test_missing_column(ray_local, tmp_path, frames):
     df = same_table_frame(frames).drop(columns=["score"])
     write_parquet(df, tmp_path / "p", 2)
@@ -186,6 +209,7 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("tasks=[]", "tasks"),
     ("bogus_key=1", "bogus_key"),
     ("ray.actors=zero", "ray.actors"),
+    ("tasks.0.classes=[0,2]", "not one of `classes`"),  # positive_class 1 left behind
 ])
 def test_invalid_config_values(tmp_path, override, needle):
     with pytest.raises(ConfigError) as e:

@@ -157,7 +157,9 @@ def test_fixed_classes_report_absent_classes_and_count_unknown():
     p = np.array([1, 1, 2, 1, 7, 1])
     spec = ClassificationSpec(classes=(1, 2, 3), zero_division=0.0)
     state, res = run(spec, {"label": y, "prediction": p})
-    assert spec.invalid_counts(state)[()]["unknown_class"] == 2
+    inv = spec.invalid_counts(state)[()]
+    assert inv["unknown_class"] == 1  # label 5
+    assert inv["unknown_predicted_class"] == 1  # label 2 predicted as 7
     keep = np.array([True, True, True, False, False, True])
     want = expected(y[keep], p[keep], None, 0.0, fixed=(1, 2, 3))
     assert_matches(res[()], want)
@@ -205,8 +207,8 @@ def test_invalid_rows_counted_per_group_and_reason():
     spec = ClassificationSpec()
     state, res = run(spec, {"label": y, "prediction": p, "weight": w}, groups)
     inv = spec.invalid_counts(state)
-    assert inv["a"] == dict(zip(INVALID_REASONS, [1, 1, 0, 0, 0]))
-    assert inv["b"] == dict(zip(INVALID_REASONS, [1, 0, 1, 1, 0]))
+    assert inv["a"] == dict(zip(INVALID_REASONS, [1, 1, 0, 0, 0, 0]))
+    assert inv["b"] == dict(zip(INVALID_REASONS, [1, 0, 1, 1, 0, 0]))
     assert spec.row_counts(state) == {"a": 1.0, "b": 0.0, "c": 1.0}
     assert spec.weight_sums(state) == {"a": 1.0, "b": 0.0, "c": 0.0}
     for key in ("b", "c"):  # no valid rows / zero total weight

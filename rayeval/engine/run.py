@@ -134,6 +134,9 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             check_output_writable(cfg.outputs.path)
             start, end = scan_range(cfg)
             pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
+            if pred_info.num_rows == 0:  # by the files' footers: before any pass starts
+                raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
+                                 f"({len(pred_info.files)} file(s), all empty)")
             req = required_prediction_columns(cfg, labels_separate)
             check_columns(pred_info, req)
             if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
@@ -189,9 +192,20 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             merged = ray_runner.aggregate(plan, pred_info, columns, "current", ray_cfg=cfg.ray,
                                           pool=pool)
 
-    if merged["_counters"].get("rows_read", 0) == 0:
+    c = merged["_counters"]
+    if c.get("rows_read", 0) == 0:
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
+    if c.get("rows_evaluated", 0) == 0:
+        why = {"outside windows.start/end": c.get("rows_out_of_range", 0),
+               "drift reference only": c.get("rows_reference_only", 0),
+               "without timestamp": c.get("rows_missing_timestamp", 0),
+               "of models not in `models`": c.get("rows_other_model", 0),
+               "dropped by `filters`": c.get("rows_filtered", 0)}
+        detail = ", ".join(f"{n:,} {k}" for k, n in why.items() if n)
+        raise InputError(f"Nothing to evaluate: none of the {c['rows_read']:,} rows read from "
+                         f"{cfg.inputs.predictions.uri} is in the evaluated windows "
+                         f"[{w.start or '-inf'}, {w.end or '+inf'}) after the filters ({detail})")
     with timer.stage("finalize"), paused_gc():  # millions of small objects, no cycles to find
         fin = finalize(plan, merged, run_id)
         drift_df = None

@@ -60,7 +60,7 @@ from rayeval.metrics.base import (HIGHER, NEUTRAL, Batch, GroupIndex, KeyedArray
                                   safe_div)
 
 INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
-                   "unknown_class")
+                   "unknown_class", "unknown_predicted_class")
 AVERAGES = ("micro", "macro", "weighted")
 _INT, _STR = "int", "str"
 _KIND_NAME = {_INT: "integer", _STR: "string"}
@@ -200,8 +200,10 @@ class ClassificationSpec:
 
     Args:
         classes: fixed class list (ints or strs, unique) or ``None`` to discover classes. With a
-            fixed list, rows whose label or prediction is not in it are excluded and counted as
-            ``unknown_class``.
+            fixed list, rows whose label is not in it are excluded and counted as
+            ``unknown_class``, rows with a known label but a predicted class outside the list
+            as ``unknown_predicted_class`` (as scikit-learn's ``confusion_matrix(labels=...)``
+            leaves both out; check that count: such a prediction is wrong, not missing).
         positive_class: the positive class of a binary problem; enables ``average="binary"``
             results. With fixed ``classes`` it must be one of exactly 2 classes; with discovered
             classes, seeing more than 2 classes (positive included) raises ``ValueError``.
@@ -288,7 +290,9 @@ class ClassificationSpec:
         known = t_known & p_known
         if not known.all():  # only with fixed classes
             rows = np.flatnonzero(ok)[~known]
-            reason[rows] = INVALID_REASONS.index("unknown_class")
+            reason[rows] = np.where(t_known[~known],
+                                    INVALID_REASONS.index("unknown_predicted_class"),
+                                    INVALID_REASONS.index("unknown_class"))
             ok[rows] = False
             all_ok = False
             ti, pi = ti[known], pi[known]
