@@ -180,12 +180,12 @@ def test_counted_exclusions(ray_local, tmp_path, frames):
     rc = res.manifest["row_counts"]
     assert rc["rows_duplicate_prediction"] == 10
     inv = rc["invalid"]
-    assert inv["clf/labels/unknown_class"] == 10
+    assert inv["clf/labels/unknown_predicted_class"] == 10
     assert inv["clf/scores/score_out_of_range"] == 10
     assert inv["clf/scores/missing_score"] == 5
     assert inv["reg/regression/missing_prediction"] == 5
     t = pd.read_parquet(tmp_path / "out" / "invalid")
-    assert set(t.reason) >= {"unknown_class", "score_out_of_range", "missing_score"}
+    assert set(t.reason) >= {"unknown_predicted_class", "score_out_of_range", "missing_score"}
 
 
 def test_duplicate_ids_policy_error(ray_local, tmp_path, frames):

@@ -187,6 +187,38 @@ def test_dataset_reference_with_sliced_drift_matches_time_range(ray_local, shift
     pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-9)
 
 
+def test_reference_dataset_without_model_timestamp_weight(ray_local, shifted, tmp_path):
+    """A reference dataset with only feature columns (a training set: no id, model or
+    timestamp column) is every model's reference: the champion's feature drift against the
+    champion's early rows as a dataset equals that against the same rows as a time range."""
+    d, _ = shifted
+    preds = pd.read_parquet(d / "preds")  # the rows the time-range reference reads
+    early = preds.timestamp < pd.Timestamp("2024-01-08", tz="UTC")
+    champion = preds[early & (preds.model == "champion")]
+    write_parquet(champion[["feature_x", "hour", "band", "segment"]], tmp_path / "ref", 2)
+    by_range = run(d, tmp_path / "a", {"kind": "time_range", "start": "2024-01-01",
+                                       "end": "2024-01-08"}).drift
+    res = run(d, tmp_path / "b", {"kind": "dataset", "uri": str(tmp_path / "ref")})
+    by_dataset = res.drift
+    warned = "\n".join(res.manifest["warnings"])
+    assert "prediction drift of 'score' is not reported" in warned
+    assert "no 'id' id column to join the labels" in warned
+    key = ["window_start", "slice", "feature", "method"]
+    cols = ["statistic", "p_value", "drifted", "error_bound", "n_reference", "n_current"]
+    want = by_range[(by_range.kind == "feature") & (by_range.model == "champion")]
+    want = want.set_index(key).sort_index()
+    got = by_dataset[(by_dataset.kind == "feature") & (by_dataset.model == "champion")]
+    got = got.set_index(key).loc[want.index]
+    assert len(got) > 20
+    pd.testing.assert_frame_equal(got[cols], want[cols], rtol=1e-9)
+    # the challenger is compared with the same (champion) reference
+    ch = by_dataset[(by_dataset.kind == "feature") & (by_dataset.model == "challenger")]
+    overall = ch[ch.slice == "overall"].n_reference.dropna()
+    assert len(ch) == len(got) and len(overall) and (overall == len(champion)).all()
+    # no score or predicted class in that reference: prediction drift is not reported
+    assert not (by_dataset.kind == "prediction").any()
+
+
 def test_arrow_factorisation_matches_numpy_path():
     from rayeval.engine.drift_plan import _factorize_arrow
 

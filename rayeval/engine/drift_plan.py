@@ -121,6 +121,8 @@ class DriftPlan:
         self.slices = ([SliceSpec(c) for c in cfg.slice_specs()] if cfg.drift.slices
                        else [SliceSpec(())])
         self.reference_in_scan = ref.kind == "time_range" and ref_range is not None
+        #: what the reference cannot serve (set by :func:`build_drift_plan`; manifest warnings)
+        self.warnings: list[str] = []
 
     # ---- state names ----------------------------------------------------------------------
     @staticmethod
@@ -133,7 +135,17 @@ class DriftPlan:
             source, column, _ = rest.split("|", 2)
             m = next(c for c in self.columns if c.source == source and c.column == column)
             return self.num_profile if m.dtype == "numeric" else self.cat_profile
-        return self.hist_specs["drift|hist|" + rest]  # hist, ref and chunks states share it
+        return self.hist_spec("drift|hist|" + rest)  # hist, ref and chunks states share it
+
+    def hist_spec(self, name: str) -> HistogramSpec | None:
+        """The histogram spec of state ``name`` (``drift|hist|source|column|model|slice``):
+        the model's own, else that of a reference without a model column (model
+        :data:`~rayeval.engine.plan.ALL_MODELS`, shared by every model); ``None`` when the
+        reference has neither."""
+        spec = self.hist_specs.get(name)
+        if spec is None:
+            spec = self.hist_specs.get(_all_models(name))
+        return spec
 
     def reference_mask(self, ts: np.ndarray) -> np.ndarray:
         if self.ref_range is None:
@@ -199,7 +211,7 @@ class DriftPlan:
                         # profiles are per model only: collapse windows and slice values
                         gm = GroupIndex(np.zeros(rows.size, np.int64), ((model,),))
                     else:
-                        spec = self.hist_specs.get(self.name("hist", m, model, sl))
+                        spec = self.hist_spec(self.name("hist", m, model, sl))
                         if spec is None:
                             continue  # no reference for this model
                         if weight is not None:
@@ -317,10 +329,8 @@ class DriftPlan:
                            if n.startswith(("drift|ref|", "drift|chunks|"))}
         prev = self.cfg.drift.reference.kind == "previous_window"
         size = self.cfg.windows.size
-        for name, spec in self.hist_specs.items():
-            cur_state = merged.get(name)
-            if cur_state is None:
-                continue
+        for name in sorted(n for n in merged if n.startswith("drift|hist|")):
+            cur_state, spec = merged[name], self.hist_spec(name)
             _, _, source, column, model, sl_name = name.split("|", 5)
             m = next(c for c in self.columns if c.source == source and c.column == column)
             sl = next(s for s in self.slices if s.name == sl_name)
@@ -333,12 +343,17 @@ class DriftPlan:
                          if k[1] in before]
                 ref_tab = cur
             else:
-                ref_state = (ref_partial or {}).get(name)
+                ref_state_name = name
+                if name not in (ref_partial or {}):  # a reference without a model column
+                    ref_state_name = _all_models(name)
+                ref_state = (ref_partial or {}).get(ref_state_name)
                 if ref_state is None:
                     continue
                 ref_tab = spec.table(ref_state)
                 pairs = [(i, (k[0], NO_WINDOW, k[2])) for i, k in enumerate(keys)]
             ref_pos = {k: i for i, k in enumerate(ref_tab.keys)}
+            if not prev and ref_state_name != name and keys:  # its keys hold ALL_MODELS
+                ref_pos = {(keys[0][0],) + k[1:]: i for i, k in enumerate(ref_tab.keys)}
             pairs = [(i, ref_pos[rk], rk) for i, rk in pairs if rk in ref_pos]
             if not pairs:
                 continue
@@ -346,7 +361,8 @@ class DriftPlan:
             ri = [p[1] for p in pairs]
             c_h, r_h = cur.take(ci), ref_tab.take(ri)
             learned = None
-            chunk_state = (ref_partial or {}).get(name.replace("drift|hist|", "drift|chunks|", 1))
+            chunk_state = None if prev else (ref_partial or {}).get(
+                ref_state_name.replace("drift|hist|", "drift|chunks|", 1))
             if chunk_state is not None and not sl.columns:
                 learned = self._learned(m, spec, chunk_state, r_h)
             results = self._compare(m, spec.binning, r_h, c_h, learned)
@@ -502,6 +518,15 @@ def _factorize_arrow(col: pa.ChunkedArray) -> Factorized | None:
     return Factorized(codes.astype(np.int64), enc.dictionary.to_pylist())
 
 
+def _all_models(name: str) -> str:
+    """State ``name`` (``drift|<phase>|source|column|model|slice``) with the model part
+    replaced by :data:`~rayeval.engine.plan.ALL_MODELS`."""
+    from rayeval.engine.plan import ALL_MODELS
+
+    head, _, slice_name = name.rsplit("|", 2)
+    return f"{head}|{ALL_MODELS}|{slice_name}"
+
+
 def bin_labels(binning) -> list[str]:
     """Human labels of a binning's bins: ``[lo, hi)`` or a value (numeric), the category or
     ``other`` (categorical)."""
@@ -528,10 +553,11 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
 
     ref = cfg.drift.reference
     columns = monitored_columns(cfg)
-    table_cols = [m.column for m in columns if m.source == "table"]
+    warnings: list[str] = []
     if ref.kind == "dataset":
         ref_info = inspect_dataset(ref.uri, cfg.inputs.storage)
         ref_range = None
+        columns, warnings = _reference_dataset_columns(cfg, columns, ref_info)
     elif ref.kind == "time_range":
         ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage, ref.start,
                                    ref.end)
@@ -549,6 +575,7 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
         ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage,
                                    pd.Timestamp(ref_range[0], tz="UTC").to_pydatetime(),
                                    pd.Timestamp(ref_range[1], tz="UTC").to_pydatetime())
+    table_cols = [m.column for m in columns if m.source == "table"]
     # the reference passes read the monitored columns and what selects and keys their rows
     # (timestamp, model, id, weight, in-table labels, filters); the histogram pass also the
     # slice columns when drift is sliced (the profile pass is per model only)
@@ -571,6 +598,11 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
         raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
                          f"({len(ref_info.files)} file(s) read): drift needs a non-empty "
                          f"reference")
+    unlabelled = {m.column for m in columns if m.source == "label"} - {
+        n.split("|")[3] for n in profiles if n.startswith("drift|profile|label|")}
+    warnings += [f"drift: no labelled row in the reference ({drift.reference_name}) for label "
+                 f"{c!r}: its label drift is not reported" for c in sorted(unlabelled)]
+    drift.warnings = warnings
     drift.fix_binnings(profiles)
     if ref.kind == "previous_window":
         return drift, None
@@ -579,6 +611,29 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     plan = EvalPlan(cfg, label_index, drift)
     ref_partial = ray_runner.aggregate(plan, ref_info, read_cols, "reference", **opts)
     return drift, ref_partial
+
+
+def _reference_dataset_columns(cfg: JobConfig, columns: list[Monitored], ref_info
+                               ) -> tuple[list[Monitored], list[str]]:
+    """The monitored columns a reference dataset can serve, and a warning per column it
+    cannot: a prediction column (``drift.predictions``) it lacks, or a label (``drift.labels``)
+    it neither holds nor can join (no id column for separate labels). A configured feature it
+    lacks stays: the column check then names it (an error)."""
+    names = set(ref_info.schema.names)
+    keep, warnings = [], []
+    for m in columns:
+        if m.kind == "prediction" and m.column not in names:
+            why = f"has no {m.column!r} column"
+        elif m.source == "label" and cfg.inputs.labels is not None and cfg.columns.id not in names:
+            why = f"has no {cfg.columns.id!r} id column to join the labels"
+        elif m.source == "label" and cfg.inputs.labels is None and m.column not in names:
+            why = f"has no {m.column!r} label column"
+        else:
+            keep.append(m)
+            continue
+        warnings.append(f"drift: the reference dataset {ref_info.uri} {why}: {m.kind} drift of "
+                        f"{m.column!r} is not reported")
+    return keep, warnings
 
 
 def _first_timestamp(info, column: str) -> datetime:

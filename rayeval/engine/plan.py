@@ -34,6 +34,8 @@ from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_key
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
                              window_starts)
 
+#: model key of a drift reference dataset without the model column: every model's reference
+ALL_MODELS = "*"
 COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_reference_only",
             "rows_other_model", "rows_missing_id", "rows_duplicate_prediction", "rows_evaluated",
             "rows_labeled")
@@ -167,7 +169,11 @@ class EvalPlan:
         out: dict = {"_counters": counters}
         if n == 0:
             return out
-        ts = _timestamps(table, cols.timestamp)
+        # a separate drift reference dataset (e.g. the training set) may lack the timestamp,
+        # model and weight columns: untimed, one reference for every model, weight 1
+        present = set(table.column_names)
+        ts = (_timestamps(table, cols.timestamp) if cols.timestamp in present
+              else np.zeros(n, dtype=np.int64))
         keep = ts != np.iinfo(np.int64).min
         counters["rows_missing_timestamp"] = int(n - keep.sum())
         if source == "current":
@@ -188,7 +194,8 @@ class EvalPlan:
             keep &= in_range
         elif self.drift is not None:
             keep &= self.drift.reference_mask(ts)
-        if cols.model and cfg.models is not None:
+        has_model = bool(cols.model) and cols.model in present
+        if has_model and cfg.models is not None:
             model_ok = np.isin(to_numpy(table[cols.model]).astype(object), list(cfg.models))
             counters["rows_other_model"] = int((keep & ~model_ok).sum())
             keep &= model_ok
@@ -210,8 +217,9 @@ class EvalPlan:
         counters["rows_labeled"] = int(labeled.sum())
 
         # factorise the key columns once
-        model_f = factorize(table[cols.model]) if cols.model else (
-            np.zeros(n, np.int64), np.array(["model"], dtype=object))
+        model_f = factorize(table[cols.model]) if has_model else (
+            np.zeros(n, np.int64),
+            np.array([ALL_MODELS if cols.model else "model"], dtype=object))
         if source == "current":
             win = window_starts(ts, cfg.windows.size)
         else:
@@ -221,7 +229,8 @@ class EvalPlan:
         slices = self.slices if source == "current" else [
             sl for sl in self.slices if self.drift is not None and self.drift.uses(sl)]
         slice_f = {c: factorize(table[c]) for sl in slices for c in sl.columns}
-        weight = to_numpy(table[cols.weight]).astype(np.float64) if cols.weight else None
+        weight = (to_numpy(table[cols.weight]).astype(np.float64)
+                  if cols.weight and cols.weight in present else None)
 
         groupings = {}
         for sl in slices:

@@ -185,6 +185,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             with timer.stage("reference"):
                 drift_plan, ref_partial = build_drift_plan(cfg, pred_info, label_index,
                                                            ray_runner, pool)
+            input_warnings += drift_plan.warnings
 
         plan = EvalPlan(cfg, label_index, drift_plan)
         columns = list(req)
