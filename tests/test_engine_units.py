@@ -239,29 +239,3 @@ def test_overrides_index_lists():
         with pytest.raises(ConfigError, match="Override|invalid") as e:
             load_config(data=job_dict("p", None, "o"), overrides=[bad])
         assert needle in str(e.value), str(e.value)
-
-
-def test_batches_of_small_first_batch_then_full_batches():
-    """batches_of: the first batch after ~batch_size/8 rows, then batches of >= batch_size
-    rows (the last may be smaller), rows in block order, empty blocks skipped."""
-    import pyarrow as pa
-
-    from rayeval.engine.ray_runner import FIRST_BATCH_DIVISOR, batches_of
-
-    class Split:  # the one DataIterator method batches_of uses
-        def __init__(self, blocks):
-            self.blocks = blocks
-
-        def iter_batches(self, batch_size, batch_format, prefetch_batches):
-            assert batch_size is None and batch_format == "pyarrow"
-            return iter(self.blocks)
-
-    sizes = [30, 0, 50, 70, 200, 10, 400, 5]
-    start = np.cumsum([0] + sizes)
-    blocks = [pa.table({"x": np.arange(a, a + n)}) for a, n in zip(start, sizes)]
-    out = list(batches_of(Split(blocks), 400))
-    assert [t.num_rows for t in out] == [80, 680, 5]
-    assert out[0].num_rows >= 400 // FIRST_BATCH_DIVISOR
-    assert np.array_equal(np.concatenate([t["x"].to_numpy() for t in out]), np.arange(765))
-    assert [t.num_rows for t in batches_of(Split(blocks), None)] == [30, 50, 70, 200, 10, 400, 5]
-    assert list(batches_of(Split([]), 100)) == []

@@ -59,7 +59,8 @@ class Reducer:
         """
         merged = plan.zero()
         stats = {"rows": 0, "batches": 0, "wait_s": 0.0, "reduce_s": 0.0, "compact_s": 0.0}
-        batches = batches_of(split, batch_size)
+        batches = iter(split.iter_batches(batch_size=batch_size, batch_format="pyarrow",
+                                          prefetch_batches=1))
         while True:
             t0 = time.perf_counter()
             table = next(batches, None)
@@ -84,36 +85,6 @@ class Reducer:
         stats["compact_s"] = time.perf_counter() - t0
         out["_pass"] = stats
         return out
-
-
-#: the first batch of a pass holds ``batch_size // FIRST_BATCH_DIVISOR`` rows, so a reducer
-#: starts work after a few blocks instead of waiting for a full batch
-FIRST_BATCH_DIVISOR = 8
-
-
-def batches_of(split, batch_size: int | None):
-    """Arrow tables from the blocks of ``split`` (a ``DataIterator``), each of at least
-    ``batch_size`` rows (the last one may be smaller), the first of ``batch_size //``
-    :data:`FIRST_BATCH_DIVISOR`; ``batch_size=None``: one table per block.
-
-    Blocks are taken as Ray Data produces them (``batch_size=None``: no re-batching inside
-    Ray Data) and concatenated here, so the first batch is ready after a few blocks: with
-    Ray's own batching each reducer waited for a full batch (2M rows in the 30M-row drift
-    benchmark, ~10 s) before it started."""
-    need = None if batch_size is None else max(1, batch_size // FIRST_BATCH_DIVISOR)
-    buf: list[pa.Table] = []
-    rows = 0
-    for block in split.iter_batches(batch_size=None, batch_format="pyarrow",
-                                    prefetch_batches=2):
-        if not block.num_rows:
-            continue
-        buf.append(block)
-        rows += block.num_rows
-        if need is None or rows >= need:
-            yield buf[0] if len(buf) == 1 else pa.concat_tables(buf).combine_chunks()
-            buf, rows, need = [], 0, batch_size
-    if buf:
-        yield buf[0] if len(buf) == 1 else pa.concat_tables(buf).combine_chunks()
 
 
 class ReducerPool:
