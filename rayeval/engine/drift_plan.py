@@ -37,6 +37,7 @@ from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorize
                            default_method, learned_threshold)
 from rayeval.drift.compare import METHODS
 from rayeval.engine.labels import to_numpy
+from rayeval.engine.plan import ALL_MODELS
 from rayeval.metrics.base import GroupIndex
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, window_end,
                              window_starts)
@@ -521,8 +522,6 @@ def _factorize_arrow(col: pa.ChunkedArray) -> Factorized | None:
 def _all_models(name: str) -> str:
     """State ``name`` (``drift|<phase>|source|column|model|slice``) with the model part
     replaced by :data:`~rayeval.engine.plan.ALL_MODELS`."""
-    from rayeval.engine.plan import ALL_MODELS
-
     head, _, slice_name = name.rsplit("|", 2)
     return f"{head}|{ALL_MODELS}|{slice_name}"
 

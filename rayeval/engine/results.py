@@ -26,9 +26,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from rayeval.metrics.base import ResultColumns
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import InputError
+from rayeval.metrics.base import ResultColumns
 from rayeval.slicing import NO_WINDOW, SliceSpec, window_end
 
 METRIC_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
