@@ -33,7 +33,7 @@ class Reducer:
     into its partial states and merges them in place, and returns one partial per pass.
 
     Rows never leave the actor; only its merged partial (small per-slice sufficient statistics,
-    lazily merged score histograms compacted once at the end) does. The same actors serve every
+    lazily merged score histograms, compacted by the final merge) does. The same actors serve every
     pass of a job (drift reference profiles, reference histograms, the scan), so a job starts
     its pool once.
     """
@@ -51,20 +51,24 @@ class Reducer:
         final merge fetches only the states it merges (the refs live as long as the actor).
 
         The result also holds ``"_pass"``: this actor's rows, batches and seconds spent
-        waiting for batches (``wait_s``: reading upstream), reducing them (``reduce_s``) and
-        compacting its partial (``compact_s``).
+        waiting for batches (``wait_s``: reading upstream), reducing them (``reduce_s``; its
+        CPU seconds ``reduce_cpu_s``, all threads of the actor, so the gap to ``reduce_s`` is
+        time the actor lost to other processes) and storing its partial (``store_s``). The
+        partial is stored uncompacted (lazy score runs): the final merge compacts once.
 
         Raises:
             InputError: a batch with bad input (the message names the column and block rows).
         """
         merged = plan.zero()
-        stats = {"rows": 0, "batches": 0, "wait_s": 0.0, "reduce_s": 0.0, "compact_s": 0.0}
+        stats = {"rows": 0, "batches": 0, "wait_s": 0.0, "reduce_s": 0.0, "reduce_cpu_s": 0.0,
+                 "store_s": 0.0}
         batches = iter(split.iter_batches(batch_size=batch_size, batch_format="pyarrow",
                                           prefetch_batches=1))
         while True:
             t0 = time.perf_counter()
             table = next(batches, None)
             t1 = time.perf_counter()
+            c1 = time.process_time()
             stats["wait_s"] += t1 - t0
             if table is None:
                 break
@@ -74,17 +78,24 @@ class Reducer:
                 raise InputError(str(e)) from None
             merged = plan.merge(merged, partial)
             stats["reduce_s"] += time.perf_counter() - t1
+            stats["reduce_cpu_s"] += time.process_time() - c1
             stats["rows"] += table.num_rows
             stats["batches"] += 1
         t0 = time.perf_counter()
         out: dict = {}
-        for name in list(merged):  # compact and store one state at a time: one copy each
-            state = plan.compact({name: merged.pop(name)})[name]
+        for name in list(merged):  # store one state at a time: one copy each
+            state = merged.pop(name)
             out[name] = (ray.put(state), nbytes(state))
             del state
-        stats["compact_s"] = time.perf_counter() - t0
+        stats["store_s"] = time.perf_counter() - t0
         out["_pass"] = stats
         return out
+
+    def merge(self, plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
+        """:func:`merge_states` on this actor: the final merge runs in the pool's processes,
+        which have imported the engine already (a fresh Ray task worker first spends ~1-2 s
+        importing it)."""
+        return merge_states(plan, names, sources, compact)
 
 
 class ReducerPool:
@@ -117,8 +128,7 @@ class ReducerPool:
         self.actors = []
 
 
-@ray.remote(num_cpus=0.25)
-def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
+def merge_states(plan: EvalPlan, names: list[str], sources, compact: bool = False) -> dict:
     """Merge the states ``names`` of ``sources`` (each a reducer's ``{name: ObjectRef}`` or a
     lower tree node's ``{name: state}``), one source at a time. ``_counters`` and ``_matched``
     travel with the group that names them. ``compact`` (the root of a group): compact the
@@ -130,6 +140,12 @@ def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) ->
         part.update(zip(remote, ray.get([part[n] for n in remote])))
         merged = plan.merge(merged, part)
     return plan.compact(merged, prepare=True) if compact else merged
+
+
+@ray.remote(num_cpus=0.25)
+def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
+    """:func:`merge_states` in a Ray task (used without a reducer pool)."""
+    return merge_states(plan, names, sources, compact)
 
 
 def nbytes(obj, _depth: int = 0) -> int:
@@ -238,7 +254,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
             stopped here. The pass appends its record to ``pool.passes`` (rows, files, read
             tasks, batch size, wall seconds of the reduce and merge steps, and per actor its
-            rows, batches and seconds waiting for batches, reducing and compacting).
+            rows, batches and seconds waiting for batches, reducing (wall and CPU) and storing its partial).
 
     Returns:
         The merged partial (a dict of states).
@@ -269,7 +285,8 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             parts = ray.get(refs)
             t1 = time.perf_counter()
             actors = [p.pop("_pass") for p in parts]
-            merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in, plan=plan)
+            merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in, plan=plan,
+                                actors=pool.actors)
             t2 = time.perf_counter()
             drift = getattr(plan, "drift", None)
             pool.passes.append({
@@ -356,14 +373,15 @@ def _input_error(e: BaseException) -> InputError | None:
 LOCAL_MERGE_BYTES = 64 << 20
 
 
-def tree_merge(plan_ref, sources: list[dict], fan_in: int, plan: EvalPlan | None = None
-               ) -> dict:
-    """Merge the reducers' partials (``{name: (ObjectRef, bytes)}`` each) in Ray tasks: the
-    states are split into groups of near-equal size (one per CPU, at most 8) merged and
-    compacted in parallel, each group over a tree of fan-in ``fan_in`` when there are more
-    reducers than that. The driver joins the groups' dicts: it holds one copy of the final
-    partial (numpy buffers read zero-copy from the object store), never its inputs.
+def tree_merge(plan_ref, sources: list[dict], fan_in: int, plan: EvalPlan | None = None,
+               actors: list | None = None) -> dict:
+    """Merge the reducers' partials (``{name: (ObjectRef, bytes)}`` each): the states are split
+    into groups of near-equal size (one per CPU, at most 8) merged and compacted in parallel,
+    each group over a tree of fan-in ``fan_in`` when there are more reducers than that. The
+    driver joins the groups' dicts: it holds one copy of the final partial (numpy buffers read
+    zero-copy from the object store), never its inputs.
 
+    The merges run on ``actors`` (the reducer pool, round robin) when given, else in Ray tasks.
     With ``plan`` (the object behind ``plan_ref``) given and at most
     :data:`LOCAL_MERGE_BYTES` of partials, the driver merges them itself."""
     if not sources:
@@ -381,13 +399,22 @@ def tree_merge(plan_ref, sources: list[dict], fan_in: int, plan: EvalPlan | None
         return plan.compact(merged, prepare=True)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     groups = balance(sizes, max(1, min(8, cpus)))
+    calls = 0
+
+    def remote_merge(names, parts, compact=False):
+        nonlocal calls
+        calls += 1
+        if actors:
+            actor = actors[(calls - 1) % len(actors)]
+            return actor.merge.remote(plan_ref, names, *parts, compact=compact)
+        return _merge.remote(plan_ref, names, *parts, compact=compact)
+
     roots = []
     for names in groups:
         rest = refs
         while len(rest) > fan_in:
-            rest = [_merge.remote(plan_ref, names, *rest[i:i + fan_in])
-                    for i in range(0, len(rest), fan_in)]
-        roots.append(_merge.remote(plan_ref, names, *rest, compact=True))
+            rest = [remote_merge(names, rest[i:i + fan_in]) for i in range(0, len(rest), fan_in)]
+        roots.append(remote_merge(names, rest, compact=True))
     out: dict = {}
     for names, part in zip(groups, ray.get(roots)):
         out |= {k: v for k, v in part.items() if k in names}
