@@ -24,9 +24,9 @@ def headline(metrics: pd.DataFrame, task_type: str) -> pd.DataFrame:
 
 
 def print_summary(console: Console, cfg: JobConfig, result, short: bool = False) -> None:
-    """Print counts and durations, overall metrics per window and model, the worst slices of the
-    first slice column (origin for the flights job), drifted columns, gate verdicts and where
-    the outputs are (``short``: only the last 8 windows)."""
+    """Print counts and durations, overall metrics per window and model, the worst slices per
+    window and model (over every slice column and cross), drifted columns, gate verdicts and
+    where the outputs are (``short``: only the last 8 windows)."""
     fin = result.finalized
     m = fin.metrics
     c = fin.counters
@@ -66,7 +66,7 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
         for (win, model), vals in (rows[-8:] if short else rows):
             t.add_row(_day(win), str(model), *[_f(v) for v in vals])
         console.print(t)
-        _worst(console, cfg, m, task)
+        _worst(console, cfg, m, task, short=short)
     if result.drift is not None and not result.drift.empty:
         d = result.drift
         dd = d[(d["slice"] == "overall") & d["decision"].astype(bool)
@@ -101,29 +101,31 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
         console.print(f"  report: open file://{reports[0]} in a browser")
 
 
-def _worst(console, cfg, m, task, n: int = 10) -> None:
+def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
+    """Per window and model, the ``n`` worst slices of every slice column and cross (ranked by
+    ``RANK_METRIC``; slices with fewer than ``min_slice_size`` labelled rows left out)."""
     metric = RANK_METRIC[task.type]
-    cols = [s for s in cfg.slices.columns]
-    if not cols:
-        return
-    col = "origin" if "origin" in cols else cols[0]
-    sel = m[(m["task"] == task.name) & (m["slice_columns"] == col) & (m["metric"] == metric)
-            & m["class_label"].isna() & m["value"].notna()]
+    sel = m[(m["task"] == task.name) & (m["slice"] != "overall") & (m["metric"] == metric)
+            & m["class_label"].isna() & m["value"].notna()
+            & (m["n_labeled"] >= max(1, cfg.slices.min_slice_size))]
     if task.type == "binary":
         sel = sel[sel["average"].isna() | (sel["average"] == "binary")]
     if sel.empty:
         return
-    sel = sel.assign(wv=sel["value"] * sel["n_labeled"])
-    g = sel.groupby(["model", "slice"]).agg(wv=("wv", "sum"), n=("n_labeled", "sum"),
-                                            windows=("value", "size")).reset_index()
-    g["value"] = g["wv"] / g["n"]
+    sel = sel.assign(window_start=sel["window_start"].astype(object).where(
+        sel["window_start"].notna(), "all data"))
     ascending = metric != "mae"
-    t = Table(title=f"{task.name}: worst {n} {col} by {metric} (label-weighted mean over windows)")
-    for c in ("model", "slice", metric, "labelled rows", "windows"):
+    sel = sel.sort_values(["value", "n_labeled", "slice"], ascending=[ascending, False, True],
+                          kind="stable")
+    t = Table(title=f"{task.name}: worst {n} slices per window by {metric} "
+              f"(any slice column; >= {cfg.slices.min_slice_size} labelled rows)")
+    for c in ["window", "model"] + [f"#{i + 1}" for i in range(n)]:
         t.add_column(c)
-    for model, part in g.groupby("model"):
-        for r in part.sort_values("value", ascending=ascending).head(n).itertuples():
-            t.add_row(str(model), r.slice, _f(r.value), f"{int(r.n):,}", str(r.windows))
+    rows = list(sel.groupby(["window_start", "model"], sort=True))
+    for (win, model), part in (rows[-8:] if short else rows):
+        cells = [f"{r.slice}: {_f(r.value)} (n={int(r.n_labeled):,})"
+                 for r in part.head(n).itertuples()]
+        t.add_row(_day(win), str(model), *(cells + [""] * (n - len(cells))))
     console.print(t)
 
 

@@ -239,3 +239,34 @@ def test_overrides_index_lists():
         with pytest.raises(ConfigError, match="Override|invalid") as e:
             load_config(data=job_dict("p", None, "o"), overrides=[bad])
         assert needle in str(e.value), str(e.value)
+
+
+def test_console_worst_slices_per_window_over_every_slice_column():
+    from rich.console import Console
+
+    from rayeval.summary import _worst
+
+    cfg = load_config(None, data=job_dict("/unused", None, "/unused-out", slices={
+        "overall": True, "columns": ["region", "device"], "crosses": [["region", "device"]],
+        "min_slice_size": 10}))
+    task = next(t for t in cfg.tasks if t.type == "binary")
+    w1, w2 = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-08", tz="UTC")
+    rows = [  # (window, slice, slice_columns, value, n_labeled)
+        (w1, "overall", "", 0.60, 500), (w1, "region=a", "region", 0.70, 50),
+        (w1, "device=x", "device", 0.55, 40), (w1, "region=a,device=x", "region,device", 0.51, 9),
+        (w2, "region=a", "region", 0.65, 50), (w2, "region=a,device=y", "region,device", 0.58, 12),
+        (w2, "device=x", "device", float("nan"), 40)]
+    m = pd.DataFrame([{"task": task.name, "model": "m1", "window_start": w, "slice": s,
+                       "slice_columns": c, "metric": "roc_auc", "class_label": None,
+                       "average": None, "value": v, "n_labeled": n} for w, s, c, v, n in rows])
+    console = Console(record=True, width=250)
+    _worst(console, cfg, m, task, n=2)
+    lines = [ln for ln in console.export_text().splitlines() if "m1" in ln]
+    assert len(lines) == 2  # one row per (window, model)
+    # window 1: the device slice (not only the first slice column) ranks first; the cross
+    # with 9 labelled rows is below min_slice_size and the overall slice is not a slice
+    assert lines[0].index("device=x: 0.5500") < lines[0].index("region=a: 0.7000")
+    assert "0.5100" not in lines[0] and "0.6000" not in lines[0]
+    # window 2: the cross first, the NaN value left out
+    assert lines[1].index("region=a,device=y: 0.5800") < lines[1].index("region=a: 0.6500")
+    assert "nan" not in lines[1]
