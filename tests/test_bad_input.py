@@ -161,7 +161,28 @@ def test_mixed_label_types_error(ray_local, tmp_path, frames):
                       "prediction": "predicted"}]
     with pytest.raises(InputError) as e:
         run_job(load_config(data=data))
-    assert "str" in str(e.value) or "object" in str(e.value) or "<U" in str(e.value)
+    msg = str(e.value)
+    assert "task 'clf'" in msg and "column 'label'" in msg and "column 'predicted'" in msg
+    assert "string classes" in msg and "integer classes" in msg
+    assert outputs(tmp_path / "out") == []
+
+
+def test_string_labels_against_integer_positive_class_in_score_metrics(ray_local, tmp_path,
+                                                                        frames):
+    """A task with scores and no predicted label: "1" vs positive_class 1 is an error, not a
+    silent all-negative (NaN ROC AUC)."""
+    preds, labels = frames
+    labels = labels.copy()
+    labels["label"] = labels["label"].map(lambda v: None if pd.isna(v) else str(int(v)))
+    write_parquet(preds, tmp_path / "p", 2)
+    write_parquet(labels, tmp_path / "l", 1)
+    data = job_dict(str(tmp_path / "p"), str(tmp_path / "l"), str(tmp_path / "out"))
+    data["tasks"] = [{"name": "clf", "type": "binary", "label": "label", "score": "score",
+                      "positive_class": 1}]
+    with pytest.raises(InputError) as e:
+        run_job(load_config(data=data))
+    msg = str(e.value)
+    assert "task 'clf'" in msg and "column 'score'" in msg and "`positive_class`=1" in msg
     assert outputs(tmp_path / "out") == []
 
 

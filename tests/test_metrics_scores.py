@@ -541,3 +541,24 @@ def test_labels_outside_classes_are_excluded_and_counted():
         spec.merge(state, st2)
     with pytest.raises(ValueError, match="positive_class"):
         BinaryScoreSpec(classes=(0, 2))
+
+
+@pytest.mark.parametrize("labels, positive", [
+    (np.array(["1", "0", "1"]), 1), (np.array([1, 0, 1]), "1"),
+    (np.array(["1", "0", None], dtype=object), 1), (np.array([1.0, 0.0, np.nan]), "1")])
+def test_binary_score_label_type_mismatch_is_an_error(labels, positive):
+    spec = BinaryScoreSpec(positive_class=positive)
+    batch = {"label": labels, "score": np.array([0.9, 0.2, 0.7])}
+    with pytest.raises(TypeError, match="same class type"):
+        spec.accumulate(spec.zero(), batch, GroupIndex.single(3))
+
+
+def test_multiclass_score_label_type_mismatch_is_an_error():
+    spec = MulticlassScoreSpec(classes=(0, 1, 2))
+    batch = {"label": np.array(["0", "2"]), "scores": np.full((2, 3), 1 / 3)}
+    with pytest.raises(TypeError, match="classes\\[0\\]"):
+        spec.accumulate(spec.zero(), batch, GroupIndex.single(2))
+    # same types pass, missing labels of any dtype pass
+    for lab in (np.array([0, 2]), np.array([None, None], dtype=object)):
+        spec.accumulate(spec.zero(), {"label": lab, "scores": np.full((2, 3), 1 / 3)},
+                        GroupIndex.single(2))

@@ -290,7 +290,11 @@ class EvalPlan:
                 batch["target"] = label.astype(np.float64)
                 batch["prediction"] = _float(table, task.prediction)[mask]
             for spec, sls in _by_spec(specs).items():
-                states = spec.accumulate_many(batch, [sub[sl] for sl in sls])
+                try:
+                    states = spec.accumulate_many(batch, [sub[sl] for sl in sls])
+                except (TypeError, ValueError) as e:  # name the task and its columns
+                    raise type(e)(f"task '{task.name}' ({_columns_of(task, family)}): {e}"
+                                  ) from None
                 for sl, state in zip(sls, states):
                     out[names[sl]] = state
 
@@ -381,6 +385,18 @@ class EvalPlan:
         bits[pos[labeled]] = True
         out["_matched"] = np.packbits(bits)
         return cols, labeled
+
+
+def _columns_of(task, family: str) -> str:
+    """The input columns behind a task family's batch keys, for error messages."""
+    cols = {"label": task.label}
+    if family in ("labels", "regression"):
+        cols["prediction"] = task.prediction
+    elif task.type == "binary":
+        cols["score"] = task.score
+    else:
+        cols["scores"] = ", ".join(task.scores or ())
+    return "; ".join(f"`{k}` = column '{v}'" for k, v in cols.items())
 
 
 def _by_spec(specs: dict) -> dict:

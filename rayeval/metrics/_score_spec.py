@@ -17,6 +17,7 @@ from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import (Batch, GroupIndex, Key, KeyedArrays, MetricResult,
                                   StateMismatchError, common_rows, grouped_sum, merge_keyed)
+from rayeval.metrics.classification import _INT, _KIND_NAME, _STR, _class_column, _kind_of
 
 
 def auto_bucket_budget(max_bound: float) -> int:
@@ -117,6 +118,30 @@ def _equals(values: np.ndarray, target) -> np.ndarray:
     eq = np.asarray(values == target)
     return np.broadcast_to(eq, values.shape[:1]).astype(bool) if eq.dtype == bool else (
         np.zeros(values.shape[:1], dtype=bool))
+
+
+def check_label_kind(label: np.ndarray, expected, what: str) -> None:
+    """Raise when the label column's class type (integer or string) differs from the configured
+    class ``expected`` (``positive_class`` or a ``classes`` entry, named by ``what``): "1" never
+    silently mismatches 1 (every such label would count as a negative or an unknown class).
+
+    Raises:
+        TypeError: the label column holds the other class type, mixes types, or is neither
+            integer nor string (a float column counts as integer when its values are
+            integral; a column with no value passes).
+    """
+    kind = label.dtype.kind
+    if kind in "biuf":
+        got = _INT
+    elif kind in "US":
+        got = _STR
+    else:
+        got = _class_column({"label": label}, "label", label.shape[0])[2]
+    want = _kind_of(expected)
+    if got is not None and got != want:
+        raise TypeError(f"`label` holds {_KIND_NAME[got]} classes (dtype {label.dtype}) but "
+                        f"{what}={expected!r} is {_KIND_NAME[want]}; convert one so both use "
+                        "the same class type.")
 
 
 def _class_index(label: np.ndarray, classes) -> np.ndarray:

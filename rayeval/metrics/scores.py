@@ -31,7 +31,7 @@ import numpy as np
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics._score_spec import (ScoreState, _class_index, _column, _equals, _res,
-                                         _ScoreSpecBase, auto_bucket_budget)
+                                         _ScoreSpecBase, auto_bucket_budget, check_label_kind)
 from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, ResultColumns, grouped_sum
 
 __all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
@@ -109,6 +109,7 @@ class BinaryScoreSpec(_ScoreSpecBase):
     def _row_stats(self, batch, n) -> SimpleNamespace:
         """Grouping-independent per-row work: validation, loss terms, bucket keys and order."""
         label = _column(batch, "label", n)
+        check_label_kind(label, self.positive_class, "`positive_class`")
         score = np.asarray(_column(batch, "score", n), dtype=np.float64)
         if score.ndim != 1:
             raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
@@ -250,6 +251,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         """Grouping-independent per-row work: validation, loss terms, one-vs-rest bucket keys
         (row-major: entry ``i * K + j`` is row i, class j) and their order."""
         label = _column(batch, "label", n)
+        check_label_kind(label, self.classes[0], "`classes[0]`")
         kk = len(self.classes)
         scores = np.asarray(_column(batch, "scores", n), dtype=np.float64)
         if scores.shape != (n, kk):
