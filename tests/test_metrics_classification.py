@@ -69,7 +69,9 @@ def expected(y, p, w, zd, positive=None, fixed=None, averages=("micro", "macro",
     single = (len({a for a, b in zip(y, wt) if b > 0}) < 2
               or len({a for a, b in zip(p, wt) if b > 0}) < 2)
     out[("mcc", None, None)] = math.nan if single else matthews_corrcoef(y, p, sample_weight=w)
-    out[("cohen_kappa", None, None)] = (math.nan if single
+    same_single = ({a for a, b in zip(y, wt) if b > 0} == {a for a, b in zip(p, wt) if b > 0}
+                   and len({a for a, b in zip(y, wt) if b > 0}) == 1)
+    out[("cohen_kappa", None, None)] = (math.nan if same_single or total <= 0
                                         else cohen_kappa_score(y, p, sample_weight=w))
     prf = precision_recall_fscore_support(y, p, labels=per_class, sample_weight=w,
                                           zero_division=zd, average=None)
@@ -236,6 +238,9 @@ def test_single_class_and_constant_predictions(zd):
     _, res = run(spec, {"label": np.array([0, 1, 1, 2]), "prediction": np.array([1, 1, 1, 1])})
     r = res[()]
     assert r[("mcc", None, None)].undefined_reason == "single_class"
+    # kappa is defined for constant predictions against several label classes: 0.0
+    assert r[("cohen_kappa", None, None)].value == cohen_kappa_score([0, 1, 1, 2], [1] * 4) == 0
+    assert not r[("cohen_kappa", None, None)].undefined_reason
     prec0 = r[("precision", 0, None)]
     assert prec0.undefined_reason == "zero_division"
     assert_matches(r, {**expected([0, 1, 1, 2], [1, 1, 1, 1], None, zd)})

@@ -30,9 +30,11 @@ Conventions (where we differ from scikit-learn, on purpose):
   an average carries ``zero_division`` only if every class in it was undefined. A weighted
   average whose remaining classes all have zero support is NaN (scikit-learn falls back to the
   unweighted mean).
-- ``mcc`` and ``cohen_kappa`` are NaN with ``single_class`` when the labels or the predictions
-  of the group (by positive weight) take a single class; scikit-learn returns 0.0 for MCC there
-  and 0.0 (or ``replace_undefined_by``) for kappa.
+- ``mcc`` is NaN with ``single_class`` when the labels or the predictions of the group (by
+  positive weight) take a single class (scikit-learn returns 0.0 there). ``cohen_kappa`` is NaN
+  with ``single_class`` only when its chance disagreement is 0 (labels and predictions all one
+  and the same class; scikit-learn: ``replace_undefined_by``); constant predictions against
+  two label classes give 0.0, as in scikit-learn.
 - ``empty``: a group with no valid rows or zero total weight; every value except ``n_rows`` and
   ``support`` is NaN.
 - ``binary`` average only when ``positive_class`` is given; we never guess a positive class.
@@ -546,7 +548,10 @@ class _Stats:
 
     @property
     def kappa(self):
-        bad, reasons = self._single()
+        # undefined only when chance disagreement is 0: labels and predictions all one and
+        # the same class (one-sided constant predictions give 0.0, as scikit-learn)
+        bad = self.empty | (self.off_exp <= 0)
+        reasons = np.where(self.empty, "empty", np.where(bad, "single_class", ""))
         expected = safe_div(self.off_exp, self.w, 1.0)
         val = 1.0 - safe_div(self.off_obs, np.where(bad, 1.0, expected))
         return np.where(bad, np.nan, val), reasons
