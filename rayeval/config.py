@@ -177,6 +177,24 @@ class DriftFeature(_Frozen):
     method: Optional[str] = None  # default: by kind and reference size
     threshold: Optional[float] = None
 
+    @model_validator(mode="after")
+    def _check_method(self):
+        from rayeval.drift.compare import METHODS
+
+        if self.method is None or self.method == "auto":
+            return self
+        m = METHODS.get(self.method)
+        if m is None:
+            raise ValueError(f"unknown drift method {self.method!r} for feature {self.name!r}; "
+                             f"expected one of {sorted(METHODS)} or 'auto'")
+        if self.kind not in m.kinds:
+            raise ValueError(f"drift method {self.method!r} does not apply to {self.kind} "
+                             f"feature {self.name!r} (it takes {', '.join(sorted(m.kinds))})")
+        if m.default_threshold is None and self.threshold is None:
+            raise ValueError(f"drift method {self.method!r} has no default threshold: set "
+                             f"`threshold` for feature {self.name!r}")
+        return self
+
 
 class DriftConfig(_Frozen):
     """Drift and data-quality monitoring: features, predictions and labels against a reference;

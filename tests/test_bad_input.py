@@ -231,6 +231,9 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("bogus_key=1", "bogus_key"),
     ("ray.actors=zero", "ray.actors"),
     ("tasks.0.classes=[0,2]", "not one of `classes`"),  # positive_class 1 left behind
+    ("drift.features=[{name: x, kind: numeric, method: chi_square}]", "unknown drift method"),
+    ("drift.features=[{name: x, kind: categorical, method: ks}]", "does not apply"),
+    ("drift.features=[{name: x, kind: numeric, method: wasserstein}]", "set `threshold`"),
 ])
 def test_invalid_config_values(tmp_path, override, needle):
     with pytest.raises(ConfigError) as e:
