@@ -270,3 +270,39 @@ def test_console_worst_slices_per_window_over_every_slice_column():
     # window 2: the cross first, the NaN value left out
     assert lines[1].index("region=a,device=y: 0.5800") < lines[1].index("region=a: 0.6500")
     assert "nan" not in lines[1]
+
+
+def test_task_metrics_list_selects_rows_and_skips_families():
+    from rayeval.config import ConfigError
+    from rayeval.engine.gates import check_gates
+
+    preds, labels = make_frames(2000, seed=5)
+    data = job_dict("p", "l", "o")
+    full = EvalPlan(load_config(data=data), LabelIndex.build(
+        pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts"))
+    data["tasks"][0]["metrics"] = ["roc_auc", "f1"]
+    data["tasks"][1]["metrics"] = ["p90_absolute_error"]
+    cfg = load_config(data=data)
+    check_gates(cfg)
+    plan = EvalPlan(cfg, full.labels)
+    table = pa.Table.from_pandas(preds, preserve_index=False)
+    m_full = finalize(full, full.accumulate(full.zero(), table), "r").metrics
+    m = finalize(plan, plan.accumulate(plan.zero(), table), "r").metrics
+    assert set(m.metric[m.task == "clf"]) == {"roc_auc", "f1"}
+    assert set(m.metric[m.task == "reg"]) == {"p90_absolute_error"}
+    # the kept rows equal those of the full run, row for row
+    expected = m_full[(m_full.task == "clf") & m_full.metric.isin(["roc_auc", "f1"])
+                      | (m_full.task == "reg") & (m_full.metric == "p90_absolute_error")]
+    pd.testing.assert_frame_equal(m, expected.reset_index(drop=True))
+    # only the families a list needs are computed
+    data["tasks"][0]["metrics"] = ["accuracy"]
+    assert set(EvalPlan(load_config(data=data), full.labels).specs) == {
+        n for n in full.specs if "|labels|" in n or n.startswith("reg|")}
+    # unknown names, and gates on a metric the list leaves out, are config errors
+    data["tasks"][0]["metrics"] = ["roc_auc", "auroc"]
+    with pytest.raises(ConfigError, match=r"tasks.0.metrics \(clf\): unknown metric\(s\) \['auroc'\]"):
+        check_gates(load_config(data=data))
+    data["tasks"][0]["metrics"] = ["roc_auc"]
+    data["gates"] = [{"name": "f1-floor", "task": "clf", "metric": "f1", "min": 0.5}]
+    with pytest.raises(ConfigError, match="left out by the task's `metrics` list"):
+        check_gates(load_config(data=data))

@@ -27,26 +27,61 @@ REGRESSION_METRICS = {"n_rows", "mean_error", "mae", "mse", "rmse", "r2", "expla
                       "mape", "smape", "max_error", "median_absolute_error"}
 
 
-def known_metrics(task) -> set[str]:
-    """Metric names a task can produce (for validating gate rules before a run)."""
+def known_metrics(task, selected: bool = False) -> set[str]:
+    """Metric names a task can produce (for validating gate rules and ``metrics`` lists before
+    a run); ``selected``: only those its ``metrics`` list keeps (all when it has none)."""
     if task.type == "regression":
-        return REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error"
-                                     for q in task.quantiles}
-    names = set(LABEL_METRICS)
-    if task.score or task.scores:
-        names |= SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
+        names = REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error"
+                                      for q in task.quantiles}
+    else:
+        names = set(LABEL_METRICS) if task.prediction else set()
+        if task.score or task.scores:
+            names |= SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
+    if selected and task.metrics is not None:
+        names &= set(task.metrics)
     return names
+
+
+def family_metrics(task, family: str) -> set[str]:
+    """Metric names of one family (``labels``, ``scores``, ``regression``) of ``task``."""
+    if family == "labels":
+        return set(LABEL_METRICS)
+    if family == "scores":
+        return SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
+    return known_metrics(task)
+
+
+def check_task_metrics(cfg: JobConfig) -> None:
+    """Reject a task's ``metrics`` list naming a metric the task cannot produce (its columns
+    decide: label metrics need ``prediction``, score metrics ``score``/``scores``).
+
+    Raises:
+        ConfigError: naming the task, the metric and the known names.
+    """
+    from rayeval.config import ConfigError
+
+    for i, task in enumerate(cfg.tasks):
+        if task.metrics is None:
+            continue
+        known = known_metrics(task)
+        unknown = [m for m in task.metrics if m not in known]
+        if unknown or not task.metrics:
+            raise ConfigError(f"tasks.{i}.metrics ({task.name}): "
+                              + (f"unknown metric(s) {unknown}" if unknown else "empty list")
+                              + f"; this task can produce {sorted(known)}")
 
 
 def check_gates(cfg: JobConfig) -> None:
     """Reject gate rules that can never match: unknown task, or a metric the task(s) do not
-    produce (a typo would otherwise fail every run at the very end).
+    produce (a typo would otherwise fail every run at the very end); and tasks' ``metrics``
+    lists naming metrics they cannot produce (:func:`check_task_metrics`).
 
     Raises:
         ConfigError: naming the rule, the metric and the known names.
     """
     from rayeval.config import ConfigError
 
+    check_task_metrics(cfg)
     tasks = {t.name: t for t in cfg.tasks}
     for i, rule in enumerate(cfg.gates):
         if rule.metric == "dataset_drift_share":
@@ -58,10 +93,12 @@ def check_gates(cfg: JobConfig) -> None:
             raise ConfigError(f"gates.{i} ({rule.name}): unknown task {rule.task!r}; tasks are "
                               f"{sorted(tasks)}")
         scope = [tasks[rule.task]] if rule.task else list(tasks.values())
-        names = set().union(*(known_metrics(t) for t in scope))
+        names = set().union(*(known_metrics(t, selected=True) for t in scope))
         if rule.metric not in names:
-            raise ConfigError(f"gates.{i} ({rule.name}): unknown metric {rule.metric!r}; known: "
-                              f"{sorted(names | {'dataset_drift_share'})}")
+            hint = ("" if rule.metric not in set().union(*(known_metrics(t) for t in scope))
+                    else " (left out by the task's `metrics` list)")
+            raise ConfigError(f"gates.{i} ({rule.name}): unknown metric {rule.metric!r}{hint}; "
+                              f"known: {sorted(names | {'dataset_drift_share'})}")
 
 
 def evaluate_gates(cfg: JobConfig, metrics: pd.DataFrame, drift: pd.DataFrame | None,

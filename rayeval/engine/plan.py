@@ -60,7 +60,8 @@ class CoverageSpec:
 
 
 def make_specs(task: TaskConfig) -> dict[str, Any]:
-    """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``)."""
+    """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``);
+    a family none of whose metrics the task's ``metrics`` list keeps is left out."""
     from rayeval.metrics.classification import ClassificationSpec
     from rayeval.metrics.regression import RegressionSpec
 
@@ -80,6 +81,11 @@ def make_specs(task: TaskConfig) -> dict[str, Any]:
                                                   exact=task.exact_scores)
     else:
         specs["regression"] = RegressionSpec(quantiles=tuple(task.quantiles))
+    if task.metrics is not None:
+        from rayeval.engine.gates import family_metrics
+
+        specs = {f: s for f, s in specs.items()
+                 if family_metrics(task, f) & set(task.metrics)}
     return specs
 
 

@@ -385,7 +385,7 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                 if family == "labels" and hasattr(spec, "confusion_records"):
                     _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
                                    task.name)
-    metrics_df = metrics.frame(order_by=METRIC_ORDER)
+    metrics_df = _selected(metrics.frame(order_by=METRIC_ORDER), plan.cfg.tasks)
     matched = merged.get("_matched")
     no_pred = None
     if plan.labels is not None:
@@ -396,6 +396,16 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     return Finalized(metrics_df, confusion.frame(order_by=CONFUSION_ORDER), coverage_df,
                      invalid.frame(order_by=INVALID_ORDER),
                      dict(merged["_counters"]), n_suppressed, no_pred)
+
+
+def _selected(metrics: pd.DataFrame, tasks) -> pd.DataFrame:
+    """``metrics`` without the rows a task's ``metrics`` list leaves out (row order kept)."""
+    drop = np.zeros(len(metrics), dtype=bool)
+    for task in tasks:
+        if task.metrics is not None and len(metrics):
+            drop |= ((metrics["task"] == task.name)
+                     & ~metrics["metric"].isin(task.metrics)).to_numpy()
+    return metrics[~drop].reset_index(drop=True) if drop.any() else metrics
 
 
 def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id: str,
