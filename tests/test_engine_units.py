@@ -306,3 +306,25 @@ def test_task_metrics_list_selects_rows_and_skips_families():
     data["gates"] = [{"name": "f1-floor", "task": "clf", "metric": "f1", "min": 0.5}]
     with pytest.raises(ConfigError, match="left out by the task's `metrics` list"):
         check_gates(load_config(data=data))
+
+
+def test_labels_without_prediction_counts_only_ids_no_prediction_row_has():
+    """Predictions read but not evaluated (outside the windows, another model) still match
+    their labels; only label ids that no prediction row carries are counted."""
+    preds, labels = make_frames(2000, seed=6)
+    extra = labels.iloc[:7].assign(id=[f"orphan{i}" for i in range(7)])
+    labels = pd.concat([labels, extra], ignore_index=True)
+    index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
+    table = pa.Table.from_pandas(preds, preserve_index=False)
+    for windows, models in [({"size": "week"}, None),
+                            ({"size": "week", "start": "2024-01-08", "end": "2024-01-15"}, None),
+                            ({"size": "day", "start": "2024-01-03", "end": "2024-01-04"},
+                             ["champion"])]:
+        data = job_dict("p", "l", "o", windows=windows)
+        if models:
+            data["models"] = models
+        plan = EvalPlan(load_config(data=data), index)
+        fin = finalize(plan, plan.accumulate(plan.zero(), table), "r")
+        assert fin.counters["rows_evaluated"] < len(preds) or models is None and len(
+            windows) == 1
+        assert fin.labels_without_prediction == 7, windows

@@ -210,6 +210,8 @@ class EvalPlan:
             counters["rows_filtered"] = counters.get("rows_filtered", 0) + int((keep & ~ok).sum())
             keep &= ok
         if not keep.all():
+            if source == "current":  # labels of predictions read but not evaluated matched
+                self._mark_matched(out, table.filter(pa.array(~keep)))
             table = table.filter(pa.array(keep))
             ts = ts[keep]
         if table.num_rows == 0:
@@ -387,10 +389,25 @@ class EvalPlan:
                 vals = vals.astype(np.float64) if vals.dtype.kind in "iub" else vals.copy()
                 vals[~labeled] = np.nan
             cols[name] = vals
-        bits = np.zeros(self.labels.n_labels, dtype=bool)
-        bits[pos[labeled]] = True
-        out["_matched"] = np.packbits(bits)
+        self._set_matched(out, pos[labeled])
         return cols, labeled
+
+    def _mark_matched(self, out: dict, table: pa.Table) -> None:
+        """Mark the labels of ``table``'s prediction ids as matched: rows read but not evaluated
+        (outside the windows, another model, filtered, no timestamp, drift reference only) are
+        still predictions, so their labels are not "labels without prediction"."""
+        if (self.labels is None or table.num_rows == 0
+                or self.cfg.columns.id not in table.column_names):
+            return
+        pos = self.labels.lookup(_codes(table[self.cfg.columns.id])[1])  # distinct ids
+        self._set_matched(out, pos[pos >= 0])
+
+    def _set_matched(self, out: dict, positions: np.ndarray) -> None:
+        bits = np.zeros(self.labels.n_labels, dtype=bool)
+        bits[positions] = True
+        packed = np.packbits(bits)
+        prev = out.get("_matched")
+        out["_matched"] = packed if prev is None else np.bitwise_or(prev, packed)
 
 
 def _columns_of(task, family: str) -> str:
