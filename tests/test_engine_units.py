@@ -328,3 +328,25 @@ def test_labels_without_prediction_counts_only_ids_no_prediction_row_has():
         assert fin.counters["rows_evaluated"] < len(preds) or models is None and len(
             windows) == 1
         assert fin.labels_without_prediction == 7, windows
+
+
+def test_mlflow_steps_are_one_window_index_for_metrics_and_drift():
+    from rayeval.engine.run import drift_history
+    from rayeval.io.mlflow_writer import overall_metric_history, window_steps
+
+    w = [pd.Timestamp(f"2024-01-{d:02d}", tz="UTC") for d in (1, 8, 15)]
+    metrics = pd.DataFrame({
+        "task": "clf", "model": "m", "slice": "overall", "metric": "roc_auc",
+        "class_label": None, "average": None, "window_start": w,
+        "window_end": [x + pd.Timedelta(days=7) for x in w],
+        "value": [float("nan"), 0.8, 0.7]})  # window 1 has no finite value
+    drift = pd.DataFrame({  # previous-window reference: no drift row for window 1
+        "slice": "overall", "model": "m", "kind": "feature", "feature": "x", "method": "psi",
+        "window_start": w[1:], "window_end": [x + pd.Timedelta(days=7) for x in w[1:]],
+        "statistic": [0.02, float("inf")]})
+    steps = window_steps(metrics, drift)
+    assert steps == {w[0]: 0, w[1]: 1, w[2]: 2}
+    m = overall_metric_history(metrics, steps)
+    d = drift_history(drift, steps)
+    assert [(v, s) for _, v, _, s in m] == [(0.8, 1), (0.7, 2)]
+    assert [(v, s) for _, v, _, s in d] == [(0.02, 1)]  # same step for the same window; no inf

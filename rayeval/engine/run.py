@@ -8,6 +8,7 @@ pass over the reference data), ``scan`` (partial aggregation of the current data
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
@@ -259,16 +260,17 @@ def tracking_uri(cfg: JobConfig) -> str:
 
 
 def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
-    from rayeval.io.mlflow_writer import flatten, log_run, overall_metric_history
+    from rayeval.io.mlflow_writer import flatten, log_run, overall_metric_history, window_steps
 
     uri = tracking_uri(cfg)
     tags = {"rayeval.run_id": result.run_id, "rayeval.config_hash": result.manifest["config_hash"],
             "rayeval.input_fingerprint": result.manifest["input_fingerprint"],
             "rayeval.gates": "passed" if result.gates_passed else "failed",
             **{f"version.{k}": v for k, v in result.manifest["versions"].items()}}
-    hist = overall_metric_history(result.finalized.metrics)
+    steps = window_steps(result.finalized.metrics, result.drift)
+    hist = overall_metric_history(result.finalized.metrics, steps)
     if result.drift is not None and not result.drift.empty:
-        hist += drift_history(result.drift)
+        hist += drift_history(result.drift, steps)
     artifacts = [(p, os.path.dirname(rel).split("/")[0]) for rel, p in result.outputs.items()
                  if not p.startswith(("s3://",)) and os.path.exists(p)]
     try:
@@ -284,13 +286,15 @@ def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
                                  "run_id": result.mlflow_run_id, "error": result.mlflow_error}
 
 
-def drift_history(drift: pd.DataFrame) -> list[tuple[str, float, int, int]]:
-    """Overall-slice drift statistics as ``(key, value, ts_ms, step)``."""
-    from rayeval.io.mlflow_writer import sanitize_key
+def drift_history(drift: pd.DataFrame, steps: dict | None = None
+                  ) -> list[tuple[str, float, int, int]]:
+    """Overall-slice drift statistics as ``(key, value, ts_ms, step)``; ``steps``: window
+    start -> MLflow step shared with the metric history (default: drift's own windows)."""
+    from rayeval.io.mlflow_writer import sanitize_key, window_steps
 
-    df = drift[(drift["slice"] == "overall") & drift["statistic"].notna()]
-    windows = sorted(df["window_start"].dropna().unique())
-    step_of = {w: i for i, w in enumerate(windows)}
+    step_of = window_steps(drift) if steps is None else steps
+    df = drift[(drift["slice"] == "overall") & drift["statistic"].notna()
+               & drift["statistic"].map(lambda v: math.isfinite(v))]
     out = []
     for r in df.itertuples(index=False):
         ts = int(pd.Timestamp(r.window_end).value // 10**6) if not pd.isna(r.window_end) else 0

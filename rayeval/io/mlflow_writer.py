@@ -61,14 +61,25 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
         raise MLflowUnavailable(f"MLflow server {tracking_uri} is unreachable: {e}") from None
 
 
-def overall_metric_history(metrics: pd.DataFrame) -> list[tuple[str, float, int, int]]:
-    """``(key, value, timestamp_ms, step)`` for every finite overall-slice value."""
+def window_steps(*tables: pd.DataFrame | None) -> dict:
+    """MLflow step of each window: its index among the sorted window starts of every row of
+    ``tables`` (metrics, drift), so a window has one step in every metric history."""
+    starts = set()
+    for t in tables:
+        if t is not None and len(t):
+            starts.update(t["window_start"].dropna().unique())
+    return {w: i for i, w in enumerate(sorted(starts))}
+
+
+def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None
+                           ) -> list[tuple[str, float, int, int]]:
+    """``(key, value, timestamp_ms, step)`` for every finite overall-slice value; ``steps``:
+    window start -> step (default :func:`window_steps` of ``metrics``)."""
+    step_of = window_steps(metrics) if steps is None else steps
     df = metrics[metrics["slice"] == "overall"]
     df = df[pd.notna(df["value"]) & df["value"].map(lambda v: math.isfinite(v))]
     if df.empty:
         return []
-    windows = sorted(df["window_start"].dropna().unique())
-    step_of = {w: i for i, w in enumerate(windows)}
     out = []
     for row in df.itertuples(index=False):
         parts = [row.task, row.model, row.metric]
