@@ -197,3 +197,12 @@ def test_deep_dive_filter_and_windows(ray_local, synthetic, tmp_path):
     assert len(days) == 7 and min(days) == pd.Timestamp("2024-01-03", tz="UTC")
     rc = res.manifest["row_counts"]
     assert rc["rows_out_of_range"] > 0 and rc["rows_filtered"] > 0
+    # the time range is pushed into the read: rows outside it never reach a reducer, and are
+    # still counted as read and outside the windows (the files' footers count them)
+    preds = synthetic["preds"]
+    inside = ((preds.timestamp >= pd.Timestamp("2024-01-03", tz="UTC"))
+              & (preds.timestamp < pd.Timestamp("2024-01-10", tz="UTC")))
+    scan = next(p for p in res.manifest["passes"] if p["pass"] == "scan")
+    assert sum(a["rows"] for a in scan["actors"]) == inside.sum() < len(preds)
+    assert rc["rows_read"] == len(preds) and rc["rows_out_of_range"] == (~inside).sum()
+    assert rc["rows_filtered"] == (inside & (preds.segment != "north")).sum()

@@ -590,7 +590,8 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     read_cols = list(req)
     drift = DriftPlan(cfg, columns, ref_range)
     plan = EvalPlan(cfg, label_index, drift)
-    opts = dict(ray_cfg=cfg.ray, pool=pool)
+    opts = dict(ray_cfg=cfg.ray, pool=pool, time_range=None if ref_range is None else (
+        cfg.columns.timestamp, *ref_range))
     profile_cols = [c for c in read_cols if c in keep]
     profiles = ray_runner.aggregate(plan, ref_info, profile_cols, "reference", **opts)
     if profiles["_counters"].get("rows_evaluated", 0) == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -217,9 +218,37 @@ def read_tasks(n_files: int, actors: int, n_rows: int) -> int:
     return int(max(1, min(n_files, max(4 * actors, cpus, n_rows // 1_000_000))))
 
 
+def time_filter(schema: pa.Schema, time_range: tuple | None):
+    """Arrow filter expression keeping the rows of ``time_range = (column, start_ns, end_ns)``
+    (``None`` bounds: open; left-closed, like the windows) and the rows with no timestamp (the
+    plan counts them); ``None`` when there is nothing to push down or the column is not a
+    timestamp. Naive timestamps are UTC, as everywhere in rayeval."""
+    if time_range is None:
+        return None
+    name, start, end = time_range
+    if (start is None and end is None) or name not in schema.names:
+        return None
+    t = schema.field(name).type
+    if not pa.types.is_timestamp(t):
+        return None
+    import pyarrow.compute as pc
+
+    col = pc.field(name)
+    typ = pa.timestamp("ns", tz=t.tz)
+    keep = None
+    if start is not None:
+        keep = col >= pa.scalar(int(start), typ)
+    if end is not None:
+        upper = col < pa.scalar(int(end), typ)
+        keep = upper if keep is None else keep & upper
+    return col.is_null() | keep
+
+
 def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
-                 read_num_cpus: float = 0.25):
-    """Ray Data dataset over the explicit file list, projected to ``columns``.
+                 read_num_cpus: float = 0.25, time_range: tuple | None = None):
+    """Ray Data dataset over the explicit file list, projected to ``columns``, with the time
+    range pushed into the Parquet scan (:func:`time_filter`: row groups outside it are skipped
+    by their statistics, rows outside it never leave the read task).
 
     Read tasks ask for ``read_num_cpus`` (I/O bound), so an actor pool sized to the CPUs never
     starves them (Ray issue #44687)."""
@@ -228,14 +257,19 @@ def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
     fields = [ds_info.schema.field(c) for c in columns]
     fields = [f.with_type(pa.timestamp("ns", tz=f.type.tz)) if pa.types.is_timestamp(f.type)
               else f for f in fields]
-    return ray.data.read_parquet(
-        ds_info.paths, filesystem=ds_info.filesystem, columns=columns, partitioning=None,
-        schema=pa.schema(fields),
-        override_num_blocks=num_blocks, num_cpus=read_num_cpus)
+    schema = pa.schema(fields)
+    expr = time_filter(schema, time_range)
+    extra = {} if expr is None else {"filter": expr}
+    with warnings.catch_warnings():  # V1's `filter` is deprecated for V2's Dataset.filter
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ray.data.read_parquet(
+            ds_info.paths, filesystem=ds_info.filesystem, columns=columns, partitioning=None,
+            schema=schema, override_num_blocks=num_blocks, num_cpus=read_num_cpus, **extra)
 
 
 def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
-              ray_cfg: RayConfig, pool: ReducerPool | None = None) -> dict:
+              ray_cfg: RayConfig, pool: ReducerPool | None = None,
+              time_range: tuple | None = None) -> dict:
     """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
 
     Ray Data reads the files (projection pushed into the Parquet scan) and hands the blocks to
@@ -251,6 +285,8 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         ray_cfg: the job's Ray options: ``batch_size`` (rows per batch; ``None`` picks ~4
             batches per actor, 50k to 2M rows), ``merge_fan_in``, ``target_block_mib``,
             ``read_num_cpus``, and the pool size when ``pool`` is not given.
+        time_range: ``(timestamp column, start_ns, end_ns)`` pushed into the read
+            (:func:`time_filter`), or ``None``.
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
             stopped here. The pass appends its record to ``pool.passes`` (rows, files, read
             tasks, batch size, wall seconds of the reduce and merge steps, and per actor its
@@ -275,7 +311,7 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         num_blocks = read_tasks(len(ds_info.files), k, n_rows)
         plan_ref = ray.put(plan)
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
-        ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus)
+        ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus, time_range)
         splits = ds.streaming_split(k, equal=False)
         t0 = time.perf_counter()
         refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size)

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, storage_options
+from rayeval.config import JobConfig, storage_options, utc
 from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
@@ -75,8 +75,6 @@ def scan_range(cfg: JobConfig) -> tuple:
     w, ref = cfg.windows, cfg.drift.reference
     if not (cfg.drift.enabled and ref.kind == "time_range"):
         return w.start, w.end
-    from rayeval.config import utc
-
     start = None if w.start is None else min(utc(w.start), utc(ref.start))
     end = None if w.end is None else max(utc(w.end), utc(ref.end))
     return start, end
@@ -191,10 +189,18 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         plan = EvalPlan(cfg, label_index, drift_plan)
         columns = list(req)
         with timer.stage("scan"):
-            merged = ray_runner.aggregate(plan, pred_info, columns, "current", ray_cfg=cfg.ray,
-                                          pool=pool)
+            merged = ray_runner.aggregate(
+                plan, pred_info, columns, "current", ray_cfg=cfg.ray, pool=pool,
+                time_range=(cfg.columns.timestamp,
+                            *(None if t is None else int(pd.Timestamp(utc(t)).value)
+                              for t in (start, end))))
 
     c = merged["_counters"]
+    # rows the time range pushed into the read skipped (the files' footers count them): they
+    # are rows read and outside the windows, as without the pushdown
+    skipped = max(pred_info.num_rows - c.get("rows_read", 0), 0)
+    c["rows_read"] = c.get("rows_read", 0) + skipped
+    c["rows_out_of_range"] = c.get("rows_out_of_range", 0) + skipped
     if c.get("rows_read", 0) == 0:
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
