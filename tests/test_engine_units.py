@@ -350,3 +350,46 @@ def test_mlflow_steps_are_one_window_index_for_metrics_and_drift():
     d = drift_history(drift, steps)
     assert [(v, s) for _, v, _, s in m] == [(0.8, 1), (0.7, 2)]
     assert [(v, s) for _, v, _, s in d] == [(0.02, 1)]  # same step for the same window; no inf
+
+
+def test_commit_replaces_in_place_manifest_last_and_drops_stale_run_dates(tmp_path, monkeypatch):
+    import datetime as dt
+    import json
+    import os
+
+    from rayeval.io import writers
+    from rayeval.io.writers import RunWriter
+
+    df = pd.DataFrame({"x": [1, 2]})
+
+    def run(day: int, value: int, crash_at: int | None = None):
+        calls = []
+        real = os.replace
+
+        def replace(a, b):
+            calls.append(b)
+            if crash_at is not None and len(calls) == crash_at:
+                raise OSError("disk gone")
+            return real(a, b)
+
+        monkeypatch.setattr(writers.os, "replace", replace)
+        with RunWriter(str(tmp_path), "r1", run_date=dt.date(2024, 1, day)) as w:
+            w.write_json("manifests/r1.json", {"v": value})  # staged first, committed last
+            w.write_table("metrics", df.assign(x=value))
+            w.write_table("gates", df.assign(x=value))
+            out = w.commit()
+        monkeypatch.setattr(writers.os, "replace", real)
+        return calls, out
+
+    calls, out = run(1, 1)
+    assert calls[-1].endswith("manifests/r1.json") and len(out) == 3
+    with pytest.raises(OSError):  # crash after the first table: old manifest and tables stay
+        run(1, 2, crash_at=2)
+    assert json.loads((tmp_path / "manifests" / "r1.json").read_text()) == {"v": 1}
+    assert len(list(tmp_path.rglob("*.parquet"))) == 2
+    assert not (tmp_path / "_staging").exists()
+    run(2, 3)  # a rerun on another day replaces: no file of run r1 left under 2024-01-01
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["gates/run_date=2024-01-02/r1.parquet", "manifests/r1.json",
+                     "metrics/run_date=2024-01-02/r1.parquet"]
+    assert pd.read_parquet(tmp_path / "metrics").x.tolist() == [3, 3]

@@ -14,9 +14,10 @@ hive-partitioned datasets::
     reports/<run_id>.html
 
 Every file of a run is first written under ``_staging/<run_id>-<nonce>/`` (hidden from readers by
-its leading underscore), then committed by renames; files of the same ``run_id`` under other
-run dates are removed at commit, so a rerun replaces instead of duplicating. A failure before
-commit leaves no visible output (the staging folder is removed).
+its leading underscore), then committed by one-step replaces, the manifest last (it marks a
+complete commit); files of the same ``run_id`` under other run dates are removed after, so a
+rerun replaces instead of duplicating. A failure before commit leaves no visible output (the
+staging folder is removed).
 """
 
 from __future__ import annotations
@@ -135,8 +136,25 @@ class RunWriter:
         return p if p and not self.uri.startswith("s3://") else None
 
     def commit(self) -> dict[str, str]:
-        """Move every staged file into place, drop stale files of this run id; returns
-        relative path -> final path."""
+        """Move every staged file into place, the manifest last, then drop stale files of this
+        run id under other run dates; returns relative path -> final path.
+
+        Each file is replaced in one step (``os.replace`` locally: readers see the old or the
+        new file, never none; an object copy on S3), and the manifest, moved last, marks a
+        complete commit: a crash during the commit leaves at worst some tables of the new run
+        next to others of the old one, without the new manifest, and a rerun repairs it.
+        """
+        local = not self.uri.startswith("s3://")
+        out = {}
+        for rel, staged in sorted(self.staged.items(),
+                                  key=lambda kv: kv[0].startswith("manifests/")):
+            final = self.final_path(rel)
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            if local:
+                os.replace(staged, final)
+            else:
+                self.fs.mv(staged, final)
+            out[rel] = final
         for table in TABLES:
             base = f"{self.root}/{table}"
             if not self.fs.exists(base):
@@ -144,14 +162,6 @@ class RunWriter:
             for old in self.fs.glob(f"{base}/run_date=*/{self.run_id}.parquet"):
                 if old.rstrip("/") != self.final_path(self.table_rel(table)):
                     self.fs.rm(old)
-        out = {}
-        for rel, staged in self.staged.items():
-            final = self.final_path(rel)
-            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-            if self.fs.exists(final):
-                self.fs.rm(final)
-            self.fs.mv(staged, final)
-            out[rel] = final
         self.committed = True
         self._remove_stage()
         return out
