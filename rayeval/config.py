@@ -1,8 +1,11 @@
 """Job configuration: pydantic models of the YAML job config, validated once, frozen.
 
-Unknown keys are rejected and every error names the field path. Secrets and endpoints can come
-from the environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-``AWS_REGION``, ``MLFLOW_TRACKING_URI``) and are never written to logs, params or manifests.
+Unknown keys are rejected and every error names the field path. Any key can be overridden from
+the environment (``RAYEVAL__<SECTION>__<KEY>``, e.g. ``RAYEVAL__OUTPUTS__MLFLOW__TRACKING_URI``,
+see :func:`env_overrides`) and on the command line (``--set``, which wins). Left unset, S3
+endpoints and credentials fall back to the standard AWS chain (``AWS_ENDPOINT_URL_S3``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``) and the tracking URI to
+``MLFLOW_TRACKING_URI``. Secrets are never written to logs, params or manifests.
 
 Load with :func:`load_config` (YAML path plus ``key.path=value`` overrides).
 """
@@ -14,7 +17,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -306,12 +309,16 @@ class JobConfig(_Frozen):
         return specs
 
     def redacted(self) -> dict:
-        """The config as a dict with secrets replaced by ``***``."""
+        """The config as a dict with secrets replaced by ``***``: S3 keys, and the user
+        information (``user:password@``) of the S3 endpoint and MLflow tracking URIs."""
         d = self.model_dump(mode="json")
         st = d["inputs"]["storage"]
         for k in ("access_key_id", "secret_access_key"):
             if st.get(k):
                 st[k] = "***"
+        st["endpoint_url"] = redact_uri(st.get("endpoint_url"))
+        ml = d["outputs"]["mlflow"]
+        ml["tracking_uri"] = redact_uri(ml.get("tracking_uri"))
         return d
 
     def config_hash(self) -> str:
@@ -321,8 +328,9 @@ class JobConfig(_Frozen):
     def results_hash(self) -> str:
         """sha256 (first 12 hex) of the parts of the config that decide the results: all but
         ``ray`` (execution tuning) and ``outputs`` (where and how results are written)."""
-        return _short_hash({k: v for k, v in self.redacted().items()
-                            if k not in ("ray", "outputs")})
+        d = {k: v for k, v in self.redacted().items() if k not in ("ray", "outputs")}
+        d["inputs"] = {k: v for k, v in d["inputs"].items() if k != "storage"}  # access only
+        return _short_hash(d)
 
     def resolved_run_id(self) -> str:
         """``run_id`` if set, else ``<name>-<results hash>`` (a rerun of the same evaluation
@@ -376,6 +384,32 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
             cur = cur[k]
 
 
+#: prefix of environment variables that override config keys (``__`` separates the parts)
+ENV_PREFIX = "RAYEVAL__"
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, str, Any]]:
+    """``(variable, key.path, value)`` of every ``RAYEVAL__<PART>__<PART>...`` variable, sorted:
+    ``RAYEVAL__INPUTS__STORAGE__SECRET_ACCESS_KEY`` sets ``inputs.storage.secret_access_key``,
+    ``RAYEVAL__OUTPUTS__MLFLOW__TRACKING_URI`` the tracking URI. Values are strings (pydantic
+    converts numbers and booleans), or YAML when they start with ``[`` or ``{``. They override
+    the config file and are overridden by ``--set``."""
+    env = os.environ if environ is None else environ
+    out = []
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or len(var) == len(ENV_PREFIX):
+            continue
+        raw = env[var]
+        key = ".".join(part.lower() for part in var[len(ENV_PREFIX):].split("__"))
+        try:
+            value = yaml.safe_load(raw) if raw.lstrip().startswith(("[", "{")) else raw
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Environment variable {var}: value is not valid YAML: {e}"
+                              ) from None
+        out.append((var, key, value))
+    return out
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
                 data: dict | None = None) -> JobConfig:
     """Load and validate a job config.
@@ -385,7 +419,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             working directory (as ``ray job submit --working-dir`` expects).
         overrides: ``key.path=value`` strings; values are parsed as YAML (``windows.size=day``,
             ``ray.actors=2``, ``slices.columns=[origin]``); an integer part indexes a list
-            (``tasks.0.label=target``).
+            (``tasks.0.label=target``). Applied after the ``RAYEVAL__...`` environment
+            variables (:func:`env_overrides`), which are applied after the file.
         data: a dict instead of a file.
 
     Returns:
@@ -408,6 +443,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if not isinstance(data, dict):
         raise ConfigError(f"Config {src}: expected a mapping at top level, got {type(data).__name__}")
     data = json.loads(json.dumps(data, default=str))  # deep copy
+    from_env = env_overrides()
+    for var, key, value in from_env:
+        try:
+            _set_path(data, key, value)
+        except ValueError as e:
+            raise ConfigError(f"Environment variable {var}: {e}") from None
     for ov in overrides or []:
         if "=" not in ov:
             raise ConfigError(f"Override {ov!r}: expected key.path=value")
@@ -420,10 +461,23 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         return JobConfig.model_validate(data)
     except ValidationError as e:
         lines = [f"Config {src} is invalid ({e.error_count()} error(s)):"]
+        env_of = {key: var for var, key, _ in from_env}
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-            lines.append(f"  - {loc}: {err['msg']}")
+            var = env_of.get(loc)
+            lines.append(f"  - {loc}: {err['msg']}" + (f" (set by {var})" if var else ""))
         raise ConfigError("\n".join(lines)) from None
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``uri`` with its user information (``user:password@``) replaced by ``***@``."""
+    if not uri or "@" not in uri or "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    netloc, sep, path = rest.partition("/")
+    if "@" not in netloc:
+        return uri
+    return f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{sep}{path}"
 
 
 def storage_options(cfg: StorageConfig) -> dict:

@@ -393,3 +393,32 @@ def test_commit_replaces_in_place_manifest_last_and_drops_stale_run_dates(tmp_pa
     assert files == ["gates/run_date=2024-01-02/r1.parquet", "manifests/r1.json",
                      "metrics/run_date=2024-01-02/r1.parquet"]
     assert pd.read_parquet(tmp_path / "metrics").x.tolist() == [3, 3]
+
+
+def test_environment_overrides_and_redaction(monkeypatch):
+    from rayeval.config import ConfigError
+
+    monkeypatch.setenv("RAYEVAL__OUTPUTS__MLFLOW__TRACKING_URI", "http://u:pw@mlflow:5000")
+    monkeypatch.setenv("RAYEVAL__INPUTS__STORAGE__SECRET_ACCESS_KEY", "12345")  # stays a string
+    monkeypatch.setenv("RAYEVAL__INPUTS__STORAGE__ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("RAYEVAL__RAY__ACTORS", "3")
+    monkeypatch.setenv("RAYEVAL__SLICES__COLUMNS", "[band]")
+    base = job_dict("p", None, "o")
+    cfg = load_config(data=base, overrides=["ray.actors=2"])  # --set wins over the environment
+    assert cfg.outputs.mlflow.tracking_uri == "http://u:pw@mlflow:5000"
+    assert cfg.inputs.storage.secret_access_key == "12345"
+    assert cfg.inputs.storage.endpoint_url == "http://minio:9000"
+    assert cfg.ray.actors == 2 and cfg.slices.columns == ["band"]
+    red = cfg.redacted()
+    assert red["outputs"]["mlflow"]["tracking_uri"] == "http://***@mlflow:5000"
+    assert red["inputs"]["storage"]["secret_access_key"] == "***"
+    assert "pw" not in str(red) and "12345" not in str(red)
+    # where the data is read from, or with which keys, does not change the run id
+    monkeypatch.setenv("RAYEVAL__INPUTS__STORAGE__ENDPOINT_URL", "http://other:9000")
+    assert load_config(data=base).resolved_run_id() == cfg.resolved_run_id()
+    monkeypatch.setenv("RAYEVAL__SLICES__MAX_SLICES", "many")
+    with pytest.raises(ConfigError, match="slices.max_slices.*set by RAYEVAL__SLICES__MAX_SLICES"):
+        load_config(data=base)
+    monkeypatch.setenv("RAYEVAL__BOGUS", "1")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_config(data=base)

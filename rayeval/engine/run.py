@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, storage_options, utc
+from rayeval.config import JobConfig, redact_uri, storage_options, utc
 from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan
@@ -288,7 +288,7 @@ def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
                                        artifact_location=art_root)
     except mlflow_writer.MLflowUnavailable as e:
         result.mlflow_error = str(e)
-    result.manifest["mlflow"] = {"tracking_uri": uri if "@" not in uri else "<redacted>",
+    result.manifest["mlflow"] = {"tracking_uri": redact_uri(uri),
                                  "run_id": result.mlflow_run_id, "error": result.mlflow_error}
 
 

@@ -21,6 +21,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from rayeval.config import redact_uri
+
 _BAD = re.compile(r"[^\w.\- :/]")
 
 
@@ -56,9 +58,11 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as r:
             if r.status >= 400:
-                raise MLflowUnavailable(f"MLflow server {tracking_uri} answered {r.status}")
+                raise MLflowUnavailable(f"MLflow server {redact_uri(tracking_uri)} answered "
+                                        f"{r.status}")
     except OSError as e:
-        raise MLflowUnavailable(f"MLflow server {tracking_uri} is unreachable: {e}") from None
+        raise MLflowUnavailable(f"MLflow server {redact_uri(tracking_uri)} is unreachable: "
+                                f"{e}") from None
 
 
 def window_steps(*tables: pd.DataFrame | None) -> dict:
@@ -137,5 +141,5 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
     except MLflowUnavailable:
         raise
     except Exception as e:  # mlflow raises MlflowException / requests errors
-        raise MLflowUnavailable(f"MLflow logging to {tracking_uri} failed: "
+        raise MLflowUnavailable(f"MLflow logging to {redact_uri(tracking_uri)} failed: "
                                 f"{type(e).__name__}: {e}") from None
