@@ -422,3 +422,38 @@ def test_environment_overrides_and_redaction(monkeypatch):
     monkeypatch.setenv("RAYEVAL__BOGUS", "1")
     with pytest.raises(ConfigError, match="bogus"):
         load_config(data=base)
+
+
+def test_multiclass_task_with_score_columns_matches_sklearn():
+    """A multiclass task with one score column per class, labels joined from a separate
+    dataset: per-class and averaged ROC AUC / PR AUC of the overall slice per model and
+    window equal scikit-learn on the joined rows."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    preds, labels = make_frames(3000, seed=8)
+    rng = np.random.default_rng(8)
+    sc = rng.dirichlet(np.ones(3), len(preds))
+    preds = preds.assign(s_a=sc[:, 0], s_b=sc[:, 1], s_c=sc[:, 2],
+                         pred3=np.array(["a", "b", "c"])[sc.argmax(1)])
+    labels = labels.assign(y3=np.array(["a", "b", "c"])[
+        (labels["target"].rank(pct=True).to_numpy() * 2.999).astype(int)])
+    data = job_dict("p", "l", "o", windows={"size": "none"})
+    data["tasks"] = [{"name": "mc", "type": "multiclass", "label": "y3", "prediction": "pred3",
+                      "scores": ["s_a", "s_b", "s_c"], "classes": ["a", "b", "c"]}]
+    plan = EvalPlan(load_config(data=data), LabelIndex.build(
+        pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts"))
+    m = finalize(plan, plan.accumulate(plan.zero(), pa.Table.from_pandas(
+        preds, preserve_index=False)), "r").metrics
+    latest = labels.sort_values("label_ts").drop_duplicates("id", keep="last")
+    joined = preds.merge(latest[["id", "y3"]], on="id")
+    for model, part in joined.groupby("model"):
+        got = m[(m.model == model) & (m.slice == "overall")]
+        y, s = part["y3"].to_numpy(), part[["s_a", "s_b", "s_c"]].to_numpy()
+        for j, c in enumerate("abc"):
+            row = got[(got.metric == "roc_auc") & (got.class_label == c)]
+            assert abs(row.value.item() - roc_auc_score(y == c, s[:, j])) < 1e-12
+            row = got[(got.metric == "pr_auc") & (got.class_label == c)]
+            assert abs(row.value.item() - average_precision_score(y == c, s[:, j])) < 1e-12
+        row = got[(got.metric == "roc_auc") & (got.average == "macro")]
+        assert abs(row.value.item() - roc_auc_score(y, s, multi_class="ovr")) < 1e-12
+        assert set(got.metric) >= {"accuracy", "f1", "ece", "log_loss", "top_2_accuracy"}

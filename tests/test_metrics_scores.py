@@ -383,6 +383,12 @@ def test_multiclass_matches_sklearn(weighted, k):
     for j in classes:
         expect = roc_auc_score(lab == j, sc[:, j], sample_weight=w)
         assert abs(one(res, "roc_auc", cls=j).value - expect) < 1e-12
+        expect = average_precision_score(lab == j, sc[:, j], sample_weight=w)
+        assert abs(one(res, "pr_auc", cls=j).value - expect) < 1e-12
+    onehot = np.eye(k)[lab]
+    for avg in ("macro", "weighted"):
+        expect = average_precision_score(onehot, sc, average=avg, sample_weight=w)
+        assert abs(one(res, "pr_auc", avg=avg).value - expect) < 1e-12
     if k > 2:
         for avg in ("macro", "weighted"):
             expect = roc_auc_score(lab, sc, multi_class="ovr", average=avg, sample_weight=w,
@@ -399,6 +405,57 @@ def test_multiclass_matches_sklearn(weighted, k):
         br = brier_score_loss(lab, sc, sample_weight=w, labels=classes)
     assert abs(one(res, "log_loss").value - ll) < 1e-12
     assert abs(one(res, "brier_score").value - br) < 1e-12
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multiclass_one_vs_rest_ece_and_calibration_curve(weighted):
+    rng = np.random.default_rng(11 + weighted)
+    n, k = 3000, 3
+    sc = rng.dirichlet(np.ones(k) * 0.7, n)
+    sc[:9] = np.array([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4], [0.5, 0.5, 0.0]]).repeat(3, axis=0)
+    lab = np.array([rng.choice(k, p=p) for p in sc])
+    w = rng.exponential(size=n) if weighted else np.ones(n)
+    spec = MulticlassScoreSpec(classes=(0, 1, 2), n_calibration_bins=10)
+    state, res = run(spec, {"label": lab, "scores": sc} | ({"weight": w} if weighted else {}))
+    curve = spec.calibration_curve(state)
+    eces = []
+    for j in range(k):
+        y, s = (lab == j).astype(float), sc[:, j]
+        bins = np.searchsorted(np.linspace(0, 1, 11)[1:-1], s)  # scikit-learn's binning
+        tot = np.bincount(bins, w, 10)
+        nz = tot > 0
+        mean_s = np.bincount(bins, w * s, 10)[nz] / tot[nz]
+        frac = np.bincount(bins, w * y, 10)[nz] / tot[nz]
+        ece = np.sum(tot[nz] / tot.sum() * np.abs(mean_s - frac))
+        eces.append(ece)
+        r = one(res, "ece", cls=j)
+        assert abs(r.value - ece) <= 1e-12 and not r.undefined_reason
+        mine = [c for c in curve if c[1] == j]
+        np.testing.assert_allclose([c[5] for c in mine], mean_s, atol=1e-12)
+        np.testing.assert_allclose([c[6] for c in mine], frac, atol=1e-12)
+        if not weighted:
+            prob_true, prob_pred = calibration_curve(y, s, n_bins=10, strategy="uniform")
+            np.testing.assert_allclose([c[6] for c in mine], prob_true, atol=1e-12)
+            np.testing.assert_allclose([c[5] for c in mine], prob_pred, atol=1e-12)
+    prev = np.array([w[lab == j].sum() for j in range(k)])
+    assert abs(one(res, "ece", avg="macro").value - np.mean(eces)) <= 1e-12
+    assert abs(one(res, "ece", avg="weighted").value - prev @ eces / prev.sum()) <= 1e-12
+
+
+def test_multiclass_pr_auc_undefined_class_skipped_and_empty_group():
+    sc = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    lab = np.array([0, 1, 0, 1])
+    _, res = run(MulticlassScoreSpec(classes=(0, 1, 2)), {"label": lab, "scores": sc})
+    r = one(res, "pr_auc", cls=2)
+    assert math.isnan(r.value) and r.undefined_reason == "no_positive_labels"
+    expect = np.mean([average_precision_score(lab == j, sc[:, j]) for j in (0, 1)])
+    assert abs(one(res, "pr_auc", avg="macro").value - expect) < 1e-12
+    assert one(res, "ece", cls=2).value == pytest.approx(0.1)  # scores 0.1, never the class
+    _, res = run(MulticlassScoreSpec(classes=(0, 1, 2)),
+                 {"label": lab, "scores": sc, "weight": np.zeros(4)})
+    for m in ("pr_auc", "ece"):
+        assert one(res, m, avg="macro").undefined_reason == "empty"
+        assert math.isnan(one(res, m, cls=0).value)
 
 
 def test_multiclass_bucketed_bounds_and_invalid():

@@ -202,13 +202,20 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         top_k: tuple of ints >= 1; one ``top_{k}_accuracy`` metric each.
         exact, max_bound, bucket_budget: as :class:`BinaryScoreSpec` (budget per group and
             class: each class keeps its own one-vs-rest histogram).
+        n_calibration_bins: equal-width bins of each class's one-vs-rest ECE (default 10).
 
     Batch: ``label`` (n,), ``scores`` (n, K) float in [0, 1], optional ``weight`` (n,) >= 0.
 
     Metrics per group: ``roc_auc`` one-vs-rest per class (``class_label`` set) and averaged
     (``average`` ``macro`` / ``weighted``, as scikit-learn's
     ``roc_auc_score(multi_class="ovr")``, weights = weighted class prevalence; classes whose AUC
-    is undefined are skipped, where scikit-learn would raise); ``log_loss`` (scikit-learn
+    is undefined are skipped, where scikit-learn would raise); ``pr_auc`` the same way (per
+    class ``average_precision_score(y == c, scores[:, c])``, averaged as
+    ``average_precision_score(label_binarize(y), scores, average=...)``); ``ece`` one-vs-rest
+    per class (the binary ECE of ``scores[:, c]`` against ``y == c`` over
+    ``n_calibration_bins`` equal-width bins) and averaged (``macro``: the classwise ECE of Kull
+    et al., NeurIPS 2019; ``weighted`` by class prevalence), with :meth:`calibration_curve` per
+    class; ``log_loss`` (scikit-learn
     ``log_loss(labels=classes)``: ``-log(clip(p_true, eps, 1 - eps))``, scores not
     renormalised); ``brier_score`` (mean of ``sum_k (p_k - y_k)**2``, halved when K == 2, as
     scikit-learn's ``brier_score_loss(scale_by_half="auto")``); ``top_{k}_accuracy`` (weighted
@@ -226,6 +233,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
     exact: bool = False
     max_bound: float = 1e-4
     bucket_budget: int | None = None
+    n_calibration_bins: int = 10
 
     REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
                "nonfinite_weight", "negative_weight")
@@ -238,6 +246,9 @@ class MulticlassScoreSpec(_ScoreSpecBase):
             raise ValueError(f"Expected `classes` of >= 2 unique labels, got {self.classes!r}.")
         if not all(isinstance(k, (int, np.integer)) and k >= 1 for k in self.top_k):
             raise ValueError(f"Expected `top_k` a tuple of ints >= 1, got {self.top_k!r}.")
+        if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
+            raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got "
+                             f"{self.n_calibration_bins!r}.")
 
     @property
     def _n_classes_hist(self) -> int:
@@ -245,7 +256,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
 
     def _layout(self) -> tuple:
         return ("multiclass_score", tuple(repr(c) for c in self.classes), self._budget(),
-                self.top_k)
+                self.top_k, self.n_calibration_bins)
 
     def _row_stats(self, batch, n) -> SimpleNamespace:
         """Grouping-independent per-row work: validation, loss terms, one-vs-rest bucket keys
@@ -272,7 +283,8 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         keep = w > 0
         keys = sh.exact_keys(s[keep].ravel())
         return SimpleNamespace(
-            reason=reason, ok=ok, w=w, t=t, keep=keep,
+            reason=reason, ok=ok, w=w, t=t, keep=keep, scores=s, onehot=onehot,
+            bins=sm.calibration_bin_ids(s.ravel(), self.n_calibration_bins).reshape(m, kk),
             log_loss=-w * np.log(np.clip(p_true, sm.EPS, 1.0 - sm.EPS)), brier=w * brier,
             top_k=[w * (ranks < k) for k in self.top_k],
             bucket_keys=keys, key_order=sh.key_order(keys),
@@ -289,34 +301,54 @@ class MulticlassScoreSpec(_ScoreSpecBase):
             "brier": grouped_sum(c, g, r.brier),
             "top_k": np.stack([grouped_sum(c, g, v) for v in r.top_k], axis=-1)
             if self.top_k else np.zeros((g, 0)),
+            # (G, K, 3, bins): weight, weighted score and weighted one-vs-rest label per bin
+            "cal": np.stack([np.stack([grouped_sum(c, g, v, self.n_calibration_bins,
+                                                   r.bins[:, j])
+                                       for v in (r.w, r.w * r.scores[:, j],
+                                                 r.w * r.onehot[:, j])], axis=1)
+                             for j in range(kk)], axis=1),
         }
 
     def finalize(self, state: ScoreState) -> list[MetricResult]:
         """One result per group and metric (see the class docstring for names and reasons)."""
         out: list[MetricResult] = []
+        if not state.keys:
+            return out
         a = state.sums.arrays
         kk = len(self.classes)
         rk = self._ranking(state)
-        roc_v, roc_b, roc_r = rk["roc_auc"].tolist(), rk["roc_bound"].tolist(), rk["roc_reason"]
+        cal = a.get("cal", np.zeros((len(state.keys), kk, 3, self.n_calibration_bins)))
+        with np.errstate(divide="ignore", invalid="ignore"):  # (G, K): NaN where w == 0
+            ece_all = np.abs(cal[:, :, 1] - cal[:, :, 2]).sum(axis=-1) / a["w"][:, None]
+        zero_bound = np.zeros(len(ece_all.ravel()))
+        no_reason = [""] * len(zero_bound)
+        per_class = (("roc_auc", rk["roc_auc"].tolist(), rk["roc_bound"].tolist(),
+                      rk["roc_reason"], "single_class"),
+                     ("pr_auc", rk["pr_auc"].tolist(), rk["pr_bound"].tolist(),
+                      rk["pr_reason"], "no_positive_labels"),
+                     ("ece", ece_all.ravel().tolist(), zero_bound.tolist(), no_reason, "empty"))
         for i, key in enumerate(state.keys):
             w = a["w"][i]
             empty = "" if w > 0 else "empty"
-            aucs = []
-            for j, cls in enumerate(self.classes):  # K classes per group
-                v, b, r = roc_v[i * kk + j], roc_b[i * kk + j], roc_r[i * kk + j]
-                aucs.append((v, b))
-                out.append(_res(key, "roc_auc", v, HIGHER, r, b, cls))
-            vals, bounds = np.array(aucs).T
-            ok = ~np.isnan(vals)
-            reason = "empty" if w <= 0 else "single_class"
-            prev = a["w_class"][i][ok]
-            for avg, wts in (("macro", np.ones(ok.sum())), ("weighted", prev)):
-                if ok.any() and wts.sum() > 0:
-                    wts = wts / wts.sum()
-                    out.append(_res(key, "roc_auc", vals[ok] @ wts, HIGHER, "",
-                                    bounds[ok] @ wts, None, avg))
-                else:
-                    out.append(_res(key, "roc_auc", math.nan, HIGHER, reason, 0.0, None, avg))
+            prev = a["w_class"][i]
+            for metric, values, bounds_, reasons, undefined in per_class:
+                direction = LOWER if metric == "ece" else HIGHER
+                vals = np.array(values[i * kk:(i + 1) * kk], dtype=np.float64)
+                bounds = np.array(bounds_[i * kk:(i + 1) * kk], dtype=np.float64)
+                for j, cls in enumerate(self.classes):  # K classes per group
+                    r = reasons[i * kk + j] or ("" if w > 0 else "empty")
+                    out.append(_res(key, metric, vals[j], direction, r, bounds[j], cls))
+                ok = ~np.isnan(vals)
+                reason = "empty" if w <= 0 else undefined
+                for avg, wts in (("macro", np.ones(kk)), ("weighted", prev)):
+                    wts = wts[ok]
+                    if ok.any() and wts.sum() > 0:
+                        wts = wts / wts.sum()
+                        out.append(_res(key, metric, vals[ok] @ wts, direction, "",
+                                        bounds[ok] @ wts, None, avg))
+                    else:
+                        out.append(_res(key, metric, math.nan, direction, reason, 0.0, None,
+                                        avg))
             out.append(_res(key, "log_loss", a["log_loss"][i] / w if w > 0 else math.nan, LOWER,
                             empty))
             out.append(_res(key, "brier_score", a["brier"][i] / w if w > 0 else math.nan, LOWER,
@@ -325,4 +357,24 @@ class MulticlassScoreSpec(_ScoreSpecBase):
                 out.append(_res(key, f"top_{k}_accuracy",
                                 a["top_k"][i][j] / w if w > 0 else math.nan, HIGHER, empty))
             out.append(_res(key, "n_rows", a["n_rows"][i], NEUTRAL))
+        return out
+
+    def calibration_curve(self, state: ScoreState) -> list[tuple]:
+        """One-vs-rest reliability diagram per group and class (equal-width bins, as
+        scikit-learn's ``calibration_curve(y == c, scores[:, c], strategy="uniform")``,
+        extended to weights).
+
+        Returns:
+            list of ``(key, class, bin_lower, bin_upper, weight, mean_score,
+            fraction_positive)`` for every non-empty bin, in key, class, bin order.
+        """
+        edges = np.linspace(0.0, 1.0, self.n_calibration_bins + 1)
+        cal = state.sums.arrays.get("cal")
+        out = []
+        for i, key in enumerate(state.keys):
+            for j, cls in enumerate(self.classes):
+                w, ws, wy = cal[i, j]
+                for b in np.flatnonzero(w > 0):
+                    out.append((key, cls, float(edges[b]), float(edges[b + 1]), float(w[b]),
+                                float(ws[b] / w[b]), float(wy[b] / w[b])))
         return out
