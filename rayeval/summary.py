@@ -36,7 +36,10 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                   + (f" (drift reference only {ref_only:,})" if ref_only else "")
                   + f" | evaluated {c.get('rows_evaluated', 0):,}"
                   f" | labelled {c.get('rows_labeled', 0):,} | duplicates dropped "
-                  f"{c.get('rows_duplicate_prediction', 0):,} | missing id "
+                  f"{c.get('rows_duplicate_prediction', 0):,}"
+                  + (f" (across batches, kept: {c['rows_duplicate_across_batches']:,})"
+                     if c.get("rows_duplicate_across_batches") else "")
+                  + f" | missing id "
                   f"{c.get('rows_missing_id', 0):,} | missing timestamp "
                   f"{c.get('rows_missing_timestamp', 0):,} | durations "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))

@@ -217,6 +217,24 @@ def test_duplicate_ids_policy_error(ray_local, tmp_path, frames):
     expect_error(tmp_path, cfg, "3 duplicate prediction id", "'id'")
 
 
+def test_duplicate_ids_across_files(ray_local, tmp_path, frames):
+    """Duplicates in different files (batches): an error under policy error; under
+    keep_latest counted and reported in the manifest's warnings."""
+    df = same_table_frame(frames)
+    dup = df.iloc[:4].assign(timestamp=lambda d: d.timestamp + pd.Timedelta(minutes=5))
+    (tmp_path / "p").mkdir()
+    df.to_parquet(tmp_path / "p" / "a.parquet", index=False)
+    dup.to_parquet(tmp_path / "p" / "b.parquet", index=False)
+    ray_opts = {"batch_size": 4}  # the 4 rows of b.parquet never share a batch with a's first
+    cfg = cfg_for(tmp_path, tmp_path / "p", policy={"duplicate_predictions": "error"},
+                  ray=ray_opts)
+    expect_error(tmp_path, cfg, "4 duplicate prediction id(s) across input batches", "'id'")
+    res = run_job(cfg_for(tmp_path, tmp_path / "p", ray=ray_opts))
+    rc = res.manifest["row_counts"]
+    assert rc["rows_duplicate_across_batches"] == 4 and rc["rows_evaluated"] == len(df) + 4
+    assert any("rows_duplicate_across_batches" in w for w in res.manifest["warnings"])
+
+
 def test_too_many_slices(ray_local, tmp_path, frames):
     write_parquet(same_table_frame(frames), tmp_path / "p", 1)
     data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))

@@ -201,11 +201,11 @@ def test_balance_and_nbytes():
 
     sizes = {"_counters": 1, "a": 50, "b": 30, "c": 25, "d": 5}
     groups = balance(sizes, 2)
-    assert groups[0][:2] == ["_counters", "_matched"]
-    assert sorted(n for g in groups for n in g) == sorted(list(sizes) + ["_matched"])
+    assert groups[0][:3] == ["_counters", "_matched", "_ids"]
+    assert sorted(n for g in groups for n in g) == sorted(list(sizes) + ["_matched", "_ids"])
     loads = [sum(sizes.get(n, 0) for n in g) for g in groups]
     assert max(loads) - min(loads) <= 5
-    assert balance({"_counters": 1}, 4) == [["_counters", "_matched"]]
+    assert balance({"_counters": 1}, 4) == [["_counters", "_matched", "_ids"]]
     state = KeyedArrays((("x",),), {"counts": np.zeros((1, 4))})
     assert nbytes({"s": state, "t": (np.zeros(3), "x")}) == (32 + 64) + (24 + 64)
 
@@ -457,3 +457,39 @@ def test_multiclass_task_with_score_columns_matches_sklearn():
         row = got[(got.metric == "roc_auc") & (got.average == "macro")]
         assert abs(row.value.item() - roc_auc_score(y, s, multi_class="ovr")) < 1e-12
         assert set(got.metric) >= {"accuracy", "f1", "ece", "log_loss", "top_2_accuracy"}
+
+
+def test_duplicate_ids_across_batches_counted_once_in_any_split():
+    """Duplicates inside a batch are dropped (keep_latest); an id met again in another batch
+    is counted as rows_duplicate_across_batches, the same for any batch split and merge
+    order, and an error under policy error."""
+    from rayeval.engine.plan import merge_ids
+
+    preds, labels = make_frames(2000, seed=9)
+    dup = preds.iloc[[3, 3, 10, 1500]].assign(  # id p000003 of champion three times in all
+        timestamp=lambda d: d.timestamp + pd.Timedelta(minutes=1))
+    table = pa.Table.from_pandas(pd.concat([preds, dup], ignore_index=True),
+                                 preserve_index=False)
+    index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
+    plan = EvalPlan(load_config(data=job_dict("p", "l", "o")), index)
+    rng = np.random.default_rng(0)
+    for split in ([], [2000], [1000, 2002], sorted(rng.choice(2004, 9, replace=False))):
+        parts = [plan.batch_partial(t) for t in _slices(table, split)]
+        rng.shuffle(parts)
+        merged = plan.zero()
+        for p in parts:
+            merged = plan.merge(merged, p)
+        c = plan.compact(merged)["_counters"]
+        # 4 extra rows: within a batch they are dropped, across batches counted
+        assert c["rows_duplicate_prediction"] + c["rows_duplicate_across_batches"] == 4, split
+        assert c["rows_evaluated"] - c["rows_duplicate_across_batches"] == len(preds)
+    counters = {}
+    runs = [np.array([1, 2, 3], np.uint64), np.array([2, 3], np.uint64),
+            np.array([3, 9], np.uint64)]
+    assert merge_ids(runs, counters, limit=1)[0].tolist() == [1, 2, 3, 9]
+    assert counters["rows_duplicate_across_batches"] == 3
+
+
+def _slices(table, cuts):
+    edges = [0, *cuts, table.num_rows]
+    return [table.slice(a, b - a) for a, b in zip(edges[:-1], edges[1:])]

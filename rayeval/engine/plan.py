@@ -37,8 +37,25 @@ from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, t
 #: model key of a drift reference dataset without the model column: every model's reference
 ALL_MODELS = "*"
 COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_reference_only",
-            "rows_other_model", "rows_missing_id", "rows_duplicate_prediction", "rows_evaluated",
-            "rows_labeled")
+            "rows_other_model", "rows_missing_id", "rows_duplicate_prediction",
+            "rows_duplicate_across_batches", "rows_evaluated", "rows_labeled")
+
+#: ``_ids`` runs kept side by side before they are compacted into one (see :func:`merge_ids`)
+MAX_ID_RUNS = 16
+
+
+def merge_ids(runs: list, counters: dict, limit: int = MAX_ID_RUNS) -> list:
+    """Prediction-id keys (sorted unique uint64 arrays, one per batch or compacted run) with
+    more than ``limit`` runs compacted into one: the keys met twice are prediction ids (of one
+    model) evaluated in two batches, added to ``counters["rows_duplicate_across_batches"]``.
+    Each such row is counted once, whatever the merge order."""
+    if len(runs) <= limit:
+        return runs
+    keys = np.concatenate(runs)
+    uniq = np.unique(keys)
+    counters["rows_duplicate_across_batches"] = (
+        counters.get("rows_duplicate_across_batches", 0) + int(keys.size - uniq.size))
+    return [uniq]
 
 
 @dataclass(frozen=True)
@@ -130,7 +147,9 @@ class EvalPlan:
         ma, mb = a.get("_matched"), b.get("_matched")
         if ma is not None or mb is not None:
             out["_matched"] = mb if ma is None else (ma if mb is None else np.bitwise_or(ma, mb))
-        for name in (set(a) | set(b)) - {"_counters", "_matched"}:
+        if "_ids" in a or "_ids" in b:
+            out["_ids"] = merge_ids(a.get("_ids", []) + b.get("_ids", []), out["_counters"])
+        for name in (set(a) | set(b)) - {"_counters", "_matched", "_ids"}:
             if name not in a:
                 out[name] = b[name]
             elif name not in b:
@@ -146,6 +165,10 @@ class EvalPlan:
         metrics, see ``prepare`` of the score specs): for a partial that will not be merged
         again."""
         out = dict(partial)
+        if "_ids" in partial:  # one run: every cross-batch duplicate counted
+            counters = dict(partial.get("_counters", {}))
+            out["_ids"] = merge_ids(partial["_ids"], counters, limit=1)
+            out["_counters"] = counters
         for name, state in partial.items():
             if name.startswith("_"):
                 continue
@@ -219,6 +242,8 @@ class EvalPlan:
         table, ts, ids = self._dedupe(table, ts, counters)
         n = table.num_rows
         counters["rows_evaluated"] = n
+        if ids is not None and source == "current":
+            out["_ids"] = [self._id_keys(table, ids)]
 
         # label join
         label_cols, labeled = self._join_labels(table, ids, out)
@@ -355,6 +380,19 @@ class EvalPlan:
         keep = np.zeros(len(ts), dtype=bool)
         keep[order[is_last]] = True
         return table.filter(pa.array(keep)), ts[keep], (id_codes[keep], id_values)
+
+    def _id_keys(self, table: pa.Table, ids: tuple) -> np.ndarray:
+        """Sorted unique uint64 keys of the batch's (id, model) pairs, missing ids left out
+        (64-bit hashes: a false duplicate needs a hash collision, ~1e-5 at 30M distinct ids)."""
+        codes, values = ids
+        h = pd.util.hash_array(values.to_numpy(zero_copy_only=False)).astype(np.uint64)
+        keys = h[codes]
+        if self.cfg.columns.model and self.cfg.columns.model in table.column_names:
+            m_codes, models = _codes(table[self.cfg.columns.model])
+            hm = pd.util.hash_array(models.to_numpy(zero_copy_only=False)).astype(np.uint64)
+            keys = keys * np.uint64(0x9E3779B97F4A7C15) + hm[m_codes]
+        present = ~table[self.cfg.columns.id].is_null().to_numpy(zero_copy_only=False)
+        return np.unique(keys[present])
 
     def _join_labels(self, table: pa.Table, ids: tuple | None,
                      out: dict) -> tuple[dict, np.ndarray]:

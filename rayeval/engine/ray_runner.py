@@ -131,8 +131,8 @@ class ReducerPool:
 
 def merge_states(plan: EvalPlan, names: list[str], sources, compact: bool = False) -> dict:
     """Merge the states ``names`` of ``sources`` (each a reducer's ``{name: ObjectRef}`` or a
-    lower tree node's ``{name: state}``), one source at a time. ``_counters`` and ``_matched``
-    travel with the group that names them. ``compact`` (the root of a group): compact the
+    lower tree node's ``{name: state}``), one source at a time. ``_counters``, ``_matched`` and
+    ``_ids`` travel with the group that names them. ``compact`` (the root of a group): compact the
     states and precompute their finalize-time work, in parallel with the other groups."""
     merged = plan.zero() if "_counters" in names else {"_counters": {}}
     for src in sources:
@@ -170,11 +170,12 @@ def nbytes(obj, _depth: int = 0) -> int:
 
 def balance(sizes: dict[str, int], n_groups: int) -> list[list[str]]:
     """Names split into at most ``n_groups`` groups of near-equal total size (longest
-    processing time first: each name, largest first, joins the lightest group); ``_counters``
-    and ``_matched`` go to the first group."""
-    groups: list[list[str]] = [["_counters", "_matched"]] + [[] for _ in range(n_groups - 1)]
-    load = [0] * n_groups
-    for name in sorted(set(sizes) - {"_counters", "_matched"}, key=lambda k: (-sizes[k], k)):
+    processing time first: each name, largest first, joins the lightest group); ``_counters``,
+    ``_matched`` and ``_ids`` (whose merge adds to the counters) go to the first group."""
+    first = ["_counters", "_matched", "_ids"]
+    groups: list[list[str]] = [first] + [[] for _ in range(n_groups - 1)]
+    load = [sizes.get("_ids", 0)] + [0] * (n_groups - 1)
+    for name in sorted(set(sizes) - set(first), key=lambda k: (-sizes[k], k)):
         i = load.index(min(load))
         groups[i].append(name)
         load[i] += sizes[name]

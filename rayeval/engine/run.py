@@ -204,6 +204,18 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     if c.get("rows_read", 0) == 0:
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
+    across = c.get("rows_duplicate_across_batches", 0)
+    merged.pop("_ids", None)
+    if across and cfg.policy.duplicate_predictions == "error":
+        raise InputError(f"{across:,} duplicate prediction id(s) across input batches (column "
+                         f"{cfg.columns.id!r}, same model); set policy.duplicate_predictions="
+                         f"keep_latest to keep the latest by timestamp within a batch")
+    if across:
+        input_warnings.append(
+            f"{across:,} prediction row(s) repeat an id (of the same model) already evaluated "
+            f"in another batch: duplicates are dropped within a batch only, so these were "
+            f"evaluated more than once (counted as rows_duplicate_across_batches); keep an "
+            f"id's rows in one file, or deduplicate upstream")
     if c.get("rows_evaluated", 0) == 0:
         why = {"outside windows.start/end": c.get("rows_out_of_range", 0),
                "drift reference only": c.get("rows_reference_only", 0),
