@@ -82,7 +82,7 @@ def test_previous_window_reference(ray_local, shifted, tmp_path):
 
 
 def test_learned_thresholds_and_dataset_drift(ray_local, shifted, tmp_path):
-    d, _ = shifted
+    d, preds = shifted
     data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"))
     data["drift"] = {"enabled": True, "learned_thresholds": True, "learned_chunk": "day",
                      "reference": {"kind": "time_range", "start": "2024-01-01",
@@ -99,6 +99,20 @@ def test_learned_thresholds_and_dataset_drift(ray_local, shifted, tmp_path):
     # one per model (both models score the same rows here, and the binning is deterministic,
     # so the two thresholds are equal)
     assert (fx.threshold > 0).all() and (fx.groupby("model").threshold.nunique() == 1).all()
+    # oracle: scipy's statistic of each daily reference chunk against the whole reference
+    # (the engine's comes from histograms, within their error bound)
+    from scipy.stats import wasserstein_distance
+
+    assert set(fx.method) == {"wasserstein_normed"}
+    ref = preds[(preds.model == "champion") & (preds.timestamp < pd.Timestamp(
+        "2024-01-08", tz="UTC"))]
+    x = ref.feature_x.to_numpy()
+    stats = [wasserstein_distance(c.feature_x, x) / np.std(x)
+             for _, c in ref.groupby(ref.timestamp.dt.floor("D"))]
+    expected = np.mean(stats) + 3 * np.std(stats)
+    got = fx[fx.model == "champion"].threshold.iloc[0]
+    assert abs(got - expected) <= 0.02 * expected and abs(got - 0.1) > 0.02  # not the default
+    assert (fx.drifted == (fx.statistic > fx.threshold)).all()
     by_week = {(r.model, str(r.window_start.date())): r.drifted for r in fx.itertuples()}
     assert by_week[("champion", "2024-01-15")] and not by_week[("champion", "2024-01-08")]
     ds = dr[(dr.kind == "dataset") & (dr.slice == "overall")]
