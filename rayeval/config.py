@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -179,10 +180,21 @@ class DriftFeature(_Frozen):
     kind: Literal["numeric", "categorical"]
     method: Optional[str] = None  # default: by kind and reference size
     threshold: Optional[float] = None
+    edges: Optional[list[float]] = None  # numeric: fixed bin edges instead of reference quantiles
 
     @model_validator(mode="after")
     def _check_method(self):
         from rayeval.drift.compare import METHODS
+
+        if self.edges is not None:
+            e = self.edges
+            if self.kind != "numeric":
+                raise ValueError(f"`edges` apply to numeric features, not {self.kind} "
+                                 f"feature {self.name!r}")
+            if len(e) < 2 or not all(math.isfinite(x) for x in e) or any(
+                    b <= a for a, b in zip(e, e[1:])):
+                raise ValueError(f"`edges` of feature {self.name!r} must be >= 2 finite, "
+                                 f"strictly increasing numbers, got {e}")
 
         if self.method is None or self.method == "auto":
             return self
@@ -201,8 +213,9 @@ class DriftFeature(_Frozen):
 
 class DriftConfig(_Frozen):
     """Drift and data-quality monitoring: features, predictions and labels against a reference;
-    bins fixed from the reference alone (``n_bins`` quantile bins or exact values, top
-    ``top_k_categories`` + other); optional learned thresholds (mean + 3 std over reference
+    bins fixed from the reference alone (``n_bins`` quantile bins or exact values, or a
+    feature's configured ``edges``; top ``top_k_categories`` + other); Jensen-Shannon in base
+    ``js_base`` (the default thresholds are for base 2); optional learned thresholds (mean + 3 std over reference
     chunks of ``learned_chunk``); dataset drift when the share of drifted features reaches
     ``dataset_drift_share``."""
 
@@ -215,6 +228,7 @@ class DriftConfig(_Frozen):
     top_k_categories: int = Field(default=20, ge=1)
     slices: bool = True  # also per slice (else overall only)
     dataset_drift_share: float = Field(default=0.5, gt=0, le=1)
+    js_base: float = Field(default=2.0, gt=1)  # Jensen-Shannon log base (2: values in [0, 1])
     learned_thresholds: bool = False  # NannyML-style mean + 3 std over reference chunks
     learned_chunk: Literal["hour", "day", "week"] = "day"  # reference chunk size for them
 

@@ -252,6 +252,9 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("drift.features=[{name: x, kind: numeric, method: chi_square}]", "unknown drift method"),
     ("drift.features=[{name: x, kind: categorical, method: ks}]", "does not apply"),
     ("drift.features=[{name: x, kind: numeric, method: wasserstein}]", "set `threshold`"),
+    ("drift.features=[{name: x, kind: numeric, edges: [1, 1, 2]}]", "strictly increasing"),
+    ("drift.features=[{name: x, kind: categorical, edges: [1, 2]}]", "apply to numeric"),
+    ("drift.js_base=1", "drift.js_base"),
 ])
 def test_invalid_config_values(tmp_path, override, needle):
     with pytest.raises(ConfigError) as e:

@@ -247,3 +247,43 @@ def test_arrow_factorisation_matches_numpy_path():
         assert got == col.to_pylist() and len(set(f.uniques)) == len(f.uniques)
         assert [type(v) for v in got] == [type(v) for v in col.to_pylist()]
     assert _factorize_arrow(pa.chunked_array([pa.array([1.5, None])])) is None  # numpy path
+
+
+def test_configured_edges_and_js_base(ray_local, shifted, tmp_path):
+    """A feature's configured ``edges`` replace the reference quantiles; ``js_base`` sets the
+    Jensen-Shannon log base (oracle: scipy's ``jensenshannon`` on the written bin shares, and
+    on the raw values binned by ``np.searchsorted``)."""
+    from scipy.spatial.distance import jensenshannon
+
+    d, preds = shifted
+    data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"))
+    edges = [-1.0, 0.0, 1.0]
+    data["drift"] = {"enabled": True, "slices": False, "js_base": float(np.e),
+                     "reference": {"kind": "time_range", "start": "2024-01-01",
+                                   "end": "2024-01-08"},
+                     "features": [{"name": "feature_x", "kind": "numeric", "edges": edges,
+                                   "method": "jensen_shannon"}]}
+    data["windows"] = {"size": "week", "start": "2024-01-08"}
+    res = run_job(load_config(data=data))
+    h = pd.read_parquet(tmp_path / "out" / "drift_histograms")
+    h = h[(h.feature == "feature_x") & (h.model == "champion")]
+    dr = res.drift
+    js = dr[(dr.feature == "feature_x") & (dr.method == "jensen_shannon")
+            & (dr.model == "champion") & (dr.slice == "overall")]
+    ref = preds[(preds.model == "champion")
+                & (preds.timestamp < pd.Timestamp("2024-01-08", tz="UTC"))].feature_x
+    for r in js.itertuples():
+        part = h[h.window_start == r.window_start].sort_values("bin")
+        assert len(part) == len(edges) + 1  # under, 2 inner bins, over (as configured)
+        assert abs(r.statistic - jensenshannon(part.reference, part.current, base=np.e)) < 1e-9
+        cur = preds[(preds.model == "champion") & (preds.timestamp >= r.window_start)
+                    & (preds.timestamp < r.window_end)].feature_x
+
+        def shares(x):
+            b = np.searchsorted(edges, x, side="right")
+            b[x == edges[-1]] = len(edges) - 1  # the last inner bin is closed
+            return np.bincount(b, minlength=len(edges) + 1) / len(x)
+
+        expect = jensenshannon(shares(ref.to_numpy()), shares(cur.to_numpy()), base=np.e)
+        assert abs(r.statistic - expect) < 1e-9
+    assert len(js) == 2  # the windows of 2024-01-08 and 2024-01-15

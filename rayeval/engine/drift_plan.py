@@ -124,6 +124,9 @@ class DriftPlan:
         self.reference_in_scan = ref.kind == "time_range" and ref_range is not None
         #: what the reference cannot serve (set by :func:`build_drift_plan`; manifest warnings)
         self.warnings: list[str] = []
+        #: configured bin edges of numeric features, by (source, column)
+        self._edges = {("table", f.name): f.edges for f in cfg.drift.features
+                       if f.edges is not None}
 
     # ---- state names ----------------------------------------------------------------------
     @staticmethod
@@ -294,6 +297,9 @@ class DriftPlan:
             spec = self.spec_for(name)
             model_v = state.keys[0][0]
             binning = spec.binning(state, (model_v,))
+            edges = self._edges.get((source, column))
+            if edges is not None:  # configured edges: the profile gives the center only
+                binning = NumericBinning.from_edges(edges, center=binning.center)
             self.binnings[(source, column, model_v)] = binning
             m = next(c for c in self.columns if c.source == source and c.column == column)
             for sl in self.slices:
@@ -437,7 +443,7 @@ class DriftPlan:
         method, _ = self._decision(m, spec.binning, ref)
         chunks = spec.table(chunk_state)
         try:
-            return learned_threshold(chunks, spec.binning, method)
+            return learned_threshold(chunks, spec.binning, method, base=self.cfg.drift.js_base)
         except ValueError:
             return None
 
@@ -453,7 +459,9 @@ class DriftPlan:
             if binning.kind not in METHODS[meth].kinds:
                 continue
             thr = decision[1] if meth == decision[0] else thresholds.get(meth)
-            opts = {"ks_p_method": "asymp"} if len(cur) > 50 else {}
+            opts = {"base": self.cfg.drift.js_base}
+            if len(cur) > 50:
+                opts["ks_p_method"] = "asymp"
             res = compare_rows(ref, cur, binning, meth, thr, **opts)
             for i, r in enumerate(res):
                 out[i].append((r, meth == decision[0]))
