@@ -111,6 +111,8 @@ class TaskConfig(_Frozen):
     positive_class: Optional[Scalar] = None
     metrics: Optional[list[str]] = None  # None: the default set of the task type
     exact_scores: bool = False  # exact ROC/PR AUC (distinct scores) instead of bucketed
+    zero_division: Union[Literal["nan"], float] = "nan"  # 0, 1 or nan (scikit-learn's option)
+    calibration_bins: int = Field(default=10, ge=1, le=1000)  # equal-width bins of ECE
     top_k: list[int] = [2]
     quantiles: list[float] = [0.5, 0.9, 0.99]
 
@@ -130,6 +132,10 @@ class TaskConfig(_Frozen):
                 and self.positive_class not in self.classes):
             raise ValueError(f"task {self.name!r}: `positive_class` {self.positive_class!r} is "
                              f"not one of `classes` {self.classes}")
+        zd = float(self.zero_division)
+        if not (math.isnan(zd) or zd in (0.0, 1.0)):
+            raise ValueError(f"task {self.name!r}: `zero_division` must be 0, 1 or nan, got "
+                             f"{self.zero_division!r}")
         if self.scores is not None and (self.classes is None
                                         or len(self.classes) != len(self.scores)):
             raise ValueError(f"task {self.name!r}: `scores` needs `classes` of the same length")

@@ -493,3 +493,18 @@ def test_duplicate_ids_across_batches_counted_once_in_any_split():
 def _slices(table, cuts):
     edges = [0, *cuts, table.num_rows]
     return [table.slice(a, b - a) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def test_task_zero_division_and_calibration_bins_reach_the_specs():
+    from rayeval.config import ConfigError
+    from rayeval.engine.plan import make_specs
+
+    data = job_dict("p", None, "o")
+    data["tasks"][0] |= {"zero_division": 1, "calibration_bins": 20}
+    specs = make_specs(load_config(data=data).tasks[0])
+    assert specs["labels"].zero_division == 1.0 and specs["scores"].n_calibration_bins == 20
+    assert np.isnan(make_specs(load_config(data=job_dict("p", None, "o")).tasks[0])[
+        "labels"].zero_division)  # default nan: never a silent 0
+    data["tasks"][0]["zero_division"] = 0.5
+    with pytest.raises(ConfigError, match="zero_division"):
+        load_config(data=data)

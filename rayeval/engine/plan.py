@@ -87,15 +87,18 @@ def make_specs(task: TaskConfig) -> dict[str, Any]:
     if task.type in ("binary", "multiclass"):
         if task.prediction:
             specs["labels"] = ClassificationSpec(classes=classes,
-                                                 positive_class=task.positive_class)
+                                                 positive_class=task.positive_class,
+                                                 zero_division=float(task.zero_division))
         if task.score or task.scores:
             from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
         if task.type == "binary" and task.score:
             specs["scores"] = BinaryScoreSpec(positive_class=task.positive_class,
-                                              exact=task.exact_scores, classes=classes)
+                                              exact=task.exact_scores, classes=classes,
+                                              n_calibration_bins=task.calibration_bins)
         if task.type == "multiclass" and task.scores:
             specs["scores"] = MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
-                                                  exact=task.exact_scores)
+                                                  exact=task.exact_scores,
+                                                  n_calibration_bins=task.calibration_bins)
     else:
         specs["regression"] = RegressionSpec(quantiles=tuple(task.quantiles))
     if task.metrics is not None:
