@@ -82,6 +82,37 @@ def test_category_disappears_and_new_category():
     assert compare(hr1, hc1, b1, "unseen_share").statistic == 0
 
 
+def test_chi2_over_the_union_of_categories_with_several_new_ones():
+    """Two categories unseen in the reference: pooled in "other", but chi-squared's degrees of
+    freedom count each (scipy on the 2 x 4 union table), in any split of the current rows."""
+    from rayeval.drift import HistogramSpec
+
+    ref = ["a"] * 50 + ["b"] * 50
+    cur = ["a"] * 40 + ["b"] * 40 + ["x"] * 5 + ["y"] * 15
+    b, hr, hc = _categorical(ref, cur)
+    o = stats.chi2_contingency(np.array([[50, 50, 0, 0], [40, 40, 5, 15]]), correction=False)
+    r = compare(hr, hc, b, "chi2")
+    assert r.statistic == pytest.approx(o.statistic, rel=1e-12)
+    assert r.p_value == pytest.approx(o.pvalue, rel=1e-9)  # dof 3, not 2
+    spec = HistogramSpec(b)
+    vals = np.asarray(cur, dtype=object)
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # the unseen sets merge: same p-value from any split and order
+        perm = rng.permutation(vals.size)
+        parts = [spec.accumulate(spec.zero(), {"value": vals[p]}, GroupIndex.single(p.size))
+                 for p in np.array_split(perm, 4)]
+        merged = spec.zero()
+        for i in rng.permutation(4):
+            merged = spec.merge(merged, parts[i])
+        r2 = compare(hr, spec.table(merged, [()]), b, "chi2")
+        assert r2.p_value == pytest.approx(o.pvalue, rel=1e-9)
+    # a category known to the reference but outside its top-k shares "other" with the new
+    # ones: the pooled column is then a real column of the top-k + other table
+    b1, hr1, hc1 = _categorical(ref + ["c"] * 10, cur, top_k=2)
+    o1 = stats.chi2_contingency(np.array([[50, 50, 10], [40, 40, 20]]), correction=False)
+    assert compare(hr1, hc1, b1, "chi2").p_value == pytest.approx(o1.pvalue, rel=1e-9)
+
+
 def test_constant_column():
     b, hr, hc = _numeric([5.0] * 40, [5.0] * 10)
     assert b.exact and b.n_bins == 3

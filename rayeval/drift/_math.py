@@ -221,19 +221,22 @@ def ks_pvalue(d: np.ndarray, n1: np.ndarray, n2: np.ndarray, exact_ok: np.ndarra
     return np.clip(p, 0.0, 1.0)
 
 
-def chi2_homogeneity(obs_r: np.ndarray, obs_c: np.ndarray, yates: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def chi2_homogeneity(obs_r: np.ndarray, obs_c: np.ndarray, yates: bool = False,
+                     extra_dof: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pearson chi-squared test of homogeneity of two count rows: ``(stat, p, dof)``.
 
-    The 2 x K table keeps the columns non-empty on at least one side (``dof = K - 1``); with
-    ``yates`` and ``dof == 1`` the continuity correction of ``scipy.stats.chi2_contingency``
+    The 2 x K table keeps the columns non-empty on at least one side (``dof = K - 1``);
+    ``extra_dof`` (G,) adds columns pooled in one bin whose reference count is 0 (categories
+    unseen in the reference: pooling them leaves the statistic unchanged, each such column
+    adds ``c_j R / C``, linear in its count, but not the degrees of freedom). With ``yates``
+    and ``dof == 1`` the continuity correction of ``scipy.stats.chi2_contingency``
     (``correction=True``) is applied, capped at the difference. ``dof == 0`` gives (0, 1).
     """
     obs = np.stack([obs_r, obs_c], axis=1)  # (G, 2, B)
     col = obs.sum(axis=1)
     row = obs.sum(axis=2)
     n = row.sum(axis=1)
-    dof = np.maximum((col > 0).sum(axis=1) - 1, 0)
+    dof = np.maximum((col > 0).sum(axis=1) - 1, 0) + np.asarray(extra_dof, dtype=np.int64)
     exp = np.divide(row[:, :, None] * col[:, None, :], n[:, None, None],
                     out=np.zeros_like(obs), where=n[:, None, None] > 0)
     if yates:

@@ -27,7 +27,10 @@ KS and Wasserstein estimate the raw-sample statistic and report a guaranteed ``e
 bins of about equal reference mass (reference deciles, the usual PSI layout) unless the reference
 occupies at most ``n_coarse`` bins. Jensen-Shannon here is base 2 (0..1); Evidently uses base e,
 whose threshold 0.1 equals 0.1 / sqrt(ln 2) = 0.120 in base 2, so our default is a bit stricter.
-Chi-squared is Pearson's statistic without Yates' correction by default (``yates=False``): scipy's
+Chi-squared is over the union of categories: categories unseen in the reference share the
+"other" bin, which leaves the statistic unchanged (their reference count is 0), and each adds a
+degree of freedom (up to 1,000 distinct per group; a lower bound beyond). It is Pearson's
+statistic without Yates' correction by default (``yates=False``): scipy's
 ``chi2_contingency`` applies Yates only when dof == 1 (two categories), which would make the
 two-category case differ from every other K; uncorrected 2x2 chi-squared equals the squared
 two-proportion z statistic that Evidently uses for binary features. Weighted histograms enter
@@ -159,7 +162,13 @@ def statistics(reference: Histograms, current: Histograms, binning: Binning, met
         else:  # chi2 on counts scaled to effective sample sizes
             sr = safe_div(ref.n_eff, ref.scalars["weight"], 0.0)[:, None]
             sc = safe_div(current.n_eff, current.scalars["weight"], 0.0)[:, None]
-            stat, pval, _ = _math.chi2_homogeneity(rc * sr, cc * sc, yates)
+            extra = 0
+            distinct = current.scalars.get("unseen_distinct")
+            if distinct is not None and rc.shape[1]:  # over the union of categories: "other"
+                # holding only unseen categories (no reference mass) is one column each
+                pooled = (rc[:, -1] <= 0) & (cc[:, -1] > 0)
+                extra = np.where(pooled, np.maximum(distinct - 1, 0), 0).astype(np.int64)
+            stat, pval, _ = _math.chi2_homogeneity(rc * sr, cc * sc, yates, extra)
     elif method == "unseen_share":
         stat = safe_div(current.scalars["unseen"], current.scalars["weight"])
     elif method == "ks":

@@ -18,7 +18,9 @@ Per-group scalars (float64 weighted sums unless noted): ``rows`` (int64, rows wi
 ``type_error``; numeric: ``nonfinite`` (+-inf values; they sit in the under/overflow bins), ``m1``
 and ``m2`` (sums of ``w*(x-c)`` and ``w*(x-c)**2`` over finite values, ``c`` = the binning's
 ``center``); categorical: ``unseen`` (values never seen in the reference; also counted in
-``other``). Per-cell arrays: ``count`` (weighted); numeric also ``sum``, the weighted sum of
+``other``; the distinct unseen categories themselves are kept too, up to
+:data:`UNSEEN_CAP` per group, for chi-squared's degrees of freedom). Per-cell arrays: ``count``
+(weighted); numeric also ``sum``, the weighted sum of
 ``x - anchor`` of the finite values (``anchor`` = the bin's finite bound, see
 :attr:`NumericBinning.anchors`), which makes Wasserstein bounds tight and out-of-range exact.
 """
@@ -58,10 +60,38 @@ class HistogramState:
     scalars: KeyedArrays
     cell: np.ndarray
     cells: Mapping[str, np.ndarray]
+    #: categorical: group position -> the distinct categories unseen in the reference met with
+    #: positive weight (at most :data:`UNSEEN_CAP`, the smallest by type name and ``repr``),
+    #: for the degrees of freedom of chi-squared over the union of categories
+    unseen_values: Mapping[int, frozenset] = field(default_factory=dict)
 
     @property
     def keys(self) -> tuple:
         return self.scalars.keys
+
+
+#: distinct unseen categories kept per group; beyond it their count is a lower bound
+UNSEEN_CAP = 1000
+
+
+def _cap(values) -> frozenset:
+    """``values`` as a frozenset of at most :data:`UNSEEN_CAP` members, the smallest by
+    ``(type name, repr)``: capping a union of capped sets gives the cap of the union, so the
+    kept set does not depend on the merge order."""
+    if len(values) <= UNSEEN_CAP:
+        return frozenset(values)
+    return frozenset(sorted(values, key=lambda v: (type(v).__name__, repr(v)))[:UNSEEN_CAP])
+
+
+def _merge_unseen(a: HistogramState, pa_: np.ndarray, b: HistogramState, pb: np.ndarray) -> dict:
+    """The unseen-category sets of two states, by their positions in the merged keys."""
+    if not a.unseen_values and not b.unseen_values:
+        return {}
+    out: dict[int, set] = {}
+    for st, pos in ((a, pa_), (b, pb)):
+        for g, vals in st.unseen_values.items():
+            out.setdefault(int(pos[g]), set()).update(vals)
+    return {g: _cap(v) for g, v in out.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +135,8 @@ class Histograms:
         """One row: the sum of all rows (histograms are additive), keyed ``key``."""
         return Histograms(self.binning_id, (key,), self.counts.sum(0, keepdims=True),
                           None if self.sums is None else self.sums.sum(0, keepdims=True),
-                          {k: v.sum(0, keepdims=True) for k, v in self.scalars.items()})
+                          {k: (v.max(0, keepdims=True) if k == "unseen_distinct"  # lower bound
+                               else v.sum(0, keepdims=True)) for k, v in self.scalars.items()})
 
     @property
     def n_eff(self) -> np.ndarray:
@@ -207,6 +238,14 @@ class HistogramSpec:
             bins, unseen = ub[vc], uu[vc]
             scal["unseen"] = wsum(cv, wv, unseen)
             per_row = {"count": wv}
+            unseen_values = {}
+            if uu.any():
+                met = unseen if wv is None else unseen & (wv > 0)
+                pairs = np.unique(cv[met] * len(uniques) + vc[met])
+                sets: dict[int, set] = {}
+                for g_, u_ in zip(*(a.tolist() for a in np.divmod(pairs, len(uniques)))):
+                    sets.setdefault(g_, set()).add(uniques[u_])
+                unseen_values = {g_: _cap(v) for g_, v in sets.items()}
         cell, cells = cell_sums(cv * b_cells + bins, per_row, g * b_cells)
         if w is None:  # unweighted: the cell counts add up to the group row counts exactly
             rows = np.bincount(cell // b_cells, cells["count"], g).astype(np.int64)
@@ -217,7 +256,7 @@ class HistogramSpec:
         cells["count"] = cells["count"].astype(np.float64, copy=False)
         scal = {name: scal[name] for name in self._names()[0]}
         part = HistogramState(self.binning.binning_id, b_cells, KeyedArrays(groups.keys, scal),
-                              cell, cells)
+                              cell, cells, {} if self.numeric else unseen_values)
         return self.merge(state, part)
 
     def merge(self, a: HistogramState, b: HistogramState) -> HistogramState:
@@ -241,7 +280,8 @@ class HistogramSpec:
         cell, inv = np.unique(flat, return_inverse=True)
         cells = {k: np.bincount(inv, np.concatenate([a.cells[k], b.cells[k]]), cell.size)
                  for k in a.cells}
-        return HistogramState(a.binning_id, nb, merge_keyed(a.scalars, b.scalars), cell, cells)
+        return HistogramState(a.binning_id, nb, merge_keyed(a.scalars, b.scalars), cell, cells,
+                              _merge_unseen(a, pa, b, pb))
 
     def finalize(self, state: HistogramState) -> list[MetricResult]:
         """The state as results (for the mergeability harness and debugging): per group one
@@ -279,6 +319,9 @@ class HistogramSpec:
         for name in names:
             arr = state.scalars.arrays.get(name, np.zeros(gs))
             scal[name] = np.append(np.asarray(arr, dtype=np.float64), 0.0)[rows]
+        if not self.numeric:
+            scal["unseen_distinct"] = np.array(
+                [len(state.unseen_values.get(int(r), ())) for r in rows], dtype=np.float64)
         return Histograms(state.binning_id, keys, dense["count"], dense.get("sum"), scal)
 
 
