@@ -238,6 +238,13 @@ class DriftConfig(_Frozen):
     learned_thresholds: bool = False  # NannyML-style mean + 3 std over reference chunks
     learned_chunk: Literal["hour", "day", "week"] = "day"  # reference chunk size for them
 
+    @model_validator(mode="after")
+    def _check_learned(self):
+        if self.enabled and self.learned_thresholds and self.reference.kind == "previous_window":
+            raise ValueError("learned_thresholds need a fixed reference (time_range or dataset) "
+                             "to cut into chunks, not previous_window")
+        return self
+
 
 class GateRule(_Frozen):
     """A gate: ``metric`` of ``task`` on ``slice`` (default overall) must be >= ``min`` and/or

@@ -330,6 +330,8 @@ class DriftPlan:
         """
         rows: list[dict] = []
         self.histograms = []
+        #: learned thresholds that could not be learned (run manifest warnings)
+        self.finalize_warnings: list[str] = []
         if self.reference_in_scan:  # states named like those of a separate reference pass
             ref_partial = {n.replace("drift|ref|", "drift|hist|", 1): st
                            for n, st in merged.items()
@@ -372,6 +374,11 @@ class DriftPlan:
                 ref_state_name.replace("drift|hist|", "drift|chunks|", 1))
             if chunk_state is not None and not sl.columns:
                 learned = self._learned(m, spec, chunk_state, r_h)
+            if self.learned and not sl.columns and learned is None:
+                self.finalize_warnings.append(
+                    f"drift: no learned threshold for {m.kind} {column!r} of model {model} "
+                    f"(fewer than 2 reference chunks of a {self.cfg.drift.learned_chunk} with "
+                    f"values): its default threshold decides")
             results = self._compare(m, spec.binning, r_h, c_h, learned)
             for (i, _, rk), per_method in zip(pairs, results):
                 key = keys[i]

@@ -231,6 +231,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         drift_df = None
         if drift_plan is not None:
             drift_df = drift_plan.finalize(ref_partial, merged, run_id)
+            input_warnings += drift_plan.finalize_warnings
         gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
