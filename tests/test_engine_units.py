@@ -508,3 +508,16 @@ def test_task_zero_division_and_calibration_bins_reach_the_specs():
     data["tasks"][0]["zero_division"] = 0.5
     with pytest.raises(ConfigError, match="zero_division"):
         load_config(data=data)
+
+
+def test_multiclass_score_columns_are_monitored_for_prediction_drift():
+    from rayeval.engine.drift_plan import monitored_columns
+
+    data = job_dict("p", "l", "o")
+    data["tasks"].append({"name": "mc", "type": "multiclass", "label": "y3",
+                          "prediction": "pred3", "scores": ["s_a", "s_b", "s_c"],
+                          "classes": ["a", "b", "c"]})
+    cols = {(m.column, m.kind, m.dtype) for m in monitored_columns(load_config(data=data))}
+    assert {("s_a", "prediction", "numeric"), ("s_c", "prediction", "numeric"),
+            ("pred3", "prediction", "categorical"), ("score", "prediction", "numeric"),
+            ("y3", "label", "categorical")} <= cols

@@ -83,8 +83,8 @@ def monitored_columns(cfg: JobConfig) -> list[Monitored]:
             if t.type == "regression":
                 add(Monitored(t.prediction, "prediction", "numeric"))
             else:
-                if t.score:
-                    add(Monitored(t.score, "prediction", "numeric"))
+                for col in ([t.score] if t.score else []) + list(t.scores or []):
+                    add(Monitored(col, "prediction", "numeric"))  # per-class scores too
                 if t.prediction:
                     add(Monitored(t.prediction, "prediction", "categorical"))
         if d.labels:
