@@ -194,6 +194,24 @@ def test_distances_in_range_never_nan(ref_counts, cur_counts):
             assert r.statistic <= 1, m
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1e-300, 1e300), min_size=1, max_size=12),
+       st.integers(0, 11), st.floats(-1e-12, 1e-12))
+def test_js_distance_never_nan_on_near_identical_float_weights(weights, at, eps):
+    """Weighted histograms that differ by rounding only (or not at all): the distance is a
+    finite number in [0, 1], ~0, never NaN from ``sqrt`` of a negative rounding residue."""
+    from rayeval.drift import _math
+
+    w = np.asarray(weights)
+    p = w / w.sum()
+    q = p.copy()
+    q[at % q.size] *= 1 + eps
+    q /= q.sum()
+    d = _math.js_distance(p[None, :], q[None, :], 2.0)[0]
+    assert math.isfinite(d) and 0 <= d <= 1e-5
+    assert _math.js_distance(p[None, :], p[None, :], 2.0)[0] == 0.0
+
+
 def test_argument_errors():
     b, hr, hc = _numeric([1.0, 2.0, 3.0], [1.0])
     cb, chr_, chc = _categorical(["a"], ["a"])
