@@ -10,7 +10,7 @@ from rich.table import Table
 from rayeval.config import JobConfig
 
 HEADLINE = {"binary": ["roc_auc", "pr_auc", "f1", "accuracy", "ece", "log_loss"],
-            "multiclass": ["accuracy", "f1", "roc_auc", "log_loss"],
+            "multiclass": ["accuracy", "f1", "roc_auc", "pr_auc", "ece", "log_loss"],
             "regression": ["mae", "rmse", "mean_error", "r2"]}
 RANK_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "mae"}
 
