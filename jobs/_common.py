@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,6 +20,11 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="config override (repeatable)")
     p.add_argument("--quiet", action="store_true")
     return p
+
+
+def run_id_part(text: str) -> str:
+    """``text`` made safe for a run id (which names output files): other characters -> ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
 
 
 def load(args, extra: list[str]) -> JobConfig:

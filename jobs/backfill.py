@@ -6,7 +6,7 @@
 The run id is ``<name>-backfill-<start>-<end>`` so a rerun of the same range replaces its output.
 """
 
-from _common import load, parser, run
+from _common import load, parser, run, run_id_part
 
 
 def main() -> None:
@@ -16,7 +16,8 @@ def main() -> None:
     args = p.parse_args()
     base = load(args, [])
     cfg = load(args, [f"windows.start={args.start}", f"windows.end={args.end}",
-                      f"run_id={base.name}-backfill-{args.start}-{args.end}".replace(":", "")])
+                      f"run_id={base.name}-backfill-"
+                      + run_id_part(f"{args.start}-{args.end}".replace(":", ""))])
     run(cfg, args.quiet)
 
 

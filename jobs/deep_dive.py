@@ -8,7 +8,7 @@ replaces the config's crosses; windows default to ``day``. The run id names the 
 off: production gates are not meant for one slice at daily resolution.
 """
 
-from _common import load, parser, run
+from _common import load, parser, run, run_id_part
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
         filters.setdefault(col, []).append(val)
     extra = [f"filters={filters}", f"windows.size={args.window}", "gates=[]",
              "slices.min_slice_size=1",
-             f"run_id={base.name}-deep-dive-" + "-".join(f"{k}_{'_'.join(v)}"
-                                                         for k, v in filters.items())]
+             f"run_id={base.name}-deep-dive-" + run_id_part("-".join(
+                 f"{k}_{'_'.join(v)}" for k, v in filters.items()))]
     if args.crosses:
         extra.append(f"slices.crosses={[c.split(',') for c in args.crosses]}")
     run(load(args, extra), args.quiet)

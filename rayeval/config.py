@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
@@ -306,6 +307,15 @@ class JobConfig(_Frozen):
 
     name: str = "rayeval"
     run_id: Optional[str] = None  # default: name + config hash + window range
+
+    @field_validator("name", "run_id")
+    @classmethod
+    def _file_name_safe(cls, v):
+        # both end up in file names (tables, manifest, report): one path component only
+        if v is not None and not _SAFE_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} must be letters, digits, '.', '_' or '-' (it names the "
+                             "output files), not starting with '.'")
+        return v
     inputs: InputsConfig
     columns: ColumnsConfig = ColumnsConfig()
     tasks: list[TaskConfig]
@@ -410,6 +420,8 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
                 cur[k] = {}
             cur = cur[k]
 
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 #: prefix of environment variables that override config keys (``__`` separates the parts)
 ENV_PREFIX = "RAYEVAL__"

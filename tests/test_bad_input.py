@@ -255,6 +255,7 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("drift.features=[{name: x, kind: numeric, edges: [1, 1, 2]}]", "strictly increasing"),
     ("drift.features=[{name: x, kind: categorical, edges: [1, 2]}]", "apply to numeric"),
     ("drift.js_base=1", "drift.js_base"),
+    ("name=../../evil", "name"), ("name=fraud/v2", "name"), ("run_id=.hidden", "run_id"),
     ("drift.learned_thresholds=true", "not previous_window"),  # job_dict's default reference
 ])
 def test_invalid_config_values(tmp_path, override, needle):

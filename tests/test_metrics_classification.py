@@ -293,8 +293,18 @@ def test_other_type_errors():
     with pytest.raises(TypeError, match="`classes`"):
         run(ClassificationSpec(classes=(0, 1)),
             {"label": np.array(["0"]), "prediction": np.array(["1"])})
-    with pytest.raises(ValueError, match="integral"):
-        run(spec, {"label": np.array([0.5, 1.0]), "prediction": np.array([1, 1])})
+    # a non-integral number is no class: excluded and counted, never fatal (scikit-learn would
+    # take 0.5 as a class of its own; rayeval's classes are integers or strings)
+    st, res = run(spec, {"label": np.array([0.5, 1.0, 0.0, 1.0, 0.0]),
+                         "prediction": np.array([1, 1, 0, 0, np.inf]),
+                         "weight": np.array([1.0, 1.0, 2.0, 1.0, 1.0])})
+    inv = spec.invalid_counts(st)[()]
+    assert inv["unknown_class"] == 1 and inv["unknown_predicted_class"] == 1
+    assert res[()][("accuracy", None, None)].value == pytest.approx(
+        accuracy_score([1, 0, 1], [1, 0, 0], sample_weight=[1, 2, 1]))
+    obj = np.array([0.5, 1, None, 0], dtype=object)
+    st, _ = run(spec, {"label": obj, "prediction": np.array([1, 1, 1, 0])})
+    assert spec.invalid_counts(st)[()]["unknown_class"] == 1
     a, _ = run(spec, {"label": np.array([1]), "prediction": np.array([1])})
     b, _ = run(spec, {"label": np.array(["x"]), "prediction": np.array(["x"])})
     with pytest.raises(TypeError):

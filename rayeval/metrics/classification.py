@@ -38,8 +38,9 @@ Conventions (where we differ from scikit-learn, on purpose):
 - ``empty``: a group with no valid rows or zero total weight; every value except ``n_rows`` and
   ``support`` is NaN.
 - ``binary`` average only when ``positive_class`` is given; we never guess a positive class.
-- Class types: integer or string. Float labels are accepted when every non-missing value is
-  integral (1.0 -> class 1; 1.5 raises ``ValueError``), bools are the integers 0 and 1;
+- Class types: integer or string. Float labels are accepted (1.0 -> class 1); a non-integral
+  or infinite number (1.5) is no class: the row is excluded as ``unknown_class`` (label) or
+  ``unknown_predicted_class``; bools are the integers 0 and 1;
   labels and predictions of different types ("1" vs 1) raise ``TypeError``.
 - Invalid rows are excluded and counted per group under the first matching reason of
   ``INVALID_REASONS`` (missing = None or NaN; ``negative_weight`` includes -inf,
@@ -102,11 +103,13 @@ def _class_column(batch: Batch, name: str, n: int):
     """Normalise one class column.
 
     Returns:
-        ``(values, missing, kind)``: values int64 or unicode (n,) (placeholders at missing
-        rows), missing bool (n,) (None or NaN), kind ``"int"``/``"str"``/``None`` (no value).
+        ``(values, missing, kind, non_integral)``: values int64 or unicode (n,) (placeholders
+        at missing and non-integral rows), missing bool (n,) (None or NaN), kind
+        ``"int"``/``"str"``/``None`` (no value), non_integral bool (n,): numbers that are no
+        integer class (0.5, inf), counted by the caller as an unknown class.
 
     Raises:
-        KeyError: column absent. ValueError: wrong shape or non-integral float classes.
+        KeyError: column absent. ValueError: wrong shape.
         TypeError: neither integer nor string values, or both mixed.
     """
     if name not in batch:
@@ -117,23 +120,22 @@ def _class_column(batch: Batch, name: str, n: int):
     none = np.zeros(n, dtype=bool)
     k = arr.dtype.kind
     if k in "biu":  # no copy when already int64 (callers never write into it)
-        return np.asarray(arr, dtype=np.int64), none, (_INT if n else None)
+        return np.asarray(arr, dtype=np.int64), none, (_INT if n else None), none
     if k in "US":
-        return arr.astype(str), none, (_STR if n else None)
+        return arr.astype(str), none, (_STR if n else None), none
     if k == "f":
         missing = np.isnan(arr)
         vals = np.where(missing, 0.0, arr)
         bad = ~np.isfinite(vals) | (vals != np.trunc(vals))
         if bad.any():
-            raise ValueError(f"Expected integral class values in `{name}` (dtype {arr.dtype}), "
-                             f"got {vals[bad][0]!r}.")
-        return vals.astype(np.int64), missing, (_INT if (~missing).any() else None)
+            vals = np.where(bad, 0.0, vals)
+        return vals.astype(np.int64), missing, (_INT if (~missing).any() else None), bad
     if k != "O":
         raise TypeError(f"Expected integer or string classes in `{name}`, got dtype {arr.dtype}.")
     missing = np.asarray((arr == None) | (arr != arr), dtype=bool)  # noqa: E711 (elementwise)
     present = arr[~missing]
     if present.size == 0:
-        return np.zeros(n, dtype=np.int64), missing, None
+        return np.zeros(n, dtype=np.int64), missing, None, none
     try:
         uniq, inv = np.unique(present, return_inverse=True)
     except TypeError:
@@ -142,16 +144,18 @@ def _class_column(batch: Batch, name: str, n: int):
     if all(isinstance(u, str) for u in uniq):
         kind, u_vals = _STR, uniq.astype(str)
     elif all(isinstance(u, numbers.Real) and not isinstance(u, str) for u in uniq):
-        bad = [u for u in uniq if not float(u).is_integer()]
-        if bad:
-            raise ValueError(f"Expected integral class values in `{name}`, got {bad[0]!r}.")
-        kind, u_vals = _INT, np.array([int(u) for u in uniq], dtype=np.int64)
+        u_bad = np.array([not math.isfinite(float(u)) or not float(u).is_integer()
+                          for u in uniq], dtype=bool)
+        kind = _INT
+        u_vals = np.array([0 if b else int(u) for u, b in zip(uniq, u_bad)], dtype=np.int64)
+        nonint = np.zeros(n, dtype=bool)
+        nonint[~missing] = u_bad[inv.reshape(-1)]
     else:
         raise TypeError(f"Expected integer or string classes in `{name}`, got values of types "
                         f"{sorted({type(u).__name__ for u in uniq})}.")
     vals = np.zeros(n, dtype=u_vals.dtype)
     vals[~missing] = u_vals[inv.reshape(-1)]
-    return vals, missing, kind
+    return vals, missing, kind, (nonint if kind == _INT else none)
 
 
 def _lookup(classes: tuple, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,8 +265,8 @@ class ClassificationSpec:
         Raises:
             TypeError: labels and predictions (or earlier batches / fixed classes) have
                 different class types; the message names both dtypes.
-            ValueError: bad column shape, non-integral float classes, or more than 2 classes
-                for a binary spec with discovered classes.
+            ValueError: bad column shape, or more than 2 classes for a binary spec with
+                discovered classes (a non-integral number is excluded as an unknown class).
         """
         return self.merge(state, self._from_batch(state, batch, [groups])[0])
 
@@ -275,11 +279,15 @@ class ClassificationSpec:
     def _from_batch(self, state: ClassificationState, batch: Batch,
                     groupings: list[GroupIndex]) -> list[ClassificationState]:
         n = common_rows(groupings)
-        lab, lab_miss, lab_kind = _class_column(batch, "label", n)
-        pred, pred_miss, pred_kind = _class_column(batch, "prediction", n)
+        lab, lab_miss, lab_kind, lab_bad = _class_column(batch, "label", n)
+        pred, pred_miss, pred_kind, pred_bad = _class_column(batch, "prediction", n)
         kind = self._check_kinds(state.kind, lab_kind, pred_kind, batch)
         w = weight_column(batch, n)
         reason = first_reason([lab_miss, pred_miss, *weight_problems(w, n)])
+        if lab_bad.any() or pred_bad.any():  # 0.5 is no class: excluded, never fatal
+            free = reason < 0
+            reason[free & lab_bad] = INVALID_REASONS.index("unknown_class")
+            reason[free & ~lab_bad & pred_bad] = INVALID_REASONS.index("unknown_predicted_class")
         ok = reason < 0
         all_ok = bool(ok.all())
         if not all_ok:
