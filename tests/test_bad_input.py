@@ -228,7 +228,8 @@ def test_duplicate_ids_across_files(ray_local, tmp_path, frames):
     ray_opts = {"batch_size": 4}  # the 4 rows of b.parquet never share a batch with a's first
     cfg = cfg_for(tmp_path, tmp_path / "p", policy={"duplicate_predictions": "error"},
                   ray=ray_opts)
-    expect_error(tmp_path, cfg, "4 duplicate prediction id(s) across input batches", "'id'")
+    expect_error(tmp_path, cfg, "4 duplicate prediction id(s)", "4 across input batches",
+                 "'id'")
     res = run_job(cfg_for(tmp_path, tmp_path / "p", ray=ray_opts))
     rc = res.manifest["row_counts"]
     assert rc["rows_duplicate_across_batches"] == 4 and rc["rows_evaluated"] == len(df) + 4

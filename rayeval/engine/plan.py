@@ -336,7 +336,8 @@ class EvalPlan:
 
     def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
         """Drop duplicate prediction ids of one model (policy ``keep_latest``: keep the latest
-        by timestamp; ``error``: raise InputError), counted in ``rows_duplicate_prediction``.
+        by timestamp; ``error``: the run raises InputError after the scan, with the complete
+        count), counted in ``rows_duplicate_prediction``.
         Rows with a missing id are kept and counted in ``rows_missing_id`` (no label can
         match them when labels are a separate dataset).
 
@@ -374,11 +375,7 @@ class EvalPlan:
         is_last = np.ones(len(order), dtype=bool)
         is_last[:-1] = sorted_key[1:] != sorted_key[:-1]
         n_dup = int((~is_last).sum())
-        if self.cfg.policy.duplicate_predictions == "error":
-            example = table[cols.id][int(order[np.flatnonzero(~is_last)[0]])].as_py()
-            raise InputError(f"{n_dup} duplicate prediction id(s) in one input block (column "
-                             f"{cols.id!r}, e.g. {example!r}); set policy."
-                             f"duplicate_predictions=keep_latest to keep the latest by timestamp")
+        # policy error: counted here and raised after the scan with the complete count
         counters["rows_duplicate_prediction"] = n_dup
         keep = np.zeros(len(ts), dtype=bool)
         keep[order[is_last]] = True

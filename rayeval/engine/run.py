@@ -205,11 +205,14 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
     across = c.get("rows_duplicate_across_batches", 0)
+    within = c.get("rows_duplicate_prediction", 0)
     merged.pop("_ids", None)
-    if across and cfg.policy.duplicate_predictions == "error":
-        raise InputError(f"{across:,} duplicate prediction id(s) across input batches (column "
-                         f"{cfg.columns.id!r}, same model); set policy.duplicate_predictions="
-                         f"keep_latest to keep the latest by timestamp within a batch")
+    if (within or across) and cfg.policy.duplicate_predictions == "error":
+        raise InputError(f"{within + across:,} duplicate prediction id(s) in "
+                         f"{cfg.inputs.predictions.uri} (column {cfg.columns.id!r}, same model: "
+                         f"{within:,} within a batch, {across:,} across input batches); set "
+                         f"policy.duplicate_predictions=keep_latest to keep the latest by "
+                         f"timestamp")
     if across:
         input_warnings.append(
             f"{across:,} prediction row(s) repeat an id (of the same model) already evaluated "
