@@ -258,6 +258,16 @@ class GateRule(_Frozen):
     min: Optional[float] = None
     max: Optional[float] = None
 
+    @model_validator(mode="after")
+    def _check_bounds(self):
+        if self.min is None and self.max is None:
+            raise ValueError(f"gate {self.name!r}: needs `min` and/or `max` (a gate without a "
+                             "bound would always pass)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"gate {self.name!r}: `min` {self.min} > `max` {self.max} can "
+                             "never pass")
+        return self
+
 
 class MLflowConfig(_Frozen):
     """MLflow logging: tracking URI (default ``MLFLOW_TRACKING_URI`` or sqlite in the output

@@ -256,6 +256,8 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("drift.features=[{name: x, kind: numeric, edges: [1, 1, 2]}]", "strictly increasing"),
     ("drift.features=[{name: x, kind: categorical, edges: [1, 2]}]", "apply to numeric"),
     ("drift.js_base=1", "drift.js_base"),
+    ("gates=[{name: g, metric: f1}]", "needs `min` and/or `max`"),
+    ("gates=[{name: g, metric: f1, min: 0.9, max: 0.1}]", "never pass"),
     ("name=../../evil", "name"), ("name=fraud/v2", "name"), ("run_id=.hidden", "run_id"),
     ("drift.learned_thresholds=true", "not previous_window"),  # job_dict's default reference
 ])
