@@ -521,3 +521,30 @@ def test_multiclass_score_columns_are_monitored_for_prediction_drift():
     assert {("s_a", "prediction", "numeric"), ("s_c", "prediction", "numeric"),
             ("pred3", "prediction", "categorical"), ("score", "prediction", "numeric"),
             ("y3", "label", "categorical")} <= cols
+
+
+def test_mlflow_rerun_replaces_its_run_and_interrupt_marks_it_killed(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from rayeval.io.mlflow_writer import log_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tags = {"rayeval.run_id": "job-abc"}
+    first = log_run(uri, "exp", "job-abc", {"a": "1"}, tags, [("m", 0.5, 0, 0)], [],
+                    artifact_location=(tmp_path / "art").as_uri())
+    other = log_run(uri, "exp", "job-xyz", {}, {"rayeval.run_id": "job-xyz"}, [], [])
+    second = log_run(uri, "exp", "job-abc", {"a": "1"}, tags, [("m", 0.6, 0, 0)], [])
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("exp").experiment_id
+    active = {r.info.run_id for r in client.search_runs([exp])}
+    assert active == {second, other}  # the rerun replaced job-abc's run, not job-xyz's
+    assert client.get_run(first).info.lifecycle_stage == "deleted"
+
+    def interrupted():
+        yield from ()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        log_run(uri, "exp", "job-abc", {}, tags, [], interrupted())
+    runs = client.search_runs([exp], "tags.`rayeval.run_id` = 'job-abc'")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]  # old one kept

@@ -98,6 +98,24 @@ def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None
     return out
 
 
+def replace_older_runs(client, experiment_id: str, keep: str, run_id: str | None) -> int:
+    """Delete (MLflow's soft delete) the other runs of ``experiment_id`` tagged with the same
+    rayeval ``run_id``: a rerun replaces its MLflow run as it replaces its Parquet files.
+    Called once the new run is FINISHED, so a failed rerun keeps the old one. Returns how many
+    were deleted."""
+    if not run_id:
+        return 0
+    quoted = run_id.replace("'", "\\'")
+    old = client.search_runs([experiment_id], f"tags.`rayeval.run_id` = '{quoted}'",
+                             max_results=1000)
+    gone = 0
+    for r in old:
+        if r.info.run_id != keep:
+            client.delete_run(r.info.run_id)
+            gone += 1
+    return gone
+
+
 def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, str],
             tags: Mapping[str, str], metric_history: Iterable[tuple[str, float, int, int]],
             artifacts: Iterable[tuple[str, str]], artifact_location: str | None = None) -> str:
@@ -134,9 +152,11 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
             for local, art_dir in artifacts:
                 client.log_artifact(rid, local, art_dir)
             client.set_terminated(rid, "FINISHED")
-        except Exception:
-            client.set_terminated(rid, "FAILED")
+        except BaseException as e:  # also Ctrl-C: never leave a run RUNNING forever
+            client.set_terminated(rid, "KILLED" if isinstance(e, KeyboardInterrupt)
+                                  else "FAILED")
             raise
+        replace_older_runs(client, exp_id, rid, tags.get("rayeval.run_id"))
         return rid
     except MLflowUnavailable:
         raise
