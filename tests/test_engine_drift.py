@@ -287,3 +287,24 @@ def test_configured_edges_and_js_base(ray_local, shifted, tmp_path):
         expect = jensenshannon(shares(ref.to_numpy()), shares(cur.to_numpy()), base=np.e)
         assert abs(r.statistic - expect) < 1e-9
     assert len(js) == 2  # the windows of 2024-01-08 and 2024-01-15
+
+
+def test_continuous_column_declared_categorical_is_warned(ray_local, shifted, tmp_path):
+    """A float column declared categorical: every value is its own category, the top-k bins
+    hold ~0% of the reference, so drift would compare 'other' with 'other': a manifest
+    warning, and unseen_share undefined rather than 1.0 "drifted" in every window."""
+    d, _ = shifted
+    data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"))
+    data["drift"] = {"enabled": True, "slices": False, "predictions": False, "labels": False,
+                     "reference": {"kind": "time_range", "start": "2024-01-01",
+                                   "end": "2024-01-08"},
+                     "features": [{"name": "feature_x", "kind": "categorical"},
+                                  {"name": "band", "kind": "categorical"}]}
+    data["windows"] = {"size": "week", "start": "2024-01-08"}
+    res = run_job(load_config(data=data))
+    warned = [w for w in res.manifest["warnings"] if "'feature_x'" in w]
+    assert len(warned) == 2 and "declare it numeric" in warned[0]  # one per model
+    assert not any("'band'" in w for w in res.manifest["warnings"])
+    u = res.drift[(res.drift.feature == "feature_x") & (res.drift.method == "unseen_share")]
+    assert len(u) and u.statistic.isna().all()
+    assert (u.undefined_reason == "too_many_reference_categories").all()

@@ -171,6 +171,8 @@ def statistics(reference: Histograms, current: Histograms, binning: Binning, met
             stat, pval, _ = _math.chi2_homogeneity(rc * sr, cc * sc, yates, extra)
     elif method == "unseen_share":
         stat = safe_div(current.scalars["unseen"], current.scalars["weight"])
+        if not getattr(binning, "known_complete", True):  # rare reference values look unseen
+            reason[:] = "too_many_reference_categories"
     elif method == "ks":
         stat, bound = _math.ks_binned(r, c, binning.bounds[2])
         exact_ok = ref.unweighted() & current.unweighted()
@@ -342,7 +344,9 @@ def data_quality(hist: Histograms, binning: Binning) -> list[DataQuality]:
             kw["out_of_range_rate"] = float(safe_div(oor, s["weight"][i]))
             kw["nonfinite_rate"] = float(safe_div(s["nonfinite"][i], s["weight"][i]))
         else:
-            kw["unseen_category_rate"] = float(safe_div(s["unseen"][i], s["weight"][i]))
+            kw["unseen_category_rate"] = (
+                float(safe_div(s["unseen"][i], s["weight"][i])) if binning.known_complete
+                else math.nan)  # past the profile's capacity, rare reference values look unseen
         out.append(DataQuality(key, binning.kind, float(total[i]), float(miss[i]), float(terr[i]),
                                undefined_reason=reason, **kw))
     return out

@@ -300,6 +300,8 @@ class DriftPlan:
             edges = self._edges.get((source, column))
             if edges is not None:  # configured edges: the profile gives the center only
                 binning = NumericBinning.from_edges(edges, center=binning.center)
+            if binning.kind == "categorical":
+                self._check_categorical(column, model_v, binning, state)
             self.binnings[(source, column, model_v)] = binning
             m = next(c for c in self.columns if c.source == source and c.column == column)
             for sl in self.slices:
@@ -317,6 +319,27 @@ class DriftPlan:
                 for sl in self.slices:
                     self.hist_specs[self.name("hist", m, model_v, sl)] = HistogramSpec(binning)
         self.phase = "histogram"
+
+    def _check_categorical(self, column: str, model, binning, state) -> None:
+        """Warn when a categorical column's top-k bins hold under half of the reference (or
+        the reference has more categories than the profile tracks): its drift statistics then
+        mostly compare the "other" bin, blind to shifts (e.g. a continuous column declared
+        categorical)."""
+        freqs = state.freqs[0]
+        rows = float(state.scalars.arrays["count"][0])
+        if rows <= 0:
+            return
+        top = sum(freqs.get(c, 0.0) for c in binning.categories)
+        total = float(sum(freqs.values()))  # every category's weight when known_complete
+        share = top / total if binning.known_complete and total > 0 else top / rows
+        if share < 0.5 or not binning.known_complete:
+            more = "" if binning.known_complete else (
+                f"more than {state.capacity:,} distinct values, ")
+            self.warnings.append(
+                f"drift: categorical column {column!r} (model {model}) has {more}its top "
+                f"{len(binning.categories)} categories hold {share:.0%} of the reference: its "
+                f"drift is measured mostly on 'other' and misses shifts inside it; declare it "
+                f"numeric or raise drift.top_k_categories")
 
     # ---- finalize ---------------------------------------------------------------------------
     def finalize(self, ref_partial: dict | None, merged: dict, run_id: str) -> pd.DataFrame:
