@@ -548,3 +548,18 @@ def test_mlflow_rerun_replaces_its_run_and_interrupt_marks_it_killed(tmp_path):
         log_run(uri, "exp", "job-abc", {}, tags, [], interrupted())
     runs = client.search_runs([exp], "tags.`rayeval.run_id` = 'job-abc'")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]  # old one kept
+
+
+def test_empty_windows_are_warned_per_model():
+    from rayeval.engine.run import empty_window_warnings
+
+    data = job_dict("p", None, "o", windows={"size": "week", "start": "2024-01-01",
+                                             "end": "2024-02-05"})
+    cfg = load_config(data=data)
+    weeks = pd.to_datetime(["2024-01-01", "2024-01-08", "2024-01-29"], utc=True)
+    cov = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 5, "window_start": list(weeks) + list(
+        pd.date_range("2024-01-01", periods=5, freq="7D", tz="UTC"))})
+    w = empty_window_warnings(cfg, cov)
+    assert len(w) == 1 and w[0].startswith("model a: no prediction rows in 2 of 5 week")
+    assert "2024-01-15, 2024-01-22" in w[0]
+    assert empty_window_warnings(load_config(data=job_dict("p", None, "o")), cov) == []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import pandas as pd
 
 import rayeval
@@ -235,6 +236,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         if drift_plan is not None:
             drift_df = drift_plan.finalize(ref_partial, merged, run_id)
             input_warnings += drift_plan.finalize_warnings
+        input_warnings += empty_window_warnings(cfg, fin.coverage)
         gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
@@ -268,6 +270,33 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             _log_mlflow(cfg, result)
     result.durations = dict(timer.durations)
     return result
+
+
+def empty_window_warnings(cfg: JobConfig, coverage: pd.DataFrame, show: int = 5) -> list[str]:
+    """One warning per model with evaluated windows missing from ``[windows.start,
+    windows.end)`` (no prediction row in them: an outage or a late partition is not silent).
+    Needs both bounds and a window size."""
+    from rayeval.slicing import window_end, window_starts
+
+    w = cfg.windows
+    if w.size == "none" or w.start is None or w.end is None or coverage.empty:
+        return []
+    start, end = (int(pd.Timestamp(utc(t)).value) for t in (w.start, w.end))
+    expected, cur = [], int(window_starts(np.array([start]), w.size)[0])
+    while cur < end and len(expected) < 100_000:
+        expected.append(cur)
+        cur = window_end(cur, w.size)
+    out = []
+    for model, part in coverage.groupby("model", sort=True):
+        seen = {int(pd.Timestamp(t).value) for t in part["window_start"].dropna()}
+        missing = [x for x in expected if x not in seen]
+        if missing:
+            days = [str(pd.Timestamp(x, tz="UTC").date()) for x in missing[:show]]
+            out.append(f"model {model}: no prediction rows in {len(missing)} of "
+                       f"{len(expected)} {w.size} window(s) of [{w.start}, {w.end}) (e.g. "
+                       f"{', '.join(days)}{', ...' if len(missing) > show else ''}): they have "
+                       "no metric or gate row")
+    return out
 
 
 def tracking_uri(cfg: JobConfig) -> str:
