@@ -236,6 +236,16 @@ def test_duplicate_ids_across_files(ray_local, tmp_path, frames):
     assert any("rows_duplicate_across_batches" in w for w in res.manifest["warnings"])
 
 
+def test_filter_matching_nothing_is_named(ray_local, tmp_path, frames):
+    df = same_table_frame(frames)
+    write_parquet(df, tmp_path / "p", 2)
+    cfg = cfg_for(tmp_path, tmp_path / "p", filters={"segment": ["nowhere"]}, drift={
+        "enabled": True, "reference": {"kind": "time_range", "start": "2024-01-01",
+                                       "end": "2024-01-08"},
+        "features": [{"name": "feature_x", "kind": "numeric"}]})
+    expect_error(tmp_path, cfg, "dropped by `filters`", "matched no reference row")
+
+
 def test_too_many_slices(ray_local, tmp_path, frames):
     write_parquet(same_table_frame(frames), tmp_path / "p", 1)
     data = job_dict(str(tmp_path / "p"), None, str(tmp_path / "out"))

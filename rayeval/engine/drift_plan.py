@@ -632,10 +632,17 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
         cfg.columns.timestamp, *ref_range))
     profile_cols = [c for c in read_cols if c in keep]
     profiles = ray_runner.aggregate(plan, ref_info, profile_cols, "reference", **opts)
-    if profiles["_counters"].get("rows_evaluated", 0) == 0:
+    pc = profiles["_counters"]
+    if pc.get("rows_evaluated", 0) == 0:
+        why = ", ".join(f"{n:,} {k}" for k, n in (
+            ("dropped by `filters`", pc.get("rows_filtered", 0)),
+            ("of models not in `models`", pc.get("rows_other_model", 0)),
+            ("without timestamp", pc.get("rows_missing_timestamp", 0))) if n)
         raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
-                         f"({len(ref_info.files)} file(s) read): drift needs a non-empty "
-                         f"reference")
+                         f"({len(ref_info.files)} file(s), {pc.get('rows_read', 0):,} rows read"
+                         + (f": {why}" if why else "") + "): drift needs a non-empty reference"
+                         + (f" (`filters` {dict(cfg.filters)} matched no reference row)"
+                            if pc.get("rows_filtered", 0) else ""))
     unlabelled = {m.column for m in columns if m.source == "label"} - {
         n.split("|")[3] for n in profiles if n.startswith("drift|profile|label|")}
     warnings += [f"drift: no labelled row in the reference ({drift.reference_name}) for label "
