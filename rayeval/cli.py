@@ -137,11 +137,17 @@ def report(output: str = typer.Argument(..., help="output path of a run (local o
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("rayeval-output/flights"), help="output folder"),
-         data: Path = typer.Option(Path("examples/flights/bucket"), help="example data folder"),
+def demo(out: Optional[Path] = typer.Option(None, help="output folder (default "
+                                            "rayeval-output/flights[-sample-FRAC])"),
+         data: Optional[Path] = typer.Option(None, help="example data folder (default "
+                                             "examples/flights/bucket[-sample-FRAC])"),
          sample_frac: float = typer.Option(1.0, help="fraction of the 3M flights to use"),
          config: Path = typer.Option(Path("configs/flights.yaml"), help="job config")):
-    """Prepare the flights example (if absent) and run the main job on it, locally."""
+    """Prepare the flights example (if absent) and run the main job on it, locally. A sample
+    gets its own data folder, output folder and run id, so it never mixes with the full run."""
+    suffix = "" if sample_frac >= 1.0 else f"-sample-{sample_frac:g}"
+    out = out or Path(f"rayeval-output/flights{suffix}")
+    data = data or Path(f"examples/flights/bucket{suffix}")
     prep = Path("examples/flights/prepare.py")
     if not prep.exists():
         err.print("run `rayeval demo` from the rayeval repository root (examples/ not found)")
@@ -151,9 +157,11 @@ def demo(out: Path = typer.Option(Path("rayeval-output/flights"), help="output f
                           "--sample-frac", str(sample_frac)])
     if rc:
         raise typer.Exit(rc)
-    cfg = _load(config, [f"outputs.path={out}",
-                         f"inputs.predictions.uri={data}/predictions",
-                         f"inputs.labels.uri={data}/labels"])
+    overrides = [f"outputs.path={out}", f"inputs.predictions.uri={data}/predictions",
+                 f"inputs.labels.uri={data}/labels"]
+    if suffix:
+        overrides.append(f"run_id={_load(config, []).name}{suffix}")
+    cfg = _load(config, overrides)
     raise typer.Exit(execute(cfg))
 
 

@@ -125,7 +125,11 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
     for c in ["window", "model"] + [f"#{i + 1}" for i in range(n)]:
         t.add_column(c)
     rows = list(sel.groupby(["window_start", "model"], sort=True))
-    for (win, model), part in (rows[-8:] if short else rows):
+    n_models = sel["model"].nunique()
+    keep = (4 if short else 8) * n_models  # the latest windows (all of them are in metrics/)
+    if len(rows) > keep:
+        t.caption = f"latest {keep // n_models} of {len(rows) // n_models} windows"
+    for (win, model), part in rows[-keep:]:
         cells = [f"{r.slice}: {_f(r.value)} (n={int(r.n_labeled):,})"
                  for r in part.head(n).itertuples()]
         t.add_row(_day(win), str(model), *(cells + [""] * (n - len(cells))))
