@@ -97,8 +97,9 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                   f"'{cfg.outputs.path}/metrics'))\"")
     if result.mlflow_run_id:
         uri = result.manifest.get("mlflow", {}).get("tracking_uri", "")
-        console.print(f"  MLflow run {result.mlflow_run_id} in {uri} "
-                      f"(browse: mlflow ui --backend-store-uri {uri})")
+        browse = (f"open {uri} in a browser" if uri.startswith(("http://", "https://"))
+                  else f"mlflow ui --backend-store-uri {uri}")
+        console.print(f"  MLflow run {result.mlflow_run_id} in {uri} (browse: {browse})")
     reports = [p for r, p in result.outputs.items() if r.startswith("reports/")]
     if reports:
         console.print(f"  report: open file://{reports[0]} in a browser")

@@ -563,3 +563,35 @@ def test_empty_windows_are_warned_per_model():
     assert len(w) == 1 and w[0].startswith("model a: no prediction rows in 2 of 5 week")
     assert "2024-01-15, 2024-01-22" in w[0]
     assert empty_window_warnings(load_config(data=job_dict("p", None, "o")), cov) == []
+
+
+def test_tracking_uri_credentials_go_in_a_header_never_in_text():
+    import http.server
+    import threading
+
+    from rayeval.io.mlflow_writer import _redact_text, check_reachable, split_credentials
+
+    seen = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        check_reachable(f"http://alice:p%40ss:w@127.0.0.1:{port}/")  # was: "unreachable"
+    finally:
+        srv.shutdown()
+    import base64
+    assert seen == [("/health", "Basic " + base64.b64encode(b"alice:p@ss:w").decode())]
+    assert split_credentials("https://u:pw@h:1/x") == ("https://h:1/x", "u", "pw")
+    assert split_credentials("sqlite:///a@b.db") == ("sqlite:///a@b.db", None, None)
+    msg = "API request to http://alice:Hunter2@127.0.0.1:5918/api/2.0 failed"
+    assert _redact_text(msg) == "API request to http://***@127.0.0.1:5918/api/2.0 failed"

@@ -325,13 +325,19 @@ def test_cli_run_attached_logs_to_mlflow_server(ray_head, mlflow_server, data, l
 
     out = tmp_path / "out"
     cfg_path = write_config(tmp_path / "job.yaml", local_cfg(data, tmp_path / "unused"))
-    overrides = [f"outputs.path={out}", f"outputs.mlflow.tracking_uri={mlflow_server}",
-                 "outputs.mlflow.enabled=true", "outputs.mlflow.experiment=it-server",
+    overrides = [f"outputs.path={out}", "outputs.mlflow.enabled=true",
+                 "outputs.mlflow.experiment=it-server",
                  f"ray.address={ray_head['gcs']}", "run_id=cli-run", f"gates={GATES}"]
+    # credentials in the tracking URI (from the environment): sent as basic auth, never shown
+    with_user = mlflow_server.replace("://", "://alice:Hunter2secret@", 1)
+    env = dict(ray_head["env"], RAYEVAL__OUTPUTS__MLFLOW__TRACKING_URI=with_user)
     r = rayeval("run", str(cfg_path), *[a for o in overrides for a in ("--set", o)], "--quiet",
-                env=ray_head["env"])
+                env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "cli-run" in r.stdout and not (tmp_path / "unused").exists()
+    assert "Hunter2secret" not in r.stdout + r.stderr
+    assert "Hunter2secret" not in (out / "manifests" / "cli-run.json").read_text()
+    overrides.append(f"outputs.mlflow.tracking_uri={with_user}")  # the same config hash
     written = read_run_table(out, "metrics", "cli-run")
     assert_same_metrics(written, local_full["res"].finalized.metrics)
 

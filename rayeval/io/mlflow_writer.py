@@ -14,8 +14,12 @@ Parquet).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import math
+import os
 import re
+import urllib.parse
 import urllib.request
 from typing import Iterable, Mapping
 
@@ -51,18 +55,62 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``(uri without user information, user, password)`` of an http(s) URI such as
+    ``https://user:password@host/``; the credentials are percent-decoded (``None`` when absent).
+    MLflow gets them through ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, so the
+    URI it prints, logs and puts in its errors never holds the password."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri, None, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return clean, urllib.parse.unquote(user), urllib.parse.unquote(password)
+
+
+@contextlib.contextmanager
+def _credentials_env(user: str | None, password: str | None):
+    """MLflow's basic-auth variables set for the block (previous values restored)."""
+    if user is None:
+        yield
+        return
+    keys = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password or ""}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _redact_text(text: str) -> str:
+    """``text`` with every ``scheme://user:password@`` reduced to ``scheme://***@``."""
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+
+
 def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
-    """Raise :class:`MLflowUnavailable` when an http(s) tracking server does not answer."""
+    """Raise :class:`MLflowUnavailable` when an http(s) tracking server does not answer
+    (credentials in the URI go in a basic-auth header, as MLflow sends them)."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    clean, user, password = split_credentials(tracking_uri)
+    req = urllib.request.Request(clean.rstrip("/") + "/health")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             if r.status >= 400:
                 raise MLflowUnavailable(f"MLflow server {redact_uri(tracking_uri)} answered "
                                         f"{r.status}")
     except OSError as e:
         raise MLflowUnavailable(f"MLflow server {redact_uri(tracking_uri)} is unreachable: "
-                                f"{e}") from None
+                                f"{_redact_text(str(e))}") from None
 
 
 def window_steps(*tables: pd.DataFrame | None) -> dict:
@@ -130,6 +178,14 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
         MLflowUnavailable: the store is unreachable or a call failed.
     """
     check_reachable(tracking_uri)
+    clean, user, password = split_credentials(tracking_uri)
+    with _credentials_env(user, password):
+        return _log_run(clean, experiment, run_name, params, tags, metric_history, artifacts,
+                        artifact_location)
+
+
+def _log_run(tracking_uri, experiment, run_name, params, tags, metric_history, artifacts,
+             artifact_location) -> str:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -162,4 +218,4 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
         raise
     except Exception as e:  # mlflow raises MlflowException / requests errors
         raise MLflowUnavailable(f"MLflow logging to {redact_uri(tracking_uri)} failed: "
-                                f"{type(e).__name__}: {e}") from None
+                                f"{type(e).__name__}: {_redact_text(str(e))}") from None
