@@ -187,7 +187,7 @@ class DriftFeature(_Frozen):
     kind: Literal["numeric", "categorical"]
     method: Optional[str] = None  # default: by kind and reference size
     threshold: Optional[float] = None
-    edges: Optional[list[float]] = None  # numeric: fixed bin edges instead of reference quantiles
+    edges: Optional[list[float]] = None  # numeric: fixed bin edges (widened to the reference range)
 
     @model_validator(mode="after")
     def _check_method(self):

@@ -250,10 +250,12 @@ def test_arrow_factorisation_matches_numpy_path():
 
 
 def test_configured_edges_and_js_base(ray_local, shifted, tmp_path):
-    """A feature's configured ``edges`` replace the reference quantiles; ``js_base`` sets the
-    Jensen-Shannon log base (oracle: scipy's ``jensenshannon`` on the written bin shares, and
-    on the raw values binned by ``np.searchsorted``)."""
+    """A feature's configured ``edges`` (widened to the reference's min and max) replace the
+    reference quantiles; ``js_base`` sets the Jensen-Shannon log base (oracle: scipy's
+    ``jensenshannon`` on the written bin shares, and on the raw values binned by
+    ``np.searchsorted``); Wasserstein stays within its bound of scipy's."""
     from scipy.spatial.distance import jensenshannon
+    from scipy.stats import wasserstein_distance
 
     d, preds = shifted
     data = job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"))
@@ -272,9 +274,11 @@ def test_configured_edges_and_js_base(ray_local, shifted, tmp_path):
             & (dr.model == "champion") & (dr.slice == "overall")]
     ref = preds[(preds.model == "champion")
                 & (preds.timestamp < pd.Timestamp("2024-01-08", tz="UTC"))].feature_x
+    assert ref.min() < edges[0] and ref.max() > edges[-1]
+    edges = [ref.min()] + edges + [ref.max()]  # widened to the reference range
     for r in js.itertuples():
         part = h[h.window_start == r.window_start].sort_values("bin")
-        assert len(part) == len(edges) + 1  # under, 2 inner bins, over (as configured)
+        assert len(part) == len(edges) + 1  # under, the inner bins, over
         assert abs(r.statistic - jensenshannon(part.reference, part.current, base=np.e)) < 1e-9
         cur = preds[(preds.model == "champion") & (preds.timestamp >= r.window_start)
                     & (preds.timestamp < r.window_end)].feature_x
@@ -286,6 +290,11 @@ def test_configured_edges_and_js_base(ray_local, shifted, tmp_path):
 
         expect = jensenshannon(shares(ref.to_numpy()), shares(cur.to_numpy()), base=np.e)
         assert abs(r.statistic - expect) < 1e-9
+        wn = dr[(dr.feature == "feature_x") & (dr.method == "wasserstein_normed")
+                & (dr.model == "champion") & (dr.slice == "overall")
+                & (dr.window_start == r.window_start)].iloc[0]
+        exact = wasserstein_distance(ref, cur) / np.std(ref)
+        assert abs(wn.statistic - exact) <= wn.error_bound + 1e-9
     assert len(js) == 2  # the windows of 2024-01-08 and 2024-01-15
 
 

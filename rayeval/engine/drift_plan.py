@@ -66,6 +66,22 @@ class Monitored:
     threshold: float | None = None
 
 
+def _widened(edges: list[float], reference_edges: np.ndarray) -> list[float]:
+    """Configured ``edges`` with the reference's min / max (the outer edges of its profile
+    layout) added where they lie outside: the open under/overflow bins then hold no reference
+    mass, as in a quantile layout, so out-of-range means outside the reference and the
+    Wasserstein estimate keeps its exact out-of-range terms (a reference value in an open bin
+    has no bound to anchor it)."""
+    e = [float(x) for x in edges]
+    if reference_edges.size:
+        lo, hi = float(reference_edges[0]), float(reference_edges[-1])
+        if lo < e[0]:
+            e.insert(0, lo)
+        if hi > e[-1]:
+            e.append(hi)
+    return e
+
+
 def monitored_columns(cfg: JobConfig) -> list[Monitored]:
     """The columns whose drift the job reports (module docstring), each once."""
     d = cfg.drift
@@ -298,8 +314,9 @@ class DriftPlan:
             model_v = state.keys[0][0]
             binning = spec.binning(state, (model_v,))
             edges = self._edges.get((source, column))
-            if edges is not None:  # configured edges: the profile gives the center only
-                binning = NumericBinning.from_edges(edges, center=binning.center)
+            if edges is not None:  # configured edges, widened to the reference's exact range
+                binning = NumericBinning.from_edges(
+                    _widened(edges, binning.edges), center=binning.center)
             if binning.kind == "categorical":
                 self._check_categorical(column, model_v, binning, state)
             self.binnings[(source, column, model_v)] = binning
