@@ -133,6 +133,9 @@ class TaskConfig(_Frozen):
                 and self.positive_class not in self.classes):
             raise ValueError(f"task {self.name!r}: `positive_class` {self.positive_class!r} is "
                              f"not one of `classes` {self.classes}")
+        if self.metrics is not None and len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"task {self.name!r}: `metrics` lists a name twice: "
+                             f"{self.metrics}")
         zd = float(self.zero_division)
         if not (math.isnan(zd) or zd in (0.0, 1.0)):
             raise ValueError(f"task {self.name!r}: `zero_division` must be 0, 1 or nan, got "
@@ -260,6 +263,9 @@ class GateRule(_Frozen):
 
     @model_validator(mode="after")
     def _check_bounds(self):
+        for b in (self.min, self.max):
+            if b is not None and math.isnan(b):
+                raise ValueError(f"gate {self.name!r}: a bound must be a number, not NaN")
         if self.min is None and self.max is None:
             raise ValueError(f"gate {self.name!r}: needs `min` and/or `max` (a gate without a "
                              "bound would always pass)")
@@ -346,6 +352,9 @@ class JobConfig(_Frozen):
             raise ValueError("tasks: at least one task is required")
         if len(set(names)) != len(names):
             raise ValueError(f"tasks: names must be unique, got {names}")
+        gates = [g.name for g in self.gates]
+        if len(set(gates)) != len(gates):
+            raise ValueError(f"gates: names must be unique, got {gates}")
         return self
 
     def slice_specs(self) -> list[tuple[str, ...]]:
@@ -450,11 +459,16 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, s
             continue
         raw = env[var]
         key = ".".join(part.lower() for part in var[len(ENV_PREFIX):].split("__"))
-        try:
-            value = yaml.safe_load(raw) if raw.lstrip().startswith(("[", "{")) else raw
-        except yaml.YAMLError as e:
-            raise ConfigError(f"Environment variable {var}: value is not valid YAML: {e}"
-                              ) from None
+        # storage and MLflow values (keys, endpoints, URIs) are strings, never parsed
+        secret = key.startswith(("inputs.storage.", "outputs.mlflow."))
+        value = raw
+        if not secret and raw.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                raise ConfigError(f"Environment variable {var}: a value starting with '[' or "
+                                  "'{' must be a YAML list or mapping (value not shown)"
+                                  ) from None
         out.append((var, key, value))
     return out
 
@@ -513,7 +527,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         env_of = {key: var for var, key, _ in from_env}
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-            var = env_of.get(loc)
+            var = next((v for k, v in env_of.items() if loc == k or loc.startswith(k + ".")),
+                       None)
             lines.append(f"  - {loc}: {err['msg']}" + (f" (set by {var})" if var else ""))
         raise ConfigError("\n".join(lines)) from None
 

@@ -107,11 +107,12 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
 
 def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
     """Per window and model, the ``n`` worst slices of every slice column and cross (ranked by
-    ``RANK_METRIC``; slices with fewer than ``min_slice_size`` labelled rows left out)."""
+    ``RANK_METRIC``; slices with fewer than ``max(min_slice_size, 30)`` labelled rows left out:
+    a handful of rows ranks by noise)."""
     metric = RANK_METRIC[task.type]
+    floor = max(30, cfg.slices.min_slice_size)
     sel = m[(m["task"] == task.name) & (m["slice"] != "overall") & (m["metric"] == metric)
-            & m["class_label"].isna() & m["value"].notna()
-            & (m["n_labeled"] >= max(1, cfg.slices.min_slice_size))]
+            & m["class_label"].isna() & m["value"].notna() & (m["n_labeled"] >= floor)]
     if task.type == "binary":
         sel = sel[sel["average"].isna() | (sel["average"] == "binary")]
     if sel.empty:
@@ -122,7 +123,7 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
     sel = sel.sort_values(["value", "n_labeled", "slice"], ascending=[ascending, False, True],
                           kind="stable")
     t = Table(title=f"{task.name}: worst {n} slices per window by {metric} "
-              f"(any slice column; >= {cfg.slices.min_slice_size} labelled rows)")
+              f"(any slice column; >= {floor} labelled rows)")
     for c in ["window", "model"] + [f"#{i + 1}" for i in range(n)]:
         t.add_column(c)
     rows = list(sel.groupby(["window_start", "model"], sort=True))

@@ -268,6 +268,9 @@ def test_too_many_slices(ray_local, tmp_path, frames):
     ("drift.js_base=1", "drift.js_base"),
     ("gates=[{name: g, metric: f1}]", "needs `min` and/or `max`"),
     ("gates=[{name: g, metric: f1, min: 0.9, max: 0.1}]", "never pass"),
+    ("gates=[{name: g, metric: f1, min: .nan}]", "not NaN"),
+    ("gates=[{name: g, metric: f1, min: 0.5}, {name: g, metric: f1, min: 0.6}]", "unique"),
+    ("tasks.0.metrics=[roc_auc, roc_auc]", "twice"),
     ("name=../../evil", "name"), ("name=fraud/v2", "name"), ("run_id=.hidden", "run_id"),
     ("drift.learned_thresholds=true", "not previous_window"),  # job_dict's default reference
 ])

@@ -253,8 +253,8 @@ def test_console_worst_slices_per_window_over_every_slice_column():
     w1, w2 = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-08", tz="UTC")
     rows = [  # (window, slice, slice_columns, value, n_labeled)
         (w1, "overall", "", 0.60, 500), (w1, "region=a", "region", 0.70, 50),
-        (w1, "device=x", "device", 0.55, 40), (w1, "region=a,device=x", "region,device", 0.51, 9),
-        (w2, "region=a", "region", 0.65, 50), (w2, "region=a,device=y", "region,device", 0.58, 12),
+        (w1, "device=x", "device", 0.55, 40), (w1, "region=a,device=x", "region,device", 0.51, 20),
+        (w2, "region=a", "region", 0.65, 50), (w2, "region=a,device=y", "region,device", 0.58, 32),
         (w2, "device=x", "device", float("nan"), 40)]
     m = pd.DataFrame([{"task": task.name, "model": "m1", "window_start": w, "slice": s,
                        "slice_columns": c, "metric": "roc_auc", "class_label": None,
@@ -264,7 +264,7 @@ def test_console_worst_slices_per_window_over_every_slice_column():
     lines = [ln for ln in console.export_text().splitlines() if "m1" in ln]
     assert len(lines) == 2  # one row per (window, model)
     # window 1: the device slice (not only the first slice column) ranks first; the cross
-    # with 9 labelled rows is below min_slice_size and the overall slice is not a slice
+    # with 20 labelled rows is below the table's floor of 30 and the overall slice is not a slice
     assert lines[0].index("device=x: 0.5500") < lines[0].index("region=a: 0.7000")
     assert "0.5100" not in lines[0] and "0.6000" not in lines[0]
     # window 2: the cross first, the NaN value left out
@@ -419,6 +419,19 @@ def test_environment_overrides_and_redaction(monkeypatch):
     monkeypatch.setenv("RAYEVAL__SLICES__MAX_SLICES", "many")
     with pytest.raises(ConfigError, match="slices.max_slices.*set by RAYEVAL__SLICES__MAX_SLICES"):
         load_config(data=base)
+    monkeypatch.setenv("RAYEVAL__SLICES__MAX_SLICES", "10")
+    monkeypatch.setenv("RAYEVAL__RAY__ACTORS", "zero")  # a Union field: error loc is deeper
+    with pytest.raises(ConfigError, match="set by RAYEVAL__RAY__ACTORS"):
+        load_config(data=base)
+    monkeypatch.setenv("RAYEVAL__RAY__ACTORS", "2")
+    # a secret starting with "{" or "[" is a string, and a bad YAML value is never echoed
+    monkeypatch.setenv("RAYEVAL__INPUTS__STORAGE__SECRET_ACCESS_KEY", "{PWleak4")
+    assert load_config(data=base).inputs.storage.secret_access_key == "{PWleak4"
+    monkeypatch.setenv("RAYEVAL__SLICES__COLUMNS", "[oops")
+    with pytest.raises(ConfigError) as e:
+        load_config(data=base)
+    assert "oops" not in str(e.value) and "RAYEVAL__SLICES__COLUMNS" in str(e.value)
+    monkeypatch.setenv("RAYEVAL__SLICES__COLUMNS", "[band]")
     monkeypatch.setenv("RAYEVAL__BOGUS", "1")
     with pytest.raises(ConfigError, match="bogus"):
         load_config(data=base)

@@ -350,11 +350,13 @@ class DriftPlan:
         total = float(sum(freqs.values()))  # every category's weight when known_complete
         share = top / total if binning.known_complete and total > 0 else top / rows
         if share < 0.5 or not binning.known_complete:
+            what = (f"its top {len(binning.categories)} categories hold {share:.0%} of the "
+                    f"reference" if binning.categories else
+                    f"no category of it is frequent enough to get a bin")
             more = "" if binning.known_complete else (
-                f"more than {state.capacity:,} distinct values, ")
+                f"more than {state.capacity:,} distinct values; ")
             self.warnings.append(
-                f"drift: categorical column {column!r} (model {model}) has {more}its top "
-                f"{len(binning.categories)} categories hold {share:.0%} of the reference: its "
+                f"drift: categorical column {column!r} (model {model}) has {more}{what}: its "
                 f"drift is measured mostly on 'other' and misses shifts inside it; declare it "
                 f"numeric or raise drift.top_k_categories")
 
