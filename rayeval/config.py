@@ -225,9 +225,9 @@ class DriftConfig(_Frozen):
     """Drift and data-quality monitoring: features, predictions and labels against a reference;
     bins fixed from the reference alone (``n_bins`` quantile bins or exact values, or a
     feature's configured ``edges``; top ``top_k_categories`` + other); Jensen-Shannon in base
-    ``js_base`` (the default thresholds are for base 2); optional learned thresholds (mean + 3 std over reference
-    chunks of ``learned_chunk``); dataset drift when the share of drifted features reaches
-    ``dataset_drift_share``."""
+    ``js_base`` (the default thresholds are for base 2); optional learned thresholds (mean + 3
+    std over reference chunks of ``learned_chunk``); dataset drift when the share of drifted
+    features reaches ``dataset_drift_share``."""
 
     enabled: bool = True
     features: list[DriftFeature] = []

@@ -619,3 +619,11 @@ def test_multiclass_score_label_type_mismatch_is_an_error():
     for lab in (np.array([0, 2]), np.array([None, None], dtype=object)):
         spec.accumulate(spec.zero(), {"label": lab, "scores": np.full((2, 3), 1 / 3)},
                         GroupIndex.single(2))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, None])
+def test_calibration_bins_option_checked(bad):
+    for make in (lambda: BinaryScoreSpec(n_calibration_bins=bad),
+                 lambda: MulticlassScoreSpec(classes=(0, 1, 2), n_calibration_bins=bad)):
+        with pytest.raises(ValueError, match="n_calibration_bins"):
+            make()

@@ -291,7 +291,8 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
             stopped here. The pass appends its record to ``pool.passes`` (rows, files, read
             tasks, batch size, wall seconds of the reduce and merge steps, and per actor its
-            rows, batches and seconds waiting for batches, reducing (wall and CPU) and storing its partial).
+            rows, batches and seconds waiting for batches, reducing (wall and CPU) and storing
+            its partial).
 
     Returns:
         The merged partial (a dict of states).

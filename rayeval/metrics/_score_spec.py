@@ -183,6 +183,9 @@ class _ScoreSpecBase:
                 not isinstance(self.bucket_budget, (int, np.integer)) or self.bucket_budget < 2):
             raise ValueError(f"Expected `bucket_budget` an int >= 2 or None, got "
                              f"{self.bucket_budget!r}.")
+        nb = self.n_calibration_bins
+        if not isinstance(nb, (int, np.integer)) or isinstance(nb, bool) or nb < 1:
+            raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got {nb!r}.")
 
     def zero(self) -> ScoreState:
         """The identity of :meth:`merge`: no groups."""

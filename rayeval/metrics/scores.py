@@ -98,9 +98,6 @@ class BinaryScoreSpec(_ScoreSpecBase):
         if self.classes is not None and self.positive_class not in self.classes:
             raise ValueError(f"Expected `positive_class` {self.positive_class!r} among `classes` "
                              f"{self.classes!r}.")
-        if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
-            raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got "
-                             f"{self.n_calibration_bins!r}.")
 
     def _layout(self) -> tuple:
         return ("binary_score", repr(self.positive_class), self._budget(),
@@ -246,9 +243,6 @@ class MulticlassScoreSpec(_ScoreSpecBase):
             raise ValueError(f"Expected `classes` of >= 2 unique labels, got {self.classes!r}.")
         if not all(isinstance(k, (int, np.integer)) and k >= 1 for k in self.top_k):
             raise ValueError(f"Expected `top_k` a tuple of ints >= 1, got {self.top_k!r}.")
-        if not isinstance(self.n_calibration_bins, (int, np.integer)) or self.n_calibration_bins < 1:
-            raise ValueError(f"Expected `n_calibration_bins` an int >= 1, got "
-                             f"{self.n_calibration_bins!r}.")
 
     @property
     def _n_classes_hist(self) -> int:
