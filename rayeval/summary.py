@@ -41,7 +41,10 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                      if c.get("rows_duplicate_across_batches") else "")
                   + f" | missing id "
                   f"{c.get('rows_missing_id', 0):,} | missing timestamp "
-                  f"{c.get('rows_missing_timestamp', 0):,} | durations "
+                  f"{c.get('rows_missing_timestamp', 0):,}"
+                  + (f" | unparseable timestamp {c['rows_unparseable_timestamp']:,}"
+                     if c.get("rows_unparseable_timestamp") else "")
+                  + " | durations "
                   + ", ".join(f"{k} {v:.1f}s" for k, v in result.durations.items()))
     invalid = result.manifest.get("row_counts", {}).get("invalid", {})
     if any(invalid.values()):

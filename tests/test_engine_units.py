@@ -608,3 +608,16 @@ def test_tracking_uri_credentials_go_in_a_header_never_in_text():
     assert split_credentials("sqlite:///a@b.db") == ("sqlite:///a@b.db", None, None)
     msg = "API request to http://alice:Hunter2@127.0.0.1:5918/api/2.0 failed"
     assert _redact_text(msg) == "API request to http://***@127.0.0.1:5918/api/2.0 failed"
+
+
+def test_unparseable_timestamps_counted_apart_from_missing():
+    preds, labels = make_frames(400, seed=10)
+    ts = preds.timestamp.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+    ts.iloc[:3] = "not a date"
+    ts.iloc[3:5] = None
+    table = pa.Table.from_pandas(preds.assign(timestamp=ts), preserve_index=False)
+    plan = EvalPlan(load_config(data=job_dict("p", "l", "o")), LabelIndex.build(
+        pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts"))
+    c = plan.batch_partial(table)["_counters"]
+    assert c["rows_unparseable_timestamp"] == 3 and c["rows_missing_timestamp"] == 2
+    assert c["rows_evaluated"] == len(preds) - 5

@@ -36,7 +36,8 @@ from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, t
 
 #: model key of a drift reference dataset without the model column: every model's reference
 ALL_MODELS = "*"
-COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_out_of_range", "rows_reference_only",
+COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_unparseable_timestamp",
+            "rows_out_of_range", "rows_reference_only",
             "rows_other_model", "rows_missing_id", "rows_duplicate_prediction",
             "rows_duplicate_across_batches", "rows_evaluated", "rows_labeled")
 
@@ -208,6 +209,13 @@ class EvalPlan:
               else np.zeros(n, dtype=np.int64))
         keep = ts != np.iinfo(np.int64).min
         counters["rows_missing_timestamp"] = int(n - keep.sum())
+        if not keep.all() and cols.timestamp in present and not (
+                pa.types.is_timestamp(table[cols.timestamp].type)
+                or pa.types.is_date(table[cols.timestamp].type)):
+            # text that is no date (e.g. "not a date"): counted apart from missing values
+            bad = ~keep & ~table[cols.timestamp].is_null().to_numpy(zero_copy_only=False)
+            counters["rows_unparseable_timestamp"] = int(bad.sum())
+            counters["rows_missing_timestamp"] -= int(bad.sum())
         if source == "current":
             in_range = np.ones(n, dtype=bool)
             if self.start_ns is not None:

@@ -224,6 +224,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
         why = {"outside windows.start/end": c.get("rows_out_of_range", 0),
                "drift reference only": c.get("rows_reference_only", 0),
                "without timestamp": c.get("rows_missing_timestamp", 0),
+               "with an unparseable timestamp": c.get("rows_unparseable_timestamp", 0),
                "of models not in `models`": c.get("rows_other_model", 0),
                "dropped by `filters`": c.get("rows_filtered", 0)}
         detail = ", ".join(f"{n:,} {k}" for k, n in why.items() if n)
