@@ -146,8 +146,10 @@ def test_schema_drift_across_partitions_is_read(ray_local, tmp_path, frames):
     assert n.groupby("model").value.sum().sum() == len(df)  # every labelled row evaluated
     # the absent column is reported by name, file and rows (manifest and console summary)
     warns = res.manifest["warnings"]
-    assert len(warns) == 1 and "'score'" in warns[0] and "1 of 3 files" in warns[0]
+    assert len(warns) == 2 and "'score'" in warns[0] and "1 of 3 files" in warns[0]
     assert f"{len(b):,} rows" in warns[0] and "b.parquet" in warns[0]
+    # so is the naive timestamp among zoned ones (read as UTC)
+    assert "'timestamp' has no time zone in 1 of 3 files" in warns[1] and "b.parquet" in warns[1]
 
 
 def test_mixed_label_types_error(ray_local, tmp_path, frames):

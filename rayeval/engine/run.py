@@ -151,7 +151,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
                 if cfg.inputs.labels.timestamp_column:
                     lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
                 check_columns(label_info, lreq)
-            input_warnings = pred_info.absent_warnings(req)
+            input_warnings = pred_info.absent_warnings(req) + pred_info.timezone_warnings()
             if label_info is not None:
                 input_warnings += label_info.absent_warnings(lreq)
 

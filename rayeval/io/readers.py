@@ -51,6 +51,8 @@ class DatasetInfo:
     files: tuple[FileInfo, ...]
     schema: pa.Schema
     absent: dict = field(default_factory=dict)
+    #: timestamp column -> the files where it is naive while other files give it a time zone
+    naive: dict = field(default_factory=dict)
 
     def absent_warnings(self, columns: Iterable[str]) -> list[str]:
         """One message per column of ``columns`` absent from some (not all) files: how many
@@ -65,6 +67,13 @@ class DatasetInfo:
             out.append(f"column {c!r} is absent from {len(paths)} of {len(self.files)} files of "
                        f"{self.uri} ({n:,} rows, e.g. {paths[0]}): read as null there")
         return out
+
+    def timezone_warnings(self) -> list[str]:
+        """One message per timestamp column that is naive in some files and zoned in others
+        (naive values are read as UTC: right when the writer meant UTC, shifted otherwise)."""
+        return [f"column {c!r} has no time zone in {len(p)} of {len(self.files)} files of "
+                f"{self.uri} (e.g. {p[0]}) but one in the others: its naive values are read "
+                f"as UTC" for c, p in sorted(self.naive.items())]
 
     @property
     def paths(self) -> list[str]:
@@ -204,7 +213,17 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     for i, sch in zip(infos, schemas):
         for c in set(unified.names).difference(sch.names):
             absent.setdefault(c, []).append(i.path)
-    return DatasetInfo(uri, fs, files, unified, absent)
+    naive: dict[str, list[str]] = {}
+    zoned: set[str] = set()
+    for i, (sch, _) in zip(infos, footers):
+        for fld in sch:
+            if pa.types.is_timestamp(fld.type):
+                if fld.type.tz is None:
+                    naive.setdefault(fld.name, []).append(i.path)
+                else:
+                    zoned.add(fld.name)
+    naive = {c: p for c, p in naive.items() if c in zoned}
+    return DatasetInfo(uri, fs, files, unified, absent, naive)
 
 
 def _normalise_timestamps(schema: pa.Schema) -> pa.Schema:
