@@ -193,7 +193,7 @@ class DriftFeature(_Frozen):
     edges: Optional[list[float]] = None  # numeric: fixed bin edges (widened to the reference range)
 
     @model_validator(mode="after")
-    def _check_method(self):
+    def _check_edges_and_method(self):
         from rayeval.drift.compare import METHODS
 
         if self.edges is not None:
@@ -533,15 +533,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         raise ConfigError("\n".join(lines)) from None
 
 
-def redact_uri(uri: str | None) -> str | None:
-    """``uri`` with its user information (``user:password@``) replaced by ``***@``."""
-    if not uri or "@" not in uri or "://" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    netloc, sep, path = rest.partition("/")
-    if "@" not in netloc:
-        return uri
-    return f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{sep}{path}"
+def redact_uri(text: str | None) -> str | None:
+    """``text`` (a URI, or a message holding URIs) with the user information of every
+    ``scheme://user:password@`` replaced by ``***@``; ``None`` stays ``None``."""
+    return text if not text else re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
 
 
 def storage_options(cfg: StorageConfig) -> dict:

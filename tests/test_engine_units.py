@@ -582,7 +582,8 @@ def test_tracking_uri_credentials_go_in_a_header_never_in_text():
     import http.server
     import threading
 
-    from rayeval.io.mlflow_writer import _redact_text, check_reachable, split_credentials
+    from rayeval.config import redact_uri
+    from rayeval.io.mlflow_writer import check_reachable, split_credentials
 
     seen = []
 
@@ -607,7 +608,7 @@ def test_tracking_uri_credentials_go_in_a_header_never_in_text():
     assert split_credentials("https://u:pw@h:1/x") == ("https://h:1/x", "u", "pw")
     assert split_credentials("sqlite:///a@b.db") == ("sqlite:///a@b.db", None, None)
     msg = "API request to http://alice:Hunter2@127.0.0.1:5918/api/2.0 failed"
-    assert _redact_text(msg) == "API request to http://***@127.0.0.1:5918/api/2.0 failed"
+    assert redact_uri(msg) == "API request to http://***@127.0.0.1:5918/api/2.0 failed"
 
 
 def test_unparseable_timestamps_counted_apart_from_missing():

@@ -37,7 +37,7 @@ from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorize
                            default_method, learned_threshold)
 from rayeval.drift.compare import METHODS
 from rayeval.engine.labels import to_numpy
-from rayeval.engine.plan import ALL_MODELS
+from rayeval.engine.plan import ALL_MODELS, exclusion_detail, utc_ns
 from rayeval.metrics.base import GroupIndex
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, window_end,
                              window_starts)
@@ -592,12 +592,6 @@ def bin_labels(binning) -> list[str]:
     return [str(c) for c in binning.categories] + ["other"]
 
 
-def _ns(dt: datetime) -> int:
-    from rayeval.config import utc
-
-    return int(pd.Timestamp(utc(dt)).value)
-
-
 def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=None):
     """Run the reference passes (on the job's reducer ``pool`` when given); returns
     ``(drift_plan, reference_partial)`` (the partial is ``None`` for ``previous_window`` and
@@ -617,13 +611,13 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     elif ref.kind == "time_range":
         ref_info = inspect_dataset(cfg.inputs.predictions.uri, cfg.inputs.storage, ref.start,
                                    ref.end)
-        ref_range = (_ns(ref.start), _ns(ref.end))
+        ref_range = (utc_ns(ref.start), utc_ns(ref.end))
     else:  # previous_window: edges from the first window of the current range
         w = cfg.windows
         if w.size == "none":
             raise InputError("drift.reference.kind=previous_window needs windows.size")
         start = w.start or _first_timestamp(pred_info, cfg.columns.timestamp)
-        start_ns = _ns(start)
+        start_ns = utc_ns(start)
         from rayeval.slicing import window_starts
 
         first = int(window_starts(np.array([start_ns]), w.size)[0])
@@ -653,10 +647,7 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     profiles = ray_runner.aggregate(plan, ref_info, profile_cols, "reference", **opts)
     pc = profiles["_counters"]
     if pc.get("rows_evaluated", 0) == 0:
-        why = ", ".join(f"{n:,} {k}" for k, n in (
-            ("dropped by `filters`", pc.get("rows_filtered", 0)),
-            ("of models not in `models`", pc.get("rows_other_model", 0)),
-            ("without timestamp", pc.get("rows_missing_timestamp", 0))) if n)
+        why = exclusion_detail(pc)
         raise InputError(f"The drift reference ({drift.reference_name}) has no rows "
                          f"({len(ref_info.files)} file(s), {pc.get('rows_read', 0):,} rows read"
                          + (f": {why}" if why else "") + "): drift needs a non-empty reference"

@@ -27,28 +27,29 @@ REGRESSION_METRICS = {"n_rows", "mean_error", "mae", "mse", "rmse", "r2", "expla
                       "mape", "smape", "max_error", "median_absolute_error"}
 
 
-def known_metrics(task, selected: bool = False) -> set[str]:
-    """Metric names a task can produce (for validating gate rules and ``metrics`` lists before
-    a run); ``selected``: only those its ``metrics`` list keeps (all when it has none)."""
-    if task.type == "regression":
-        names = REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error"
-                                      for q in task.quantiles}
-    else:
-        names = set(LABEL_METRICS) if task.prediction else set()
-        if task.score or task.scores:
-            names |= SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
-    if selected and task.metrics is not None:
-        names &= set(task.metrics)
-    return names
-
-
 def family_metrics(task, family: str) -> set[str]:
     """Metric names of one family (``labels``, ``scores``, ``regression``) of ``task``."""
     if family == "labels":
         return set(LABEL_METRICS)
     if family == "scores":
         return SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
-    return known_metrics(task)
+    return REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error" for q in task.quantiles}
+
+
+def known_metrics(task, selected: bool = False) -> set[str]:
+    """Metric names a task can produce (for validating gate rules and ``metrics`` lists before
+    a run): those of the families its columns give (label metrics need ``prediction``, score
+    metrics ``score``/``scores``); ``selected``: only those its ``metrics`` list keeps (all
+    when it has none)."""
+    if task.type == "regression":
+        families = ["regression"]
+    else:
+        families = (["labels"] if task.prediction else []) + (
+            ["scores"] if task.score or task.scores else [])
+    names = set().union(*(family_metrics(task, f) for f in families))
+    if selected and task.metrics is not None:
+        names &= set(task.metrics)
+    return names
 
 
 def check_task_metrics(cfg: JobConfig) -> None:

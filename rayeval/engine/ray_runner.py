@@ -13,6 +13,7 @@ DataSource V1 with an explicit file list and ``override_num_blocks``; Ray never 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -437,15 +438,10 @@ def tree_merge(plan_ref, sources: list[dict], fan_in: int, plan: EvalPlan | None
         return plan.compact(merged, prepare=True)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     groups = balance(sizes, max(1, min(8, cpus)))
-    calls = 0
+    mergers = itertools.cycle([a.merge for a in actors] if actors else [_merge])
 
     def remote_merge(names, parts, compact=False):
-        nonlocal calls
-        calls += 1
-        if actors:
-            actor = actors[(calls - 1) % len(actors)]
-            return actor.merge.remote(plan_ref, names, *parts, compact=compact)
-        return _merge.remote(plan_ref, names, *parts, compact=compact)
+        return next(mergers).remote(plan_ref, names, *parts, compact=compact)
 
     roots = []
     for names in groups:

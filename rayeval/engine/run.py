@@ -8,7 +8,6 @@ pass over the reference data), ``scan`` (partial aggregation of the current data
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import time
@@ -23,7 +22,7 @@ import rayeval
 from rayeval.config import JobConfig, redact_uri, storage_options, utc
 from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
-from rayeval.engine.plan import EvalPlan
+from rayeval.engine.plan import EvalPlan, exclusion_detail, utc_ns
 from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
 from rayeval.io import mlflow_writer
 from rayeval.io.readers import (DatasetInfo, InputError, check_columns, inspect_dataset,
@@ -193,8 +192,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             merged = ray_runner.aggregate(
                 plan, pred_info, columns, "current", ray_cfg=cfg.ray, pool=pool,
                 time_range=(cfg.columns.timestamp,
-                            *(None if t is None else int(pd.Timestamp(utc(t)).value)
-                              for t in (start, end))))
+                            *(None if t is None else utc_ns(t) for t in (start, end))))
 
     c = merged["_counters"]
     # rows the time range pushed into the read skipped (the files' footers count them): they
@@ -221,13 +219,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
             f"evaluated more than once (counted as rows_duplicate_across_batches); keep an "
             f"id's rows in one file, or deduplicate upstream")
     if c.get("rows_evaluated", 0) == 0:
-        why = {"outside windows.start/end": c.get("rows_out_of_range", 0),
-               "drift reference only": c.get("rows_reference_only", 0),
-               "without timestamp": c.get("rows_missing_timestamp", 0),
-               "with an unparseable timestamp": c.get("rows_unparseable_timestamp", 0),
-               "of models not in `models`": c.get("rows_other_model", 0),
-               "dropped by `filters`": c.get("rows_filtered", 0)}
-        detail = ", ".join(f"{n:,} {k}" for k, n in why.items() if n)
+        detail = exclusion_detail(c)
         raise InputError(f"Nothing to evaluate: none of the {c['rows_read']:,} rows read from "
                          f"{cfg.inputs.predictions.uri} is in the evaluated windows "
                          f"[{w.start or '-inf'}, {w.end or '+inf'}) after the filters ({detail})")
@@ -282,7 +274,7 @@ def empty_window_warnings(cfg: JobConfig, coverage: pd.DataFrame, show: int = 5)
     w = cfg.windows
     if w.size == "none" or w.start is None or w.end is None or coverage.empty:
         return []
-    start, end = (int(pd.Timestamp(utc(t)).value) for t in (w.start, w.end))
+    start, end = utc_ns(w.start), utc_ns(w.end)
     expected, cur = [], int(window_starts(np.array([start]), w.size)[0])
     while cur < end and len(expected) < 100_000:
         expected.append(cur)
@@ -345,8 +337,8 @@ def drift_history(drift: pd.DataFrame, steps: dict | None = None
     from rayeval.io.mlflow_writer import sanitize_key, window_steps
 
     step_of = window_steps(drift) if steps is None else steps
-    df = drift[(drift["slice"] == "overall") & drift["statistic"].notna()
-               & drift["statistic"].map(lambda v: math.isfinite(v))]
+    df = drift[(drift["slice"] == "overall")
+               & np.isfinite(drift["statistic"].to_numpy(dtype=np.float64))]
     out = []
     for r in df.itertuples(index=False):
         ts = int(pd.Timestamp(r.window_end).value // 10**6) if not pd.isna(r.window_end) else 0

@@ -88,11 +88,6 @@ def _credentials_env(user: str | None, password: str | None):
                 os.environ[k] = v
 
 
-def _redact_text(text: str) -> str:
-    """``text`` with every ``scheme://user:password@`` reduced to ``scheme://***@``."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
-
-
 def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     """Raise :class:`MLflowUnavailable` when an http(s) tracking server does not answer
     (credentials in the URI go in a basic-auth header, as MLflow sends them)."""
@@ -110,7 +105,7 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
                                         f"{r.status}")
     except OSError as e:
         raise MLflowUnavailable(f"MLflow server {redact_uri(tracking_uri)} is unreachable: "
-                                f"{_redact_text(str(e))}") from None
+                                f"{redact_uri(str(e))}") from None
 
 
 def window_steps(*tables: pd.DataFrame | None) -> dict:
@@ -218,4 +213,4 @@ def _log_run(tracking_uri, experiment, run_name, params, tags, metric_history, a
         raise
     except Exception as e:  # mlflow raises MlflowException / requests errors
         raise MLflowUnavailable(f"MLflow logging to {redact_uri(tracking_uri)} failed: "
-                                f"{type(e).__name__}: {_redact_text(str(e))}") from None
+                                f"{type(e).__name__}: {redact_uri(str(e))}") from None

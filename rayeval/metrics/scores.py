@@ -179,15 +179,9 @@ class BinaryScoreSpec(_ScoreSpecBase):
             every non-empty bin (weight > 0), in key then bin order; bins are ``[0, e1]`` then
             ``(e_i, e_i+1]``.
         """
-        edges = np.linspace(0.0, 1.0, self.n_calibration_bins + 1)
         cal = state.sums.arrays.get("cal")
-        out = []
-        for i, key in enumerate(state.keys):
-            w, ws, wy = cal[i]
-            for j in np.flatnonzero(w > 0):
-                out.append((key, float(edges[j]), float(edges[j + 1]), float(w[j]),
-                            float(ws[j] / w[j]), float(wy[j] / w[j])))
-        return out
+        return [(key, *row) for i, key in enumerate(state.keys)
+                for row in _reliability(cal[i], self.n_calibration_bins)]
 
 
 @dataclass(frozen=True)
@@ -362,13 +356,17 @@ class MulticlassScoreSpec(_ScoreSpecBase):
             list of ``(key, class, bin_lower, bin_upper, weight, mean_score,
             fraction_positive)`` for every non-empty bin, in key, class, bin order.
         """
-        edges = np.linspace(0.0, 1.0, self.n_calibration_bins + 1)
         cal = state.sums.arrays.get("cal")
-        out = []
-        for i, key in enumerate(state.keys):
-            for j, cls in enumerate(self.classes):
-                w, ws, wy = cal[i, j]
-                for b in np.flatnonzero(w > 0):
-                    out.append((key, cls, float(edges[b]), float(edges[b + 1]), float(w[b]),
-                                float(ws[b] / w[b]), float(wy[b] / w[b])))
-        return out
+        return [(key, cls, *row) for i, key in enumerate(state.keys)
+                for j, cls in enumerate(self.classes)
+                for row in _reliability(cal[i, j], self.n_calibration_bins)]
+
+
+def _reliability(cal: np.ndarray, n_bins: int) -> list[tuple]:
+    """``(bin_lower, bin_upper, weight, mean_score, fraction_positive)`` of every non-empty
+    equal-width bin of one calibration table ``cal`` (3, n_bins): weight, weighted score and
+    weighted positive label per bin."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    w, ws, wy = cal
+    return [(float(edges[b]), float(edges[b + 1]), float(w[b]), float(ws[b] / w[b]),
+             float(wy[b] / w[b])) for b in np.flatnonzero(w > 0)]
