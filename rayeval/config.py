@@ -275,6 +275,18 @@ class GateRule(_Frozen):
         return self
 
 
+class IntervalsConfig(_Frozen):
+    """Confidence intervals of every metric (see ``rayeval.stats``): closed forms (Wilson,
+    DeLong) where they exist, else a one-pass Poisson bootstrap with ``replicates`` replicates
+    whose weights are a fixed hash of (``unit`` value, replicate): rows of one unit (default:
+    the prediction id; a user or session column when its rows are correlated) share weights."""
+
+    enabled: bool = False
+    level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    replicates: int = Field(default=200, ge=10, le=2000)
+    unit: Optional[str] = None  # default: columns.id
+
+
 class MLflowConfig(_Frozen):
     """MLflow logging: tracking URI (default ``MLFLOW_TRACKING_URI`` or sqlite in the output
     folder) and experiment name."""
@@ -339,6 +351,7 @@ class JobConfig(_Frozen):
     windows: WindowsConfig = WindowsConfig()
     drift: DriftConfig = DriftConfig(enabled=False)
     gates: list[GateRule] = []
+    intervals: IntervalsConfig = IntervalsConfig()
     outputs: OutputsConfig = OutputsConfig()
     ray: RayConfig = RayConfig()
     policy: PolicyConfig = PolicyConfig()

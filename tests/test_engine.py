@@ -207,3 +207,33 @@ def test_deep_dive_filter_and_windows(ray_local, synthetic, tmp_path):
     assert sum(a["rows"] for a in scan["actors"]) == inside.sum() < len(preds)
     assert rc["rows_read"] == len(preds) and rc["rows_out_of_range"] == (~inside).sum()
     assert rc["rows_filtered"] == (inside & (preds.segment != "north")).sum()
+
+
+@pytest.mark.parametrize("actors,batch_size", [(1, None), (2, 700), (2, 2500)])
+def test_intervals_do_not_depend_on_actors_or_batches(ray_local, synthetic, tmp_path, actors,
+                                                      batch_size):
+    """Wilson, DeLong and bootstrap intervals of a Ray run with 1 or 2 reducer actors and 3
+    batch sizes equal the single-process ones (the replicate weights hash the prediction id)."""
+    d = synthetic["dir"]
+    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
+                                    intervals={"enabled": True, "replicates": 50},
+                                    ray={"actors": actors, "batch_size": batch_size,
+                                         "actor_num_cpus": 0.5}))
+    got = run_job(cfg).finalized.metrics
+    expected = single_process(cfg, synthetic["preds"], synthetic["labels"])
+    assert_same_metrics(got, expected)
+    key = ["task", "model", "window_start", "slice", "metric", "class_label", "average"]
+    got = got.sort_values(key, na_position="first").reset_index(drop=True)
+    expected = expected.sort_values(key, na_position="first").reset_index(drop=True)
+    for col in ("ci_lower", "ci_upper"):
+        np.testing.assert_allclose(got[col].to_numpy(float), expected[col].to_numpy(float),
+                                   rtol=1e-6, atol=1e-9, equal_nan=True)
+    assert (got["ci_method"] == expected["ci_method"]).all()
+    assert (got["ci_flag"] == expected["ci_flag"]).all()
+    methods = set(got["ci_method"])
+    assert {"wilson", "delong", "bootstrap"} <= methods
+    small = got[(got.ci_method != "") & (got.n_rows < 30)]
+    assert (small.ci_flag == "few_rows").all()
+    defined = got[got.ci_method != ""]
+    assert ((defined.ci_lower <= defined.value + 1e-12)
+            & (defined.value <= defined.ci_upper + 1e-12)).all()

@@ -34,6 +34,8 @@ from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_key
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
                              window_starts)
 
+#: state name prefix of a family's bootstrap replicates (``rep|<task>|<family>|<slice>``)
+REPLICATES = "rep|"
 #: model key of a drift reference dataset without the model column: every model's reference
 ALL_MODELS = "*"
 COUNTERS = ("rows_read", "rows_missing_timestamp", "rows_unparseable_timestamp",
@@ -155,6 +157,17 @@ class EvalPlan:
                 for sl in self.slices:
                     self.specs[self.state_name(task.name, family, sl)] = spec
         self.coverage = CoverageSpec()
+        # bootstrap replicates: one generic replicated state per family with a replicate view
+        self.replicated: dict[str, Any] = {}
+        if cfg.intervals.enabled:
+            from rayeval.stats.replicate import ReplicatedSpec
+            from rayeval.stats.views import view_for
+
+            for name, spec in self.specs.items():
+                view = view_for(spec)
+                if view is not None:
+                    self.replicated[REPLICATES + name] = ReplicatedSpec(
+                        view, cfg.intervals.replicates)
         w = cfg.windows
         self.start_ns = utc_ns(w.start) if w.start else None
         self.end_ns = utc_ns(w.end) if w.end else None
@@ -211,6 +224,8 @@ class EvalPlan:
             return self.coverage
         if name.startswith("drift|"):
             return self.drift.spec_for(name)
+        if name.startswith(REPLICATES):
+            return self.replicated[name]
         return self.specs[name]
 
     # ---- per batch ------------------------------------------------------------------------
@@ -311,9 +326,28 @@ class EvalPlan:
             cov = "coverage|" + sl.name
             out[cov] = self.coverage.accumulate(self.coverage.zero(), labeled, g)
         if source == "current":
+            reps = self._replicate_weights(table, weight)
             for task in self.tasks:
-                self._accumulate_task(out, task, table, label_cols, labeled, weight, groupings)
+                self._accumulate_task(out, task, table, label_cols, labeled, weight, groupings,
+                                      reps)
         return out
+
+    def _replicate_weights(self, table: pa.Table, weight: np.ndarray | None):
+        """The batch's (n, B + 1) replicate weight matrix (``None`` without intervals): a
+        fixed 64-bit hash of each row's unit value (``pandas.util.hash_array``, fixed key)
+        seeds its Poisson(1) weights, so they do not depend on batch or worker."""
+        if not self.replicated:
+            return None
+        from rayeval.stats.weights import replicate_matrix
+
+        unit = self.cfg.intervals.unit or self.cfg.columns.id
+        values = to_numpy(table[unit])
+        if values.dtype.kind in "iub":
+            values = values.astype(np.int64)
+        elif values.dtype.kind != "f":
+            values = values.astype(object)
+        h = pd.util.hash_array(values, categorize=False).astype(np.uint64, copy=False)
+        return replicate_matrix(h, self.cfg.intervals.replicates, weight, dtype=np.float32)
 
     def _reference_rows(self, out: dict, table: pa.Table) -> None:
         """Add the drift reference histograms of ``table`` (rows of a time-range reference
@@ -326,7 +360,8 @@ class EvalPlan:
             elif name.startswith("drift|chunks|"):
                 out[name] = state
 
-    def _accumulate_task(self, out, task, table, label_cols, labeled, weight, groupings):
+    def _accumulate_task(self, out, task, table, label_cols, labeled, weight, groupings,
+                         reps=None):
         """Every family of ``task`` over every slice spec: one ``accumulate_many`` call per
         family, so row-level work (validation, losses, score sort order) is done once per
         batch, not once per slice spec."""
@@ -364,6 +399,11 @@ class EvalPlan:
                                   ) from None
                 for sl, state in zip(sls, states):
                     out[names[sl]] = state
+            rep = self.replicated.get(REPLICATES + names[next(iter(specs))])
+            if rep is not None and reps is not None:
+                states = rep.accumulate_many(batch, reps[mask], [sub[sl] for sl in specs])
+                for sl, state in zip(specs, states):
+                    out[REPLICATES + names[sl]] = state
 
     def _dedupe(self, table: pa.Table, ts: np.ndarray, counters: dict):
         """Drop duplicate prediction ids of one model (policy ``keep_latest``: keep the latest

@@ -1,7 +1,9 @@
 """Finalize merged partials into the tidy output tables of DESIGN section 5 (no Ray).
 
 ``metrics``: run_id, task, model, window_start, window_end, slice, slice_columns, metric,
-class_label, average, value, direction, ci_lower, ci_upper, n_rows, n_labeled, undefined_reason,
+class_label, average, value, direction, ci_lower, ci_upper, ci_method (``wilson``, ``delong``,
+``bootstrap`` or empty: no interval), ci_flag (``few_rows``, ``few_positives_or_negatives`` or
+empty: see :mod:`rayeval.stats.metric_intervals`), n_rows, n_labeled, undefined_reason,
 error_bound. ``invalid``: rows excluded per task, family (labels / scores / regression),
 model, window, slice and reason. ``confusion``: run_id, task, model, window_start, window_end, slice, slice_columns,
 true_class, predicted_class, count. (``task`` is an addition to DESIGN's columns: one job can
@@ -26,14 +28,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from rayeval.engine.plan import EvalPlan
+from rayeval.engine.plan import REPLICATES, EvalPlan
 from rayeval.io.readers import InputError
 from rayeval.metrics.base import ResultColumns
+from rayeval.stats.metric_intervals import interval_columns
 from rayeval.slicing import NO_WINDOW, SliceSpec, window_end
 
 METRIC_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
                   "slice_columns", "metric", "class_label", "average", "value", "direction",
-                  "ci_lower", "ci_upper", "n_rows", "n_labeled", "undefined_reason", "error_bound"]
+                  "ci_lower", "ci_upper", "ci_method", "ci_flag", "n_rows", "n_labeled",
+                  "undefined_reason", "error_bound"]
 INVALID_COLUMNS = ["run_id", "task", "family", "model", "window_start", "slice", "slice_columns",
                    "reason", "count"]
 CONFUSION_COLUMNS = ["run_id", "task", "model", "window_start", "window_end", "slice",
@@ -380,7 +384,12 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                     continue
                 cols = (spec.finalize_columns(state) if hasattr(spec, "finalize_columns")
                         else ResultColumns.from_results(spec.finalize(state)))
-                _add_metrics(metrics, sg, cols, run_id, task.name, family)
+                ci = None
+                if plan.cfg.intervals.enabled:
+                    ci = interval_columns(spec, state, cols, plan.cfg.intervals.level,
+                                          plan.replicated.get(REPLICATES + name),
+                                          merged.get(REPLICATES + name))
+                _add_metrics(metrics, sg, cols, run_id, task.name, family, ci)
                 _add_invalid(invalid, sg, spec.invalid_counts(state), run_id, task.name, family)
                 if family == "labels" and hasattr(spec, "confusion_records"):
                     _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
@@ -409,7 +418,7 @@ def _selected(metrics: pd.DataFrame, tasks) -> pd.DataFrame:
 
 
 def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id: str,
-                 task: str, family: str) -> None:
+                 task: str, family: str, ci: dict | None = None) -> None:
     """Append the finalized columns of one (task, slice spec, family) to ``table``, without
     the suppressed groups; family ``scores`` reports its ``n_rows`` as ``n_rows_scored`` (rows
     valid for the score metrics)."""
@@ -430,9 +439,14 @@ def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id
         elif name == "class_label":
             values = [None if v is None else str(v) for v in values]
         text[name] = _Coded(list(values), pick(codes))
-    nan = np.full(len(g), math.nan)
-    table.add(len(g), run_id=run_id, task=task, value=pick(results.value), ci_lower=nan,
-              ci_upper=nan, error_bound=pick(results.error_bound), **text,
+    if ci is None:
+        nan = np.full(len(g), math.nan)
+        intervals = {"ci_lower": nan, "ci_upper": nan, "ci_method": "", "ci_flag": ""}
+    else:
+        intervals = {k: _Coded(v[0], pick(v[1])) if isinstance(v, tuple) else pick(v)
+                     for k, v in ci.items()}
+    table.add(len(g), run_id=run_id, task=task, value=pick(results.value), **intervals,
+              error_bound=pick(results.error_bound), **text,
               **sg.context(g, ("model", "window_start", "window_end", "slice", "slice_columns",
                                "n_rows", "n_labeled")))
 

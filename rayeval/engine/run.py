@@ -91,6 +91,8 @@ def required_prediction_columns(cfg: JobConfig, labels_separate: bool) -> dict[s
         req[cols.id] = "id"
     if cols.weight:
         req[cols.weight] = "numeric"
+    if cfg.intervals.enabled:  # the replicate weights are seeded by the unit column
+        req.setdefault(cfg.intervals.unit or cols.id, "any" if cfg.intervals.unit else "id")
     for t in cfg.tasks:
         if not labels_separate:
             req[t.label] = "numeric" if t.type == "regression" else "class"
