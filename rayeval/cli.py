@@ -1,7 +1,8 @@
 """``rayeval`` command line: ``run``, ``validate``, ``demo`` (thin: parse, call the engine, print).
 
 Exit codes: 0 success; 1 a gate failed; 2 bad config or bad input (nothing written);
-3 results written but MLflow logging failed.
+3 results written but publishing failed (MLflow logging or the Prometheus Pushgateway push);
+4 any other failure (nothing committed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-EXIT_GATES, EXIT_INPUT, EXIT_MLFLOW, EXIT_ERROR = 1, 2, 3, 4
+EXIT_GATES, EXIT_INPUT, EXIT_PUBLISH, EXIT_ERROR = 1, 2, 3, 4
+EXIT_MLFLOW = EXIT_PUBLISH  # the older name of exit code 3
 
 
 def _print_error(e: BaseException) -> None:
@@ -93,7 +95,12 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
     if result.mlflow_error:
         err.print(f"[red]MLflow logging failed:[/red] {escape(str(result.mlflow_error))}\n"
                   f"Results are in the Parquet tables under {cfg.outputs.path}.", highlight=False)
-        return EXIT_MLFLOW
+    if result.publish_error:
+        err.print(f"[yellow]warning: publishing to Prometheus failed:[/yellow] "
+                  f"{escape(str(result.publish_error))}\n"
+                  f"Results are in the Parquet tables under {cfg.outputs.path}.", highlight=False)
+    if result.mlflow_error or result.publish_error:
+        return EXIT_PUBLISH
     if not result.gates_passed:
         return EXIT_GATES
     return 0

@@ -296,11 +296,57 @@ class MLflowConfig(_Frozen):
     experiment: str = "rayeval"
 
 
+class PrometheusAlertsConfig(_Frozen):
+    """Thresholds of the generated Prometheus alerting rules (``rayeval alerts``): label
+    coverage below ``min_label_coverage``, no successful run for ``stale_after_hours``, and how
+    long a condition must hold (``for_minutes``) before an alert fires. The drift-share alert
+    uses ``drift.dataset_drift_share``."""
+
+    min_label_coverage: float = Field(default=0.5, ge=0, le=1)
+    stale_after_hours: float = Field(default=26.0, gt=0)
+    for_minutes: int = Field(default=0, ge=0)
+
+
+class PrometheusConfig(_Frozen):
+    """Push a bounded run summary to a Prometheus Pushgateway after each committed run (see
+    :mod:`rayeval.io.prometheus`): ``pushgateway_url`` (unset: no push), the ``job`` name and
+    extra ``grouping`` labels of the pushed group, at most 10 ``slices`` pushed besides
+    ``overall``, and the ``metrics`` pushed (default: those the gates name plus a headline few).
+    """
+
+    pushgateway_url: Optional[str] = None
+    job: str = "rayeval"
+    grouping: dict[str, str] = {}
+    slices: list[str] = Field(default=[], max_length=10)
+    metrics: Optional[list[str]] = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    alerts: PrometheusAlertsConfig = PrometheusAlertsConfig()
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, v):
+        if not v or "/" in v:
+            raise ValueError(f"outputs.prometheus.job must be a non-empty name without '/', got "
+                             f"{v!r}")
+        return v
+
+    @field_validator("grouping")
+    @classmethod
+    def _grouping(cls, v):
+        for k in v:
+            if not _LABEL_NAME.fullmatch(k) or k.startswith("__") or k in ("job",):
+                raise ValueError(f"outputs.prometheus.grouping: {k!r} is not a usable Prometheus "
+                                 "label name ([a-zA-Z_][a-zA-Z0-9_]*, not 'job', no leading __)")
+        return v
+
+
 class OutputsConfig(_Frozen):
-    """Output prefix (local or ``s3://``) for the Parquet tables, manifest and report."""
+    """Output prefix (local or ``s3://``) for the Parquet tables, manifest and report; optional
+    MLflow logging and Prometheus Pushgateway publishing."""
 
     path: str = "rayeval-output"
     mlflow: MLflowConfig = MLflowConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
     report: bool = True
 
 
@@ -388,6 +434,8 @@ class JobConfig(_Frozen):
         st["endpoint_url"] = redact_uri(st.get("endpoint_url"))
         ml = d["outputs"]["mlflow"]
         ml["tracking_uri"] = redact_uri(ml.get("tracking_uri"))
+        pg = d["outputs"]["prometheus"]
+        pg["pushgateway_url"] = redact_uri(pg.get("pushgateway_url"))
         return d
 
     def config_hash(self) -> str:
@@ -454,6 +502,7 @@ def _set_path(d: dict, dotted: str, value: Any) -> None:
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 #: prefix of environment variables that override config keys (``__`` separates the parts)
 ENV_PREFIX = "RAYEVAL__"
@@ -472,8 +521,10 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, s
             continue
         raw = env[var]
         key = ".".join(part.lower() for part in var[len(ENV_PREFIX):].split("__"))
-        # storage and MLflow values (keys, endpoints, URIs) are strings, never parsed
-        secret = key.startswith(("inputs.storage.", "outputs.mlflow."))
+        # storage, MLflow and Pushgateway values (keys, endpoints, URIs) are strings, never
+        # parsed
+        secret = key.startswith(("inputs.storage.", "outputs.mlflow.",
+                                 "outputs.prometheus.pushgateway_url"))
         value = raw
         if not secret and raw.lstrip().startswith(("[", "{")):
             try:

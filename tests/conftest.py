@@ -3,6 +3,7 @@ over HTTP, and an MLflow tracking server. Each starts once per session, only whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -146,25 +147,22 @@ def s3_server():
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` (sqlite backend, local artifacts) on a free port."""
-    d = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    with open(d / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
-             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
+@contextlib.contextmanager
+def http_server(name: str, cmd: list[str], url: str, health: str, log_dir: Path,
+                timeout: float):
+    """Run ``cmd`` (a server answering at ``url``) until the block ends: waits for
+    ``url + health`` to answer, raises with the log's tail when it does not, and stops the
+    process (terminate, then kill) after."""
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
-            wait_http(uri + "/health", 120)
+            wait_http(url + health, timeout)
         except RuntimeError:
-            raise RuntimeError(f"mlflow server did not start (exit code {proc.poll()}):\n"
-                               + (d / "server.log").read_text()[-3000:]) from None
-        yield uri
+            raise RuntimeError(f"{name} did not start (exit code {proc.poll()}):\n"
+                               + log_path.read_text()[-3000:]) from None
+        yield url
     finally:
         proc.terminate()
         try:
@@ -172,6 +170,41 @@ def mlflow_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (sqlite backend, local artifacts) on a free port."""
+    d = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
+           "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    with http_server("mlflow server", cmd, f"http://127.0.0.1:{port}", "/health", d, 120) as u:
+        yield u
+
+
+def debian_binary(name: str) -> str:
+    """Path of a Debian-packaged binary (``prometheus-pushgateway``, ``promtool``): installed by
+    ``.ci/run`` (``apt-get install prometheus-pushgateway prometheus``). A missing one fails the
+    test, naming the install command (never a silent skip)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: apt-get install -y prometheus-pushgateway prometheus "
+                    "(as .ci/run does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory):
+    """A real Prometheus Pushgateway (Debian's ``prometheus-pushgateway``) on a free loopback
+    port, persisting to its own temporary file. Yields its base URL."""
+    d = tmp_path_factory.mktemp("pushgateway")
+    port = free_port()
+    cmd = [debian_binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+           f"--persistence.file={d / 'pushgateway.data'}"]
+    with http_server("pushgateway", cmd, f"http://127.0.0.1:{port}", "/-/ready", d, 60) as u:
+        yield u
 
 
 def flights_source() -> Path | None:

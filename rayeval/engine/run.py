@@ -42,6 +42,7 @@ class RunResult:
     manifest: dict
     mlflow_run_id: Optional[str] = None
     mlflow_error: Optional[str] = None
+    publish_error: Optional[str] = None  # Pushgateway push failed (results are written)
     durations: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -123,6 +124,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     from rayeval.engine import ray_runner
 
     timer = _Timer(progress)
+    started = time.time()
     run_id = cfg.resolved_run_id()
     labels_separate = cfg.inputs.labels is not None
     storage = cfg.inputs.storage
@@ -256,15 +258,38 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
                 html = render_report(cfg.name, run_id, fin.metrics, fin.coverage, drift_df,
                                      gates, hist, manifest)
                 writer.write_bytes(f"reports/{run_id}.html", html.encode())
+            from rayeval.io.alert_records import alert_records
+
+            writer.write_json(f"alerts/{run_id}.json",
+                              alert_records(cfg.name, run_id, gates, drift_df))
             manifest["durations"] = dict(timer.durations)
             writer.write_json(f"manifests/{run_id}.json", manifest)
             result.outputs = writer.commit()
 
+    committed_at = time.time()
     if cfg.outputs.mlflow.enabled:
         with timer.stage("mlflow"):
             _log_mlflow(cfg, result)
+    if cfg.outputs.prometheus.pushgateway_url:
+        with timer.stage("prometheus"):
+            _push_prometheus(cfg, result, committed_at - started, committed_at)
     result.durations = dict(timer.durations)
     return result
+
+
+def _push_prometheus(cfg: JobConfig, result: RunResult, duration_s: float,
+                     committed_at: float) -> None:
+    """Push the run summary; a failure is kept in ``result.publish_error`` (never raised: the
+    results are already committed)."""
+    from rayeval.io.prometheus import PublishError, build_summary, push_summary
+
+    fin = result.finalized
+    samples = build_summary(cfg, fin.metrics, fin.coverage, result.drift, result.gates,
+                            duration_s, committed_at)
+    try:
+        push_summary(cfg, samples)
+    except PublishError as e:
+        result.publish_error = str(e)
 
 
 def empty_window_warnings(cfg: JobConfig, coverage: pd.DataFrame, show: int = 5) -> list[str]:
