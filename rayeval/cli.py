@@ -144,6 +144,19 @@ def report(output: str = typer.Argument(..., help="output path of a run (local o
 
 
 @app.command()
+def alerts(config: Path = typer.Argument(..., help="YAML job config"),
+           out: Path = typer.Option(Path("monitoring"), "--out", help="output folder"),
+           set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value")):
+    """Generate the Prometheus alerting rules and the Grafana dashboard of a job config (over
+    the families `outputs.prometheus` pushes): rayeval-rules.yml, rayeval-dashboard.json."""
+    from rayeval.io.alerting import write_monitoring
+
+    cfg = _load(config, set_)
+    for kind, path in write_monitoring(cfg, out).items():
+        console.print(f"{kind}: {path}")
+
+
+@app.command()
 def demo(out: Optional[Path] = typer.Option(None, help="output folder (default "
                                             "rayeval-output/flights[-sample-FRAC])"),
          data: Optional[Path] = typer.Option(None, help="example data folder (default "
