@@ -199,7 +199,7 @@ def main() -> None:
         with np.errstate(invalid="ignore", divide="ignore"):  # sklearn: 0.0 when undefined
             res["f1"] = np.where(denom > 0, 2 * sums["tp"].to_numpy() / denom, 0.0)
         res["log_loss"] = sums["ll"] / n
-        res["brier_score"] = sums["brier"] / n
+        res["brier_loss"] = sums["brier"] / n
         res["mae"] = sums["ae"] / n
         res["rmse"] = np.sqrt(sums["se"] / n)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -48,9 +48,9 @@ import pandas as pd  # noqa: E402
 
 METRICS = {("delayed", "roc_auc"): "roc_auc", ("delayed", "pr_auc"): "pr_auc",
            ("delayed", "accuracy"): "accuracy", ("delayed", "log_loss"): "log_loss",
-           ("delayed", "brier_score"): "brier_score", ("delay_minutes", "mae"): "mae",
+           ("delayed", "brier_loss"): "brier_loss", ("delay_minutes", "mae"): "mae",
            ("delay_minutes", "rmse"): "rmse", ("delay_minutes", "r2"): "r2"}
-SHOW = ["roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier_score", "mae", "rmse", "r2"]
+SHOW = ["roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier_loss", "mae", "rmse", "r2"]
 
 
 def find_data(arg: str | None, work: Path) -> Path:

@@ -8,17 +8,18 @@ from rich.console import Console
 from rich.table import Table
 
 from rayeval.config import JobConfig
-
-HEADLINE = {"binary": ["roc_auc", "pr_auc", "f1", "accuracy", "ece", "log_loss"],
-            "multiclass": ["accuracy", "f1", "roc_auc", "pr_auc", "ece", "log_loss"],
-            "regression": ["mae", "rmse", "mean_error", "r2"]}
-RANK_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "mae"}
+from rayeval.core import registry
+from rayeval.core.contract import LOWER
 
 
-def headline(metrics: pd.DataFrame, task_type: str) -> pd.DataFrame:
-    """Rows of the headline metrics (binary / macro averages or un-averaged values)."""
-    m = metrics[metrics["metric"].isin(HEADLINE[task_type]) & metrics["class_label"].isna()]
-    keep = m["average"].isna() | m["average"].isin(["binary"] if task_type == "binary"
+
+def headline(metrics: pd.DataFrame, task) -> pd.DataFrame:
+    """Rows of the task's headline metrics (declared by its specs, see
+    :func:`rayeval.core.registry.headline_metrics`): binary / macro averages or un-averaged
+    values."""
+    m = metrics[metrics["metric"].isin(registry.headline_metrics(task))
+                & metrics["class_label"].isna()]
+    keep = m["average"].isna() | m["average"].isin(["binary"] if task.type == "binary"
                                                     else ["macro"])
     return m[keep]
 
@@ -55,7 +56,7 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
     for w in result.manifest.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     for task in cfg.tasks:
-        tm = headline(m[(m["task"] == task.name) & (m["slice"] == "overall")], task.type)
+        tm = headline(m[(m["task"] == task.name) & (m["slice"] == "overall")], task)
         if tm.empty:
             continue
         # windows.size none: window_start is null, which pivot_table would drop
@@ -110,9 +111,11 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
 
 def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
     """Per window and model, the ``n`` worst slices of every slice column and cross (ranked by
-    ``RANK_METRIC``; slices with fewer than ``max(min_slice_size, 30)`` labelled rows left out:
+    the task's first headline metric, :func:`rayeval.core.registry.rank_metric`; slices with fewer than ``max(min_slice_size, 30)`` labelled rows left out:
     a handful of rows ranks by noise)."""
-    metric = RANK_METRIC[task.type]
+    metric = registry.rank_metric(task)
+    if metric is None:
+        return
     floor = max(30, cfg.slices.min_slice_size)
     sel = m[(m["task"] == task.name) & (m["slice"] != "overall") & (m["metric"] == metric)
             & m["class_label"].isna() & m["value"].notna() & (m["n_labeled"] >= floor)]
@@ -122,7 +125,7 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
         return
     sel = sel.assign(window_start=sel["window_start"].astype(object).where(
         sel["window_start"].notna(), "all data"))
-    ascending = metric != "mae"
+    ascending = registry.task_metrics(task)[metric].direction != LOWER
     sel = sel.sort_values(["value", "n_labeled", "slice"], ascending=[ascending, False, True],
                           kind="stable")
     t = Table(title=f"{task.name}: worst {n} slices per window by {metric} "

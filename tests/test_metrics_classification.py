@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score,
                              confusion_matrix, matthews_corrcoef, multilabel_confusion_matrix,
-                             precision_recall_fscore_support)
+                             jaccard_score, precision_recall_fscore_support)
 
 from rayeval.metrics.base import GroupIndex, StateMismatchError, results_by_key
 from rayeval.metrics.classification import INVALID_REASONS, ClassificationSpec
@@ -49,6 +49,16 @@ def _sk_specificity(y, p, w, labels, zd):
     return tn, fp
 
 
+def _sk_jaccard(y, p, w, labels, zd):
+    """Per-class ``jaccard_score`` with our ``zero_division`` (nan too: scikit-learn takes only
+    0 or 1) where a class has neither labels nor predictions of positive weight."""
+    vals = jaccard_score(y, p, labels=labels, sample_weight=w, average=None,
+                         zero_division=0.0 if math.isnan(zd) else zd)
+    mcm = multilabel_confusion_matrix(y, p, labels=labels, sample_weight=w).astype(float)
+    den = mcm[:, 1, 1] + mcm[:, 0, 1] + mcm[:, 1, 0]
+    return np.where(den > 0, vals, zd)
+
+
 def _avg(vals, weights):
     keep = ~np.isnan(vals)
     if not keep.any() or weights[keep].sum() == 0:
@@ -78,10 +88,12 @@ def expected(y, p, w, zd, positive=None, fixed=None, averages=("micro", "macro",
     tn, fp = _sk_specificity(y, p, w, per_class, zd)
     spec = np.array([a / (a + b) if a + b > 0 else zd for a, b in zip(tn, fp)])
     cm = confusion_matrix(y, p, labels=per_class, sample_weight=w)
+    jac = _sk_jaccard(y, p, w, per_class, zd)
     for i, c in enumerate(per_class):
         for name, arr in zip(("precision", "recall", "f1", "support"), prf):
             out[(name, c, None)] = float(arr[i])
         out[("specificity", c, None)] = float(spec[i])
+        out[("jaccard", c, None)] = float(jac[i])
         out[("prevalence", c, None)] = float(cm[i].sum() / total)
         out[("predicted_positive_rate", c, None)] = float(cm[:, i].sum() / total)
     # averages over the classes present in the group (macro skips absent classes)
@@ -100,6 +112,14 @@ def expected(y, p, w, zd, positive=None, fixed=None, averages=("micro", "macro",
                 v = math.nan  # our convention; sklearn falls back to the unweighted mean
             out[(name, None, avg)] = float(v)
         if avg == "micro":
+            mcm = multilabel_confusion_matrix(y, p, labels=present, sample_weight=w).sum(0)
+            jac = (jaccard_score(y, p, labels=present, sample_weight=w, average="micro")
+                   if mcm[1, 1] + mcm[0, 1] + mcm[1, 0] > 0 else zd)
+        else:  # the mean over classes with a defined value, as for precision and recall
+            per = _sk_jaccard(y, p, w, present, zd)
+            jac = _avg(per, np.ones(len(per)) if avg == "macro" else support)
+        out[("jaccard", None, avg)] = float(jac)
+        if avg == "micro":
             den = tn.sum() + fp.sum()
             out[("specificity", None, avg)] = tn.sum() / den if den > 0 else zd
         else:
@@ -110,6 +130,7 @@ def expected(y, p, w, zd, positive=None, fixed=None, averages=("micro", "macro",
                                                zero_division=zd, average="binary")
         for name, v in zip(("precision", "recall", "f1"), vals):
             out[(name, None, "binary")] = float(v)
+        out[("jaccard", None, "binary")] = float(_sk_jaccard(y, p, w, [positive], zd)[0])
         out[("specificity", None, "binary")] = out[("specificity", positive, None)] if (
             "specificity", positive, None) in out else float("nan")
     return out

@@ -52,7 +52,7 @@ def expected(y, p, w):
                       where=(np.abs(p) + np.abs(y)) > 0)
     return {
         "n_rows": float(len(y)),
-        "mean_error": np.average(e, weights=w),
+        "mean_signed_deviation": np.average(e, weights=w),
         "mae": mean_absolute_error(y, p, sample_weight=w),
         "mse": mean_squared_error(y, p, sample_weight=w),
         "rmse": root_mean_squared_error(y, p, sample_weight=w),

@@ -66,7 +66,7 @@ def test_binary_exact_matches_sklearn(kind, weighted):
             "roc_auc": roc_auc_score(y, s, **kw),
             "pr_auc": average_precision_score(y, s, **kw),
             "log_loss": log_loss(y, s, labels=[0, 1], **kw),
-            "brier_score": brier_score_loss(y, s, **kw),
+            "brier_loss": brier_score_loss(y, s, **kw),
         }
         for metric, value in expect.items():
             r = one(res, metric)
@@ -404,7 +404,7 @@ def test_multiclass_matches_sklearn(weighted, k):
         ll = log_loss(lab, sc, sample_weight=w, labels=classes)
         br = brier_score_loss(lab, sc, sample_weight=w, labels=classes)
     assert abs(one(res, "log_loss").value - ll) < 1e-12
-    assert abs(one(res, "brier_score").value - br) < 1e-12
+    assert abs(one(res, "brier_loss").value - br) < 1e-12
 
 
 @pytest.mark.parametrize("weighted", [False, True])

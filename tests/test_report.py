@@ -19,7 +19,7 @@ RUN = "run-2024-test"
 EVIL = '<script>alert("x")</script>&'
 BINARY = {"roc_auc": "higher_is_better", "pr_auc": "higher_is_better", "f1": "higher_is_better",
           "ece": "lower_is_better", "accuracy": "higher_is_better", "log_loss": "lower_is_better",
-          "brier_score": "lower_is_better", "n_rows": "neutral"}
+          "brier_loss": "lower_is_better", "n_rows": "neutral"}
 REGRESSION = {"mae": "lower_is_better", "rmse": "lower_is_better", "r2": "higher_is_better",
               "n_rows": "neutral"}
 

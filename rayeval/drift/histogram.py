@@ -34,7 +34,8 @@ import numpy as np
 
 from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
 from rayeval.drift.profile import _numeric_column, _weights, cell_sums, present_groups
-from rayeval.metrics.base import (
+from rayeval.core.contract import SpecBase
+from rayeval.core.state import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
 )
 
@@ -151,7 +152,7 @@ class Histograms:
 
 
 @dataclass(frozen=True)
-class HistogramSpec:
+class HistogramSpec(SpecBase):
     """Grouped histograms of one feature over a fixed ``binning``.
 
     Args:
@@ -159,6 +160,12 @@ class HistogramSpec:
     """
 
     binning: Binning
+
+    family = "drift_histogram"
+
+    def inputs(self) -> dict:
+        return {"value": "numeric_value" if self.numeric else "category_value",
+                "weight": "weight?", "type_error": "flag?"}
 
     @property
     def numeric(self) -> bool:

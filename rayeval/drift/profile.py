@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from rayeval.core.contract import SpecBase
 from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
 from rayeval.metrics.base import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
@@ -109,7 +110,7 @@ class NumericProfileState:
 
 
 @dataclass(frozen=True)
-class NumericProfileSpec:
+class NumericProfileSpec(SpecBase):
     """Reference profile of a numeric feature; ``binning`` fixes its drift bins.
 
     Args:
@@ -126,6 +127,9 @@ class NumericProfileSpec:
     n_bins: int = 100
     exact_max_distinct: int = 1000
     bits: int = 12
+
+    family = "drift_profile"
+    INPUTS = {"value": "numeric_value"}
 
     def __post_init__(self) -> None:
         if self.n_bins < 2:
@@ -315,7 +319,7 @@ def _order_key(item: tuple) -> tuple:
 
 
 @dataclass(frozen=True)
-class CategoricalProfileSpec:
+class CategoricalProfileSpec(SpecBase):
     """Reference profile of a categorical feature; ``binning`` fixes its top-k categories.
 
     Args:
@@ -325,6 +329,9 @@ class CategoricalProfileSpec:
 
     top_k: int = 20
     capacity: int = 1000
+
+    family = "drift_profile"
+    INPUTS = {"value": "category_value", "weight": "weight?"}
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

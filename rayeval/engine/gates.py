@@ -14,42 +14,17 @@ import math
 import pandas as pd
 
 from rayeval.config import JobConfig
+from rayeval.core import registry
 
 GATE_COLUMNS = ["run_id", "rule", "task", "model", "window_start", "slice", "metric", "value",
                 "baseline", "threshold", "passed", "detail"]
 
 
-LABEL_METRICS = {"n_rows", "accuracy", "balanced_accuracy", "mcc", "cohen_kappa", "precision",
-                 "recall", "f1", "specificity", "support", "prevalence", "predicted_positive_rate"}
-SCORE_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier_score", "ece", "n_rows_scored",
-                 "n_positive"}
-REGRESSION_METRICS = {"n_rows", "mean_error", "mae", "mse", "rmse", "r2", "explained_variance",
-                      "mape", "smape", "max_error", "median_absolute_error"}
-
-
-def family_metrics(task, family: str) -> set[str]:
-    """Metric names of one family (``labels``, ``scores``, ``regression``) of ``task``."""
-    if family == "labels":
-        return set(LABEL_METRICS)
-    if family == "scores":
-        return SCORE_METRICS | {f"top_{k}_accuracy" for k in task.top_k}
-    return REGRESSION_METRICS | {f"p{round(q * 100):g}_absolute_error" for q in task.quantiles}
-
-
 def known_metrics(task, selected: bool = False) -> set[str]:
     """Metric names a task can produce (for validating gate rules and ``metrics`` lists before
-    a run): those of the families its columns give (label metrics need ``prediction``, score
-    metrics ``score``/``scores``); ``selected``: only those its ``metrics`` list keeps (all
-    when it has none)."""
-    if task.type == "regression":
-        families = ["regression"]
-    else:
-        families = (["labels"] if task.prediction else []) + (
-            ["scores"] if task.score or task.scores else [])
-    names = set().union(*(family_metrics(task, f) for f in families))
-    if selected and task.metrics is not None:
-        names &= set(task.metrics)
-    return names
+    a run), from the registered specs' declarations (:func:`rayeval.core.registry.task_metrics`);
+    ``selected``: only those its ``metrics`` list keeps (all when it has none)."""
+    return set(registry.task_metrics(task, selected=selected))
 
 
 def check_task_metrics(cfg: JobConfig) -> None:
@@ -68,7 +43,9 @@ def check_task_metrics(cfg: JobConfig) -> None:
         unknown = [m for m in task.metrics if m not in known]
         if unknown or not task.metrics:
             raise ConfigError(f"tasks.{i}.metrics ({task.name}): "
-                              + (f"unknown metric(s) {unknown}" if unknown else "empty list")
+                              + (f"unknown metric(s) {unknown}"
+                                 + "".join(registry.renamed_hint(m) for m in unknown)
+                                 if unknown else "empty list")
                               + f"; this task can produce {sorted(known)}")
 
 
@@ -98,6 +75,7 @@ def check_gates(cfg: JobConfig) -> None:
         if rule.metric not in names:
             hint = ("" if rule.metric not in set().union(*(known_metrics(t) for t in scope))
                     else " (left out by the task's `metrics` list)")
+            hint = hint or registry.renamed_hint(rule.metric)
             raise ConfigError(f"gates.{i} ({rule.name}): unknown metric {rule.metric!r}{hint}; "
                               f"known: {sorted(names | {'dataset_drift_share'})}")
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayeval.config import JobConfig, TaskConfig, utc
+from rayeval.core import registry
 from rayeval.engine.labels import LabelIndex, to_numpy
 from rayeval.io.readers import InputError
 from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_keyed
@@ -103,36 +104,10 @@ class CoverageSpec:
 
 
 def make_specs(task: TaskConfig) -> dict[str, Any]:
-    """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``);
-    a family none of whose metrics the task's ``metrics`` list keeps is left out."""
-    from rayeval.metrics.classification import ClassificationSpec
-    from rayeval.metrics.regression import RegressionSpec
-
-    specs: dict[str, Any] = {}
-    classes = tuple(task.classes) if task.classes is not None else None
-    if task.type in ("binary", "multiclass"):
-        if task.prediction:
-            specs["labels"] = ClassificationSpec(classes=classes,
-                                                 positive_class=task.positive_class,
-                                                 zero_division=float(task.zero_division))
-        if task.score or task.scores:
-            from rayeval.metrics.scores import BinaryScoreSpec, MulticlassScoreSpec
-        if task.type == "binary" and task.score:
-            specs["scores"] = BinaryScoreSpec(positive_class=task.positive_class,
-                                              exact=task.exact_scores, classes=classes,
-                                              n_calibration_bins=task.calibration_bins)
-        if task.type == "multiclass" and task.scores:
-            specs["scores"] = MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
-                                                  exact=task.exact_scores,
-                                                  n_calibration_bins=task.calibration_bins)
-    else:
-        specs["regression"] = RegressionSpec(quantiles=tuple(task.quantiles))
-    if task.metrics is not None:
-        from rayeval.engine.gates import family_metrics
-
-        specs = {f: s for f, s in specs.items()
-                 if family_metrics(task, f) & set(task.metrics)}
-    return specs
+    """The metric specs one task needs, by family name (``labels``, ``scores``, ``regression``:
+    the registered families, :mod:`rayeval.core.registry`); a family none of whose metrics the
+    task's ``metrics`` list keeps is left out."""
+    return registry.task_specs(task)
 
 
 class EvalPlan:
@@ -372,30 +347,21 @@ class EvalPlan:
         base: dict[str, np.ndarray] = {}
         if weight is not None:
             base["weight"] = weight[mask]
-        label = label_cols[task.label][mask]
-        for family in ("labels", "scores", "regression"):
+        for family, fam in registry.families().items():
             names = {sl: self.state_name(task.name, family, sl) for sl in groupings}
             specs = {sl: self.specs[n] for sl, n in names.items() if n in self.specs}
             if not specs:
                 continue
+            spec = next(iter(specs.values()))
             batch = dict(base)
-            if family == "labels":
-                batch["label"] = label
-                batch["prediction"] = to_numpy(table[task.prediction])[mask]
-            elif family == "scores":
-                batch["label"] = label
-                if task.type == "binary":
-                    batch["score"] = _float(table, task.score)[mask]
-                else:
-                    batch["scores"] = np.stack([_float(table, c)[mask] for c in task.scores], 1)
-            else:
-                batch["target"] = label.astype(np.float64)
-                batch["prediction"] = _float(table, task.prediction)[mask]
+            for key, column in fam.columns(task).items():
+                batch[key] = _batch_column(table, label_cols, task.label, column,
+                                           spec.inputs()[key])[mask]
             for spec, sls in _by_spec(specs).items():
                 try:
                     states = spec.accumulate_many(batch, [sub[sl] for sl in sls])
                 except (TypeError, ValueError) as e:  # name the task and its columns
-                    raise type(e)(f"task '{task.name}' ({_columns_of(task, family)}): {e}"
+                    raise type(e)(f"task '{task.name}' ({_columns_of(task, fam)}): {e}"
                                   ) from None
                 for sl, state in zip(sls, states):
                     out[names[sl]] = state
@@ -521,16 +487,25 @@ class EvalPlan:
         out["_matched"] = packed if prev is None else np.bitwise_or(prev, packed)
 
 
-def _columns_of(task, family: str) -> str:
+def _columns_of(task, fam) -> str:
     """The input columns behind a task family's batch keys, for error messages."""
-    cols = {"label": task.label}
-    if family in ("labels", "regression"):
-        cols["prediction"] = task.prediction
-    elif task.type == "binary":
-        cols["score"] = task.score
-    else:
-        cols["scores"] = ", ".join(task.scores or ())
-    return "; ".join(f"`{k}` = column '{v}'" for k, v in cols.items())
+    return "; ".join(f"`{k}` = column '{', '.join(v) if isinstance(v, tuple) else v}'"
+                     for k, v in fam.columns(task).items())
+
+
+def _batch_column(table: pa.Table, label_cols: dict, label: str, column, role: str
+                  ) -> np.ndarray:
+    """One batch key of a spec, by its role (``spec.inputs()``): the joined label column for the
+    ground-truth roles, else the table's column; numeric roles as float64, ``scores`` as an
+    (n, K) float64 matrix (one column per name), class roles as they are."""
+    if role == "scores":
+        return np.stack([_float(table, c) for c in column], 1)
+    if role in ("class_label", "numeric_target"):
+        values = label_cols[label]
+        return values.astype(np.float64) if role.startswith("numeric") else values
+    if role in ("score", "numeric_prediction", "numeric_target"):
+        return _float(table, column)
+    return to_numpy(table[column])
 
 
 def _by_spec(specs: dict) -> dict:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import ray
 from ray.data import DataContext
 
+from rayeval.core.contract import state_nbytes as nbytes
 from rayeval.config import RayConfig
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import DatasetInfo, InputError, conform
@@ -148,25 +149,6 @@ def merge_states(plan: EvalPlan, names: list[str], sources, compact: bool = Fals
 def _merge(plan: EvalPlan, names: list[str], *sources, compact: bool = False) -> dict:
     """:func:`merge_states` in a Ray task (used without a reducer pool)."""
     return merge_states(plan, names, sources, compact)
-
-
-def nbytes(obj, _depth: int = 0) -> int:
-    """Bytes held in numpy arrays inside ``obj`` (dataclasses, dicts, lists, tuples, objects
-    with ``__dict__``; 64 per other leaf), a size estimate to balance merges."""
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes
-    if _depth > 6:
-        return 64
-    if isinstance(obj, dict):
-        return sum(nbytes(v, _depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(nbytes(v, _depth + 1) for v in obj)
-    fields = getattr(obj, "__dataclass_fields__", None)
-    if fields is not None:
-        return sum(nbytes(getattr(obj, f), _depth + 1) for f in fields)
-    if hasattr(obj, "__dict__"):
-        return nbytes(vars(obj), _depth + 1)
-    return 64
 
 
 def balance(sizes: dict[str, int], n_groups: int) -> list[list[str]]:

@@ -30,7 +30,8 @@ import pandas as pd
 
 from rayeval.engine.plan import REPLICATES, EvalPlan
 from rayeval.io.readers import InputError
-from rayeval.metrics.base import ResultColumns
+from rayeval.core import registry
+from rayeval.core.state import ResultColumns
 from rayeval.stats.metric_intervals import interval_columns
 from rayeval.slicing import NO_WINDOW, SliceSpec, window_end
 
@@ -377,13 +378,12 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     for task in plan.tasks:
         for sl in plan.slices:
             sg = groups[sl.name]
-            for family in ("labels", "scores", "regression"):
+            for family in registry.families():
                 name = plan.state_name(task.name, family, sl)
                 spec, state = plan.specs.get(name), merged.get(name)
                 if spec is None or state is None:
                     continue
-                cols = (spec.finalize_columns(state) if hasattr(spec, "finalize_columns")
-                        else ResultColumns.from_results(spec.finalize(state)))
+                cols = spec.finalize_columns(state)
                 ci = None
                 if plan.cfg.intervals.enabled:
                     ci = interval_columns(spec, state, cols, plan.cfg.intervals.level,
@@ -391,9 +391,8 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                                           merged.get(REPLICATES + name))
                 _add_metrics(metrics, sg, cols, run_id, task.name, family, ci)
                 _add_invalid(invalid, sg, spec.invalid_counts(state), run_id, task.name, family)
-                if family == "labels" and hasattr(spec, "confusion_records"):
-                    _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
-                                   task.name)
+                _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
+                               task.name)
     metrics_df = _selected(metrics.frame(order_by=METRIC_ORDER), plan.cfg.tasks)
     matched = merged.get("_matched")
     no_pred = None
@@ -420,8 +419,9 @@ def _selected(metrics: pd.DataFrame, tasks) -> pd.DataFrame:
 def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id: str,
                  task: str, family: str, ci: dict | None = None) -> None:
     """Append the finalized columns of one (task, slice spec, family) to ``table``, without
-    the suppressed groups; family ``scores`` reports its ``n_rows`` as ``n_rows_scored`` (rows
-    valid for the score metrics)."""
+    the suppressed groups; metric names as the family registered them for the outputs
+    (family ``scores`` reports its ``n_rows`` as ``n_rows_scored``: rows valid for the score
+    metrics)."""
     if not len(results):
         return
     g = sg.numbers(results.keys)[results.group]
@@ -433,9 +433,10 @@ def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id
         return a if keep is None else a[keep]
 
     text = {}
+    renames = registry.output_names(family)
     for name, (values, codes) in results.text.items():
-        if name == "metric" and family == "scores":
-            values = ["n_rows_scored" if m == "n_rows" else m for m in values]
+        if name == "metric" and renames:
+            values = [renames.get(m, m) for m in values]
         elif name == "class_label":
             values = [None if v is None else str(v) for v in values]
         text[name] = _Coded(list(values), pick(codes))

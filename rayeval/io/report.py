@@ -20,9 +20,9 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from rayeval.core import registry
 from rayeval.io._svg import CUR_COLOR, REF_COLOR, bar_chart, line_chart
 
-HEADLINE = ("roc_auc", "pr_auc", "f1", "ece", "mae", "rmse")
 AVERAGE_ORDER = ("binary", "macro", "micro", "weighted")  # the headline variant, as in the gates
 TEST_METHODS = frozenset({"ks", "chi2"})  # drift when p_value < threshold (else statistic >= t)
 TOP_N = 10
@@ -209,6 +209,20 @@ def _gates_section(gates: pd.DataFrame) -> str:
     return "".join(out) + "</section>"
 
 
+def headline_order() -> list[str]:
+    """Headline metric names, first-ranked first, as the registered specs of a binary, a
+    multiclass and a regression task declare them (:func:`rayeval.core.registry.headline_metrics`;
+    the report is drawn from the tables alone, without the task configs)."""
+    from rayeval.config import TaskConfig
+
+    tasks = [TaskConfig(name="binary", type="binary", label="y", prediction="p", score="s",
+                        positive_class=1),
+             TaskConfig(name="multiclass", type="multiclass", label="y", prediction="p",
+                        scores=["a", "b"], classes=[0, 1]),
+             TaskConfig(name="regression", type="regression", label="y", prediction="p")]
+    return list(dict.fromkeys(m for t in tasks for m in registry.headline_metrics(t)))
+
+
 def _headline_variant(df: pd.DataFrame) -> pd.DataFrame:
     """Rows without a class label, one averaging per metric (binary, macro, micro, weighted)."""
     df = df[df["class_label"].isna()]
@@ -232,7 +246,7 @@ def _performance_section(idx: int, task: str, model: str, g: pd.DataFrame) -> st
         return "".join(out) + "</section>"
     present = list(dict.fromkeys(ov["metric"]))
     direction = ov.drop_duplicates("metric").set_index("metric")["direction"].to_dict()
-    heads = [m for m in HEADLINE if m in present] or \
+    heads = [m for m in headline_order() if m in present] or \
         [m for m in present if direction.get(m) != "neutral"][:4]
     wins = _windows(ov)
     labels = [_wlabel(w) for w in wins]

@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from rayeval.core.contract import SpecBase
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import (Batch, GroupIndex, Key, KeyedArrays, MetricResult,
@@ -162,8 +163,10 @@ def _column(batch: Batch, name: str, n: int) -> np.ndarray:
     return col
 
 
-class _ScoreSpecBase:
+class _ScoreSpecBase(SpecBase):
     """Shared zero/merge/accumulate/bookkeeping of the score specs (not public)."""
+
+    family = "scores"
 
     REASONS: tuple = ()
     _n_classes_hist = 1  # histogram cells per group

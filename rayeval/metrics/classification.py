@@ -5,7 +5,8 @@ is a pure function of the merged matrix, so results never depend on partitioning
 follow scikit-learn 1.9 (``sklearn/metrics/_classification.py``) unless noted:
 
 - ``precision = TP / (TP + FP)``, ``recall = TP / (TP + FN)``, ``f1 = 2 TP / (2 TP + FP + FN)``
-  (from counts, as ``precision_recall_fscore_support``), ``specificity = TN / (TN + FP)``;
+  (from counts, as ``precision_recall_fscore_support``), ``specificity = TN / (TN + FP)``,
+  ``jaccard = TP / (TP + FP + FN)`` (``jaccard_score``, the intersection over union);
   per class (``average=None``, ``class_label`` set), ``micro`` (pooled counts), ``macro``
   (mean over classes), ``weighted`` (mean weighted by support), ``binary`` (positive class).
 - ``accuracy`` (``accuracy_score``), ``balanced_accuracy`` (``balanced_accuracy_score``, mean
@@ -58,13 +59,17 @@ import numpy as np
 
 from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
                                    weight_problems)
-from rayeval.metrics.base import (HIGHER, NEUTRAL, Batch, GroupIndex, KeyedArrays, Key,
-                                  MetricResult, ResultColumns, StateMismatchError, common_rows, grouped_sum, merge_keyed,
-                                  safe_div)
+from rayeval.core.contract import MetricInfo, SpecBase
+from rayeval.core.registry import register_family
+from rayeval.core.state import (HIGHER, NEUTRAL, Batch, GroupIndex, Key, KeyedArrays,
+                                MetricResult, ResultColumns, StateMismatchError, common_rows,
+                                grouped_sum, merge_keyed, safe_div)
 
 INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
                    "unknown_class", "unknown_predicted_class")
 AVERAGES = ("micro", "macro", "weighted")
+#: the per-class ratios, also averaged (``average`` micro/macro/weighted, binary)
+RATIOS = ("precision", "recall", "f1", "specificity", "jaccard")
 _INT, _STR = "int", "str"
 _KIND_NAME = {_INT: "integer", _STR: "string"}
 
@@ -201,7 +206,7 @@ def _remap(state: ClassificationState, classes: tuple) -> KeyedArrays:
 
 
 @dataclass(frozen=True)
-class ClassificationSpec:
+class ClassificationSpec(SpecBase):
     """Confusion-matrix metrics per group from predicted and true class labels.
 
     Args:
@@ -250,6 +255,24 @@ class ClassificationSpec:
         if not set(averages) <= set(AVERAGES) or len(set(averages)) != len(averages):
             raise ValueError(f"Expected `averages` a subset of {AVERAGES}, got {averages}.")
         object.__setattr__(self, "averages", averages)
+
+    family = "labels"
+    INPUTS = {"label": "class_label", "prediction": "class_prediction", "weight": "weight?"}
+
+    def metrics(self) -> tuple[MetricInfo, ...]:
+        """Declared metrics (see the module docstring)."""
+        avgs = self.averages + (("binary",) if self.positive_class is not None else ())
+        head = {"accuracy": 3, "f1": 4}
+
+        def info(name, direction, **kw):
+            return MetricInfo(name, direction, self.family, headline=head.get(name, 0), **kw)
+
+        return (info("n_rows", NEUTRAL, needs_labels=False),
+                *(info(m, HIGHER) for m in ("accuracy", "balanced_accuracy", "mcc",
+                                            "cohen_kappa")),
+                *(info(m, HIGHER, per_class=True, averages=avgs) for m in RATIOS),
+                *(info(m, NEUTRAL, per_class=True)
+                  for m in ("support", "prevalence", "predicted_positive_rate")))
 
     # ---- contract -----------------------------------------------------------------------
     def zero(self) -> ClassificationState:
@@ -367,8 +390,7 @@ class ClassificationSpec:
         s = _Stats(tab, self.zero_division)
         scalars = [("accuracy", s.accuracy), ("balanced_accuracy", s.balanced_accuracy),
                    ("mcc", s.mcc), ("cohen_kappa", s.kappa)]
-        per_class = [(name, HIGHER, s.ratio(name)) for name in
-                     ("precision", "recall", "f1", "specificity")]
+        per_class = [(name, HIGHER, s.ratio(name)) for name in RATIOS]
         per_class += [("support", NEUTRAL, (s.t, "")),
                       ("prevalence", NEUTRAL, s.share(s.t)),
                       ("predicted_positive_rate", NEUTRAL, s.share(s.p))]
@@ -383,12 +405,12 @@ class ClassificationSpec:
             for i, cls in enumerate(state.classes):
                 out.add(m, v[:, i], d, r if isinstance(r, str) else r[:, i], class_label=cls,
                         mask=emit[:, i])
-        for name in ("precision", "recall", "f1", "specificity"):
+        for name in RATIOS:
             for avg in self.averages:
                 v, r = s.average(name, avg)
                 out.add(name, v, HIGHER, r, average=avg)
         if pos is not None:
-            for m, _, (v, r) in per_class[:4]:
+            for m, _, (v, r) in per_class[:len(RATIOS)]:
                 out.add(m, v[:, pos], HIGHER, r[:, pos], average="binary")
         return out
 
@@ -501,10 +523,11 @@ class _Stats:
         r = reduce or (lambda x: x)
         return {"precision": (r(self.tp), r(self.p)), "recall": (r(self.tp), r(self.t)),
                 "f1": (2 * r(self.tp), r(self.t) + r(self.p)),
-                "specificity": (r(self.tn), r(self.neg))}[name]
+                "specificity": (r(self.tn), r(self.neg)),
+                "jaccard": (r(self.tp), r(self.t) + r(self.p) - r(self.tp))}[name]
 
     def ratio(self, name: str):
-        """Per-class value (G, C) and reason (G, C) of precision/recall/f1/specificity."""
+        """Per-class value (G, C) and reason (G, C) of one of :data:`RATIOS`."""
         val, zd = self._ratio(*self._num_den(name))
         empty = self.empty[:, None]
         return np.where(empty, np.nan, val), self._reasons(zd)
@@ -563,3 +586,15 @@ class _Stats:
         expected = safe_div(self.off_exp, self.w, 1.0)
         val = 1.0 - safe_div(self.off_obs, np.where(bad, 1.0, expected))
         return np.where(bad, np.nan, val), reasons
+
+
+def _build(task) -> ClassificationSpec | None:
+    if not task.prediction:
+        return None
+    return ClassificationSpec(classes=tuple(task.classes) if task.classes is not None else None,
+                              positive_class=task.positive_class,
+                              zero_division=float(task.zero_division))
+
+
+register_family("labels", ("binary", "multiclass"), _build,
+                lambda task: {"label": task.label, "prediction": task.prediction})

@@ -4,7 +4,8 @@ histograms.
 Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and the scikit-learn
 1.9 function each matches (``sklearn/metrics/_regression.py``):
 
-- ``mean_error = sum w e / W``: the bias; positive means over-prediction (no sklearn function).
+- ``mean_signed_deviation = sum w e / W`` (named ``mean_error`` before 0.2): the bias; positive
+  means over-prediction (no sklearn function).
 - ``mae = sum w |e| / W`` (``mean_absolute_error``), ``mse = sum w e^2 / W``
   (``mean_squared_error``), ``rmse = sqrt(mse)`` (``root_mean_squared_error``).
 - ``r2 = 1 - sum w e^2 / sum w (y - ybar)^2`` (``r2_score``);
@@ -23,7 +24,8 @@ Formulas (weights ``w``, error ``e = prediction - target``, ``W = sum w``) and t
   deterministic and merge-order independent).
 
 Ranges: ``r2`` and ``explained_variance`` in (-inf, 1] (``higher_is_better``); the error
-metrics >= 0 (``lower_is_better``); ``mean_error`` any real (``neutral``: its sign matters).
+metrics >= 0 (``lower_is_better``); ``mean_signed_deviation`` any real (``neutral``: its sign
+matters).
 
 Conventions:
 
@@ -57,8 +59,11 @@ import numpy as np
 
 from rayeval.metrics._math import (combine_moments, compact_groups, first_reason,
                                    grouped_moments, weight_column, weight_problems)
-from rayeval.metrics.base import (HIGHER, LOWER, NEUTRAL, Batch, GroupIndex, Key, MetricResult,
-                                  ResultColumns, StateMismatchError, common_rows, safe_div, union_keys)
+from rayeval.core.contract import MetricInfo, SpecBase
+from rayeval.core.registry import register_family
+from rayeval.core.state import (HIGHER, LOWER, NEUTRAL, Batch, GroupIndex, Key, MetricResult,
+                                ResultColumns, StateMismatchError, common_rows, safe_div,
+                                union_keys)
 from rayeval.metrics.quantiles import GroupedLogHistogram, bucket_index
 
 INVALID_REASONS = ("missing_target", "missing_prediction", "negative_weight", "nonfinite_weight")
@@ -105,12 +110,18 @@ def _numeric(batch: Batch, name: str, n: int) -> np.ndarray:
     return weight_column(batch, n, name)
 
 
+#: the scalar metrics and their directions, in output order (after ``n_rows``)
+_SCALARS = (("mean_signed_deviation", NEUTRAL), ("mae", LOWER), ("mse", LOWER), ("rmse", LOWER),
+            ("r2", HIGHER), ("explained_variance", HIGHER), ("mape", LOWER), ("smape", LOWER),
+            ("max_error", LOWER))
+
+
 def _quantile_name(q: float) -> str:
     return "median_absolute_error" if q == 0.5 else f"p{q * 100:g}_absolute_error"
 
 
 @dataclass(frozen=True)
-class RegressionSpec:
+class RegressionSpec(SpecBase):
     """Error metrics of numeric predictions per group.
 
     Args:
@@ -139,6 +150,19 @@ class RegressionSpec:
         if not 1 <= int(self.quantile_bits) <= 12:
             raise ValueError(f"Expected `quantile_bits` in [1, 12], got {self.quantile_bits}.")
         object.__setattr__(self, "quantile_bits", int(self.quantile_bits))
+
+    family = "regression"
+    INPUTS = {"target": "numeric_target", "prediction": "numeric_prediction", "weight": "weight?"}
+
+    def metrics(self) -> tuple[MetricInfo, ...]:
+        """Declared metrics (see the module docstring); one ``*_absolute_error`` per quantile,
+        named as :meth:`finalize` names it."""
+        head = {"mae": 1, "rmse": 2, "mean_signed_deviation": 3, "r2": 4}
+        return ((MetricInfo("n_rows", NEUTRAL, self.family, needs_labels=False),)
+                + tuple(MetricInfo(name, d, self.family, headline=head.get(name, 0))
+                        for name, d in _SCALARS)
+                + tuple(MetricInfo(_quantile_name(q), LOWER, self.family, approximate=True)
+                        for q in self.quantiles))
 
     # ---- contract -----------------------------------------------------------------------
     def zero(self) -> RegressionState:
@@ -276,20 +300,22 @@ class RegressionSpec:
         no_nz = ~(s["w_nonzero_target"] > 0)
         zero_t = state.rows[:, 1] > 0
         cols = [
-            ("mean_error", NEUTRAL, mo["mean_e"], None),
-            ("mae", LOWER, safe_div(s["w_abs_err"], w), None),
-            ("mse", LOWER, mse, None),
-            ("rmse", LOWER, np.sqrt(mse), None),
-            ("r2", HIGHER, 1.0 - s["w_sq_err"] / m2_y, (constant, "constant_target")),
-            ("explained_variance", HIGHER, 1.0 - mo["m2_e"] / m2_y,
+            ("mean_signed_deviation", mo["mean_e"], None),
+            ("mae", safe_div(s["w_abs_err"], w), None),
+            ("mse", mse, None),
+            ("rmse", np.sqrt(mse), None),
+            ("r2", 1.0 - s["w_sq_err"] / m2_y, (constant, "constant_target")),
+            ("explained_variance", 1.0 - mo["m2_e"] / m2_y,
              (constant, "constant_target")),
-            ("mape", LOWER, safe_div(s["w_ape"], s["w_nonzero_target"]),
+            ("mape", safe_div(s["w_ape"], s["w_nonzero_target"]),
              (no_nz, np.where(zero_t, "zero_target", "empty"))),
-            ("smape", LOWER, safe_div(s["w_smape"], w), None),
-            ("max_error", LOWER, state.extrema[:, 0], None),
+            ("smape", safe_div(s["w_smape"], w), None),
+            ("max_error", state.extrema[:, 0], None),
         ]
         out.add("n_rows", state.rows[:, 0].astype(np.float64), NEUTRAL)
-        for name, direction, val, undefined in cols:
+        direction_of = dict(_SCALARS)
+        for name, val, undefined in cols:
+            direction = direction_of[name]
             reason = np.where(empty, "empty", "")
             if undefined is not None:
                 reason = np.where(~empty & undefined[0], undefined[1], reason)
@@ -322,3 +348,8 @@ class RegressionSpec:
         failing several checks counts once, under the first of ``INVALID_REASONS``."""
         return {k: dict(zip(INVALID_REASONS, row))
                 for k, row in zip(state.keys, state.invalid.tolist())}
+
+
+register_family("regression", ("regression",),
+                lambda task: RegressionSpec(quantiles=tuple(task.quantiles)),
+                lambda task: {"target": task.label, "prediction": task.prediction})

@@ -32,7 +32,9 @@ from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics._score_spec import (ScoreState, _class_index, _column, _equals, _res,
                                          _ScoreSpecBase, auto_bucket_budget, check_label_kind)
-from rayeval.metrics.base import HIGHER, LOWER, NEUTRAL, MetricResult, ResultColumns, grouped_sum
+from rayeval.core.contract import MetricInfo
+from rayeval.core.registry import register_family
+from rayeval.core.state import HIGHER, LOWER, NEUTRAL, MetricResult, ResultColumns, grouped_sum
 
 __all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
 
@@ -69,7 +71,8 @@ class BinaryScoreSpec(_ScoreSpecBase):
       ``-log(clip(1 - p))`` for negatives, clipped to ``[eps, 1 - eps]`` (float64 eps) as
       scikit-learn >= 1.5, so p in {0, 1} costs at most 36.04 per row, never inf. Scores are
       cast to float64 (scikit-learn would clip float32 input at float32 eps).
-    - ``brier_score`` (lower): weighted mean of ``(p - y)**2`` (``brier_score_loss``).
+    - ``brier_loss`` (lower; named ``brier_score`` before 0.2): weighted mean of ``(p - y)**2``
+      (``brier_score_loss``).
     - ``ece`` (lower): ``sum_bins |sum w p - sum w y| / sum w`` over ``n_calibration_bins``
       equal-width bins, i.e. the bin-weight-averaged ``|mean score - fraction positive|``
       (Naeini et al. 2015, AAAI; Guo et al. 2017, ICML).
@@ -92,6 +95,18 @@ class BinaryScoreSpec(_ScoreSpecBase):
 
     REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
                "nonfinite_weight", "negative_weight")
+    INPUTS = {"label": "class_label", "score": "score", "weight": "weight?"}
+
+    def metrics(self) -> tuple[MetricInfo, ...]:
+        """Declared metrics (see the class docstring)."""
+        def info(name, direction, head=0, **kw):
+            return MetricInfo(name, direction, self.family, needs_scores=True, headline=head,
+                              **kw)
+
+        return (info("roc_auc", HIGHER, 1, approximate=not self.exact),
+                info("pr_auc", HIGHER, 2, approximate=not self.exact),
+                info("log_loss", LOWER, 8), info("brier_loss", LOWER), info("ece", LOWER, 7),
+                info("n_rows", NEUTRAL, needs_labels=False), info("n_positive", NEUTRAL))
 
     def __post_init__(self) -> None:
         self._check_options()
@@ -163,7 +178,7 @@ class BinaryScoreSpec(_ScoreSpecBase):
         out.add("pr_auc", rk["pr_auc"], HIGHER, np.asarray(rk["pr_reason"], dtype=object),
                 rk["pr_bound"])
         out.add("log_loss", log_loss, LOWER, empty)
-        out.add("brier_score", brier, LOWER, empty)
+        out.add("brier_loss", brier, LOWER, empty)
         out.add("ece", ece, LOWER, empty)
         out.add("n_rows", a.get("n_rows", w), NEUTRAL)
         out.add("n_positive", a.get("n_pos", w), NEUTRAL)
@@ -208,7 +223,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
     et al., NeurIPS 2019; ``weighted`` by class prevalence), with :meth:`calibration_curve` per
     class; ``log_loss`` (scikit-learn
     ``log_loss(labels=classes)``: ``-log(clip(p_true, eps, 1 - eps))``, scores not
-    renormalised); ``brier_score`` (mean of ``sum_k (p_k - y_k)**2``, halved when K == 2, as
+    renormalised); ``brier_loss`` (mean of ``sum_k (p_k - y_k)**2``, halved when K == 2, as
     scikit-learn's ``brier_score_loss(scale_by_half="auto")``); ``top_{k}_accuracy`` (weighted
     share of rows whose label is among the k highest scores; ties as scikit-learn's
     ``top_k_accuracy_score``: the later column wins; equals it for K >= 3 and sorted
@@ -228,6 +243,21 @@ class MulticlassScoreSpec(_ScoreSpecBase):
 
     REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
                "nonfinite_weight", "negative_weight")
+    INPUTS = {"label": "class_label", "scores": "scores", "weight": "weight?"}
+
+    def metrics(self) -> tuple[MetricInfo, ...]:
+        """Declared metrics (see the class docstring)."""
+        def info(name, direction, head=0, **kw):
+            return MetricInfo(name, direction, self.family, needs_scores=True, headline=head,
+                              **kw)
+
+        ovr = {"per_class": True, "averages": ("macro", "weighted")}
+        return (info("roc_auc", HIGHER, 5, approximate=not self.exact, **ovr),
+                info("pr_auc", HIGHER, 6, approximate=not self.exact, **ovr),
+                info("ece", LOWER, 7, **ovr), info("log_loss", LOWER, 8),
+                info("brier_loss", LOWER),
+                *(info(f"top_{k}_accuracy", HIGHER) for k in self.top_k),
+                info("n_rows", NEUTRAL, needs_labels=False))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -339,7 +369,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
                                         avg))
             out.append(_res(key, "log_loss", a["log_loss"][i] / w if w > 0 else math.nan, LOWER,
                             empty))
-            out.append(_res(key, "brier_score", a["brier"][i] / w if w > 0 else math.nan, LOWER,
+            out.append(_res(key, "brier_loss", a["brier"][i] / w if w > 0 else math.nan, LOWER,
                             empty))
             for j, k in enumerate(self.top_k):
                 out.append(_res(key, f"top_{k}_accuracy",
@@ -370,3 +400,26 @@ def _reliability(cal: np.ndarray, n_bins: int) -> list[tuple]:
     w, ws, wy = cal
     return [(float(edges[b]), float(edges[b + 1]), float(w[b]), float(ws[b] / w[b]),
              float(wy[b] / w[b])) for b in np.flatnonzero(w > 0)]
+
+
+def _build(task):
+    classes = tuple(task.classes) if task.classes is not None else None
+    if task.type == "binary" and task.score:
+        return BinaryScoreSpec(positive_class=task.positive_class, exact=task.exact_scores,
+                               classes=classes, n_calibration_bins=task.calibration_bins)
+    if task.type == "multiclass" and task.scores:
+        return MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
+                                   exact=task.exact_scores,
+                                   n_calibration_bins=task.calibration_bins)
+    return None
+
+
+def _columns(task) -> dict:
+    if task.type == "binary":
+        return {"label": task.label, "score": task.score}
+    return {"label": task.label, "scores": tuple(task.scores or ())}
+
+
+# the label metrics of the same task report their own ``n_rows``
+register_family("scores", ("binary", "multiclass"), _build, _columns,
+                renames={"n_rows": "n_rows_scored"})
