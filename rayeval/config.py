@@ -194,7 +194,7 @@ class DriftFeature(_Frozen):
 
     @model_validator(mode="after")
     def _check_edges_and_method(self):
-        from rayeval.drift.compare import METHODS
+        from rayeval.drift.methods import METHODS
 
         if self.edges is not None:
             e = self.edges

@@ -288,3 +288,82 @@ def test_every_family_serves_a_task_type():
     for task in EXAMPLE_TASKS:
         for family, spec in registry.task_specs(task).items():
             assert set(fams[family].columns(task)) == set(spec.required_inputs()), family
+
+
+# ---- per drift method ---------------------------------------------------------------------
+def _drift_case(kind: str, shift: float, seed: int = 0, n: int = 4000):
+    """A reference binning and histograms of the reference and of three current rows (the
+    same distribution, ``shift`` applied to the third)."""
+    from rayeval.drift import histogram
+
+    rng = np.random.default_rng(seed)
+    if kind == "numeric":
+        spec = NumericProfileSpec(n_bins=20)
+        ref = rng.normal(0, 1, n)
+        curs = [rng.normal(0, 1, n), rng.normal(0, 1, n // 2), rng.normal(shift, 1, n)]
+    else:
+        spec = CategoricalProfileSpec(top_k=5)
+        cats = np.array(list("abcdef"), dtype=object)
+        p = np.array([0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+        q = np.roll(p, 2) if shift else p
+        ref = rng.choice(cats, n, p=p)
+        curs = [rng.choice(cats, n, p=p), rng.choice(cats, n // 2, p=p), rng.choice(cats, n, p=q)]
+    state = spec.accumulate(spec.zero(), {"value": ref}, GroupIndex.single(len(ref)))
+    binning = spec.binning(state, ())
+    hs = HistogramSpec(binning)
+    groups = GroupIndex(np.repeat(np.arange(3), [len(c) for c in curs]), ((0,), (1,), (2,)))
+    cur_state = hs.accumulate(hs.zero(), {"value": np.concatenate(curs)}, groups)
+    return binning, histogram(binning, ref), hs, cur_state, np.concatenate(curs), groups
+
+
+def _method_cases():
+    from rayeval.drift.methods import METHODS
+
+    for name, m in METHODS.items():
+        for kind in sorted(m.kinds):
+            yield pytest.param(name, kind, id=f"{name}-{kind}")
+
+
+@pytest.mark.parametrize("method,kind", list(_method_cases()))
+def test_drift_method_invariants(method, kind):
+    """Every registered drift method: defined on ordinary data; a big shift drifts at the
+    default threshold and no shift does not; rows are compared independently; the result does
+    not depend on how the current rows were split into batches; binned statistics are exact
+    for the binning (bound 0), estimated ones carry a finite bound; tests give p-values in
+    [0, 1], distances none."""
+    from rayeval.drift import compare_rows
+    from rayeval.drift.methods import METHODS
+
+    m = METHODS[method]
+    thr = 1e9 if m.default_threshold is None else None  # a distance in the feature's unit
+    binning, ref, hs, cur_state, values, groups = _drift_case(kind, shift=1.5)
+    cur = hs.table(cur_state)
+    res = compare_rows(ref, cur, binning, method, thr)
+    for r in res:
+        assert r.undefined_reason == "" and math.isfinite(r.statistic), r
+        assert r.error_bound == 0.0 if m.binned else 0.0 <= r.error_bound < math.inf
+        if m.test:
+            assert 0.0 <= r.p_value <= 1.0 and r.decision == "p_value"
+        else:
+            assert math.isnan(r.p_value) and r.decision == "statistic"
+    if m.default_threshold is not None and method != "unseen_share":
+        assert not res[0].drifted and res[2].drifted, res
+        assert res[2].statistic > res[0].statistic or m.test
+    # rows are independent of each other
+    for i in range(3):
+        one = compare_rows(ref, cur.take([i]), binning, method, thr)[0]
+        assert one == res[i] or (one.statistic == pytest.approx(res[i].statistic, rel=1e-12)
+                                 and one.p_value == pytest.approx(res[i].p_value, rel=1e-9,
+                                                                  nan_ok=True))
+    # any split of the current rows into batches gives the same statistic
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(values))
+    parts = np.array_split(order, 4)
+    merged = hs.zero()
+    for idx in parts[::-1]:
+        merged = hs.merge(merged, hs.accumulate(hs.zero(), take({"value": values}, idx),
+                                                sub_groups(groups, idx)))
+    again = compare_rows(ref, hs.table(merged, cur.keys), binning, method, thr)
+    for a, b in zip(again, res):
+        assert a.statistic == pytest.approx(b.statistic, rel=1e-9, abs=1e-12)
+        assert a.drifted == b.drifted

@@ -10,14 +10,16 @@ Two passes (the engine does the I/O):
 
 Then :func:`compare` / :func:`compare_rows` compute :class:`DriftResult` statistics,
 :func:`data_quality` the per-feature quality rates, :func:`default_method`,
-:func:`learned_threshold` and :func:`dataset_drift` the decisions.
+:func:`learned_threshold` and :func:`dataset_drift` the decisions. Each drift method is one
+module of :mod:`rayeval.drift.methods`, registered in :data:`METHODS`.
 """
 
 from rayeval.drift.binning import CategoricalBinning, Factorized, NumericBinning, factorize
 from rayeval.drift.compare import (
-    METHODS, DataQuality, DriftResult, Method, compare, compare_rows, data_quality,
-    reference_std, statistics,
+    DataQuality, DriftResult, Method, compare, compare_rows, data_quality, reference_std,
+    statistics,
 )
+from rayeval.drift.methods import METHODS, DriftMethod, register, reported_methods
 from rayeval.drift.histogram import HistogramSpec, HistogramState, Histograms, histogram
 from rayeval.drift.profile import (
     CategoricalProfileSpec, CategoricalProfileState, NumericProfileSpec, NumericProfileState,
@@ -29,9 +31,10 @@ from rayeval.drift.thresholds import (
 
 __all__ = [
     "CategoricalBinning", "CategoricalProfileSpec", "CategoricalProfileState", "DataQuality",
-    "DatasetDrift", "DriftResult", "Factorized", "HistogramSpec", "HistogramState", "Histograms",
+    "DatasetDrift", "DriftMethod", "DriftResult", "Factorized", "HistogramSpec", "HistogramState", "Histograms",
     "LearnedThreshold", "METHODS", "Method", "MethodChoice", "NumericBinning",
     "NumericProfileSpec", "NumericProfileState", "PSI_BANDS", "compare", "compare_rows",
     "data_quality", "dataset_drift", "default_method", "factorize", "histogram",
-    "learned_threshold", "psi_band", "reference_std", "statistics",
+    "learned_threshold", "psi_band", "reference_std", "register", "reported_methods",
+    "statistics",
 ]

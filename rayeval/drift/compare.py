@@ -2,8 +2,8 @@
 
 :func:`compare_rows` compares many (reference, current) histogram pairs at once (rows of
 :class:`~rayeval.drift.histogram.Histograms`, the reference broadcast when it has one row);
-:func:`compare` is the one-pair form. Methods (:data:`METHODS`; formulas in
-:mod:`rayeval.drift._math`):
+:func:`compare` is the one-pair form. Methods: the registry :data:`METHODS` of
+:mod:`rayeval.drift.methods` (one module per method; formulas in :mod:`rayeval.drift._math`):
 
 ============================  ===========  ========  =======  ====================================
 method                        kinds        decision  default  matches
@@ -18,6 +18,7 @@ method                        kinds        decision  default  matches
 ``hellinger``                 both         s >= t    0.1      Evidently ``hellinger``
 ``linf``                      both         s >= t    0.1      L-infinity (NannyML)
 ``unseen_share``              categorical  s >= t    0.05     share of current mass unseen in ref
+``kl_div``                    both         s >= t    0.1      Evidently ``kl_div`` (only when set)
 ============================  ===========  ========  =======  ====================================
 
 KS and Wasserstein estimate the raw-sample statistic and report a guaranteed ``error_bound``
@@ -45,37 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from rayeval.drift import _math
-from rayeval.drift.binning import CATEGORICAL, NUMERIC, NumericBinning
+from rayeval.core.state import LOWER, MetricResult, StateMismatchError, safe_div
+from rayeval.drift.binning import NUMERIC
+from rayeval.drift.decision import LearnedThreshold, default_method
 from rayeval.drift.histogram import Binning, Histograms
-from rayeval.metrics.base import LOWER, MetricResult, StateMismatchError, safe_div
+from rayeval.drift.methods import BOTH, METHODS, DriftMethod, Options, Pair  # noqa: F401
+from rayeval.drift.methods.wasserstein import reference_std  # noqa: F401
 
-BOTH = frozenset({NUMERIC, CATEGORICAL})
-
-
-@dataclass(frozen=True)
-class Method:
-    """A drift method: which kinds it supports, whether it is a test (drift when ``p_value <
-    threshold``) or a distance (drift when ``statistic >= threshold``), its default threshold."""
-
-    name: str
-    kinds: frozenset
-    test: bool
-    default_threshold: float | None
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("ks", frozenset({NUMERIC}), True, 0.05),
-    Method("wasserstein", frozenset({NUMERIC}), False, None),
-    Method("wasserstein_normed", frozenset({NUMERIC}), False, 0.1),
-    Method("chi2", BOTH, True, 0.05),
-    Method("psi", BOTH, False, 0.1),
-    Method("jensen_shannon", BOTH, False, 0.1),
-    Method("hellinger", BOTH, False, 0.1),
-    Method("linf", BOTH, False, 0.1),
-    Method("unseen_share", frozenset({CATEGORICAL}), False, 0.05),
-)}
-BINNED = ("chi2", "psi", "jensen_shannon", "hellinger", "linf")
+Method = DriftMethod  # the former name
 
 
 @dataclass(frozen=True)
@@ -137,56 +115,15 @@ def statistics(reference: Histograms, current: Histograms, binning: Binning, met
                                      f"expected {binning.binning_id}.")
     ref = _broadcast(reference, current)
     g = len(current)
-    r, rt = _math.normalize(ref.counts)
-    c, ct = _math.normalize(current.counts)
-    stat, pval = np.full(g, math.nan), np.full(g, math.nan)
-    bound, smooth = np.zeros(g), np.zeros(g)
-    reason = np.full(g, "", dtype=object)
-    if method in BINNED:
-        rc, cc = ref.counts, current.counts
-        if isinstance(binning, NumericBinning) and n_coarse is not None:
-            kr, kc = _math.coarsen(rc, cc, n_coarse)
-            many = ((rc > 0).sum(axis=1) > n_coarse)[:, None]
-            rc, cc = np.where(many, kr, rc), np.where(many, kc, cc)
-        pr, _ = _math.normalize(rc)
-        pc, _ = _math.normalize(cc)
-        if method == "psi":
-            stat, smoothed = _math.psi(pr, pc, eps)
-            smooth = np.where(smoothed, eps, 0.0)
-        elif method == "jensen_shannon":
-            stat = _math.js_distance(pr, pc, base)
-        elif method == "hellinger":
-            stat = _math.hellinger(pr, pc)
-        elif method == "linf":
-            stat = _math.linf(pr, pc)
-        else:  # chi2 on counts scaled to effective sample sizes
-            sr = safe_div(ref.n_eff, ref.scalars["weight"], 0.0)[:, None]
-            sc = safe_div(current.n_eff, current.scalars["weight"], 0.0)[:, None]
-            extra = 0
-            distinct = current.scalars.get("unseen_distinct")
-            if distinct is not None and rc.shape[1]:  # over the union of categories: "other"
-                # holding only unseen categories (no reference mass) is one column each
-                pooled = (rc[:, -1] <= 0) & (cc[:, -1] > 0)
-                extra = np.where(pooled, np.maximum(distinct - 1, 0), 0).astype(np.int64)
-            stat, pval, _ = _math.chi2_homogeneity(rc * sr, cc * sc, yates, extra)
-    elif method == "unseen_share":
-        stat = safe_div(current.scalars["unseen"], current.scalars["weight"])
-        if not getattr(binning, "known_complete", True):  # rare reference values look unseen
-            reason[:] = "too_many_reference_categories"
-    elif method == "ks":
-        stat, bound = _math.ks_binned(r, c, binning.bounds[2])
-        exact_ok = ref.unweighted() & current.unweighted()
-        pval = _math.ks_pvalue(stat, ref.n_eff, current.n_eff, exact_ok, ks_p_method)
-    else:  # wasserstein, wasserstein_normed
-        lo, hi, point = binning.bounds
-        sr = np.divide(ref.sums, rt[:, None], out=np.zeros_like(r), where=rt[:, None] > 0)
-        sc = np.divide(current.sums, ct[:, None], out=np.zeros_like(c), where=ct[:, None] > 0)
-        stat, bound = _math.wasserstein_binned(r, c, sr, sc, lo, hi, point)
-        if method == "wasserstein_normed":
-            norm = np.maximum(reference_std(ref), std_floor)
-            stat, bound = stat / norm, bound / norm
-        bad = (ref.scalars["nonfinite"] > 0) | (current.scalars["nonfinite"] > 0)
-        reason[bad] = "nonfinite_values"
+    pair = Pair(ref, current, binning, Options(eps, n_coarse, base, yates, ks_p_method,
+                                               std_floor))
+    _, rt, _, ct = pair.shares
+    got = m.function(pair)
+    stat = np.array(got["statistic"], dtype=np.float64)
+    pval = np.array(got.get("p_value", np.full(g, math.nan)), dtype=np.float64)
+    bound = np.array(got.get("error_bound", np.zeros(g)), dtype=np.float64)
+    smooth = np.array(got.get("smoothing", np.zeros(g)), dtype=np.float64)
+    reason = np.array(got.get("reason", np.full(g, "", dtype=object)), dtype=object)
     reason[ct <= 0] = "empty_current"
     reason[rt <= 0] = "empty_reference"
     undefined = reason != ""
@@ -195,19 +132,6 @@ def statistics(reference: Histograms, current: Histograms, binning: Binning, met
     return {"statistic": stat, "p_value": pval, "error_bound": bound, "smoothing": smooth,
             "reason": reason, "n_reference": ref.scalars["rows"],
             "n_current": current.scalars["rows"]}
-
-
-def reference_std(h: Histograms) -> np.ndarray:
-    """float64 (G,) weighted population std (ddof=0) of the finite values, from the exact
-    shifted moments ``m1``, ``m2``; NaN for an empty row.
-
-    Evidently's ``wasserstein`` test divides by ``max(np.std(reference), 0.001)``: ``np.std`` is
-    ddof=0 (its pandas path; its Spark path uses ``Series.std()``, ddof=1, larger by a factor
-    ``sqrt(n / (n - 1))``). We use ddof=0 and the same 0.001 floor (``std_floor``).
-    """
-    w = h.scalars["weight"] - h.scalars["nonfinite"]
-    mean = safe_div(h.scalars["m1"], w)
-    return np.sqrt(np.maximum(safe_div(h.scalars["m2"], w) - mean * mean, 0.0))
 
 
 def compare_rows(reference: Histograms, current: Histograms, binning: Binning,
@@ -235,8 +159,6 @@ def compare_rows(reference: Histograms, current: Histograms, binning: Binning,
             threshold with ``auto``, or row counts that do not broadcast.
         StateMismatchError: histograms of another binning.
     """
-    from rayeval.drift.thresholds import LearnedThreshold, default_method
-
     if method in (None, "auto"):
         if threshold is not None:
             raise ValueError("Expected `threshold` None with method 'auto' (thresholds are "

@@ -35,16 +35,13 @@ from rayeval.config import JobConfig
 from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorized, HistogramSpec,
                            NumericBinning, NumericProfileSpec, compare_rows, data_quality,
                            default_method, learned_threshold)
-from rayeval.drift.compare import METHODS
+from rayeval.drift.methods import METHODS, reported_methods
 from rayeval.engine.labels import to_numpy
 from rayeval.engine.plan import ALL_MODELS, exclusion_detail, utc_ns
 from rayeval.metrics.base import GroupIndex
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, window_end,
                              window_starts)
 
-NUMERIC_METHODS = ("ks", "wasserstein", "wasserstein_normed", "psi", "jensen_shannon",
-                   "hellinger")
-CATEGORICAL_METHODS = ("chi2", "psi", "jensen_shannon", "linf", "unseen_share")
 DRIFT_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slice_columns",
                  "feature", "kind", "method", "statistic", "p_value", "threshold", "drifted",
                  "decision", "reference_window", "error_bound", "smoothing", "undefined_reason",
@@ -498,16 +495,18 @@ class DriftPlan:
 
     def _compare(self, m: Monitored, binning, ref, cur, learned=None) -> list[list[tuple]]:
         """Per current row: every method of its type, and which one decides ``drifted``."""
-        methods = NUMERIC_METHODS if binning.kind == "numeric" else CATEGORICAL_METHODS
+        methods = reported_methods(binning.kind)
         decision = self._decision(m, binning, ref)
         if learned is not None:
             decision = (decision[0], learned)
-        thresholds = {"wasserstein": math.inf}
         out: list[list[tuple]] = [[] for _ in range(len(cur))]
         for meth in dict.fromkeys((decision[0],) + methods):
             if binning.kind not in METHODS[meth].kinds:
                 continue
-            thr = decision[1] if meth == decision[0] else thresholds.get(meth)
+            # a reported method without a default threshold (its unit is the feature's) never
+            # flags drift unless it decides
+            thr = (decision[1] if meth == decision[0]
+                   else None if METHODS[meth].default_threshold is not None else math.inf)
             opts = {"base": self.cfg.drift.js_base}
             if len(cur) > 50:
                 opts["ks_p_method"] = "asymp"

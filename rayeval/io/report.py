@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from rayeval.core import registry
+from rayeval.drift.methods import METHODS
 from rayeval.io._svg import CUR_COLOR, REF_COLOR, bar_chart, line_chart
 
 AVERAGE_ORDER = ("binary", "macro", "micro", "weighted")  # the headline variant, as in the gates
-TEST_METHODS = frozenset({"ks", "chi2"})  # drift when p_value < threshold (else statistic >= t)
+#: drift methods that are tests: drift when p_value < threshold (else statistic >= threshold)
+TEST_METHODS = frozenset(n for n, m in METHODS.items() if m.test)
 TOP_N = 10
 MAX_WINDOWS = 100
 MAX_FEATURES = 100
