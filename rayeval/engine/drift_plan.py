@@ -22,6 +22,7 @@ for string and integer columns) and each model's rows are found once, then share
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorize
                            NumericBinning, NumericProfileSpec, compare_rows, data_quality,
                            default_method, learned_threshold)
 from rayeval.drift.methods import METHODS, reported_methods
+from rayeval.engine.columns import required_prediction_columns
 from rayeval.engine.labels import to_numpy
 from rayeval.engine.plan import ALL_MODELS, exclusion_detail, utc_ns
 from rayeval.metrics.base import GroupIndex
@@ -109,8 +111,10 @@ def monitored_columns(cfg: JobConfig) -> list[Monitored]:
 class DriftPlan:
     """Drift part of an :class:`~rayeval.engine.plan.EvalPlan` (picklable, no Ray).
 
-    ``phase="profile"``: accumulate reference profiles (overall slice, keyed by model);
-    ``phase="histogram"``: accumulate histograms with the fixed binnings, for every drift slice
+    A plan is immutable once built: one plan per pass, each built from the previous pass's
+    output. ``phase="profile"`` (a new plan): accumulate reference profiles (overall slice,
+    keyed by model); ``phase="histogram"`` (the plan :meth:`with_binnings` builds from the
+    profiles): accumulate histograms with the fixed binnings, for every drift slice
     (states ``drift|hist|...``). When ``reference_in_scan`` (a ``time_range`` reference), the
     current scan also accumulates the reference rows' histograms (states ``drift|ref|...``,
     windows collapsed; rows outside the evaluated range feed these states only) and the
@@ -135,7 +139,7 @@ class DriftPlan:
         self.slices = ([SliceSpec(c) for c in cfg.slice_specs()] if cfg.drift.slices
                        else [SliceSpec(())])
         self.reference_in_scan = ref.kind == "time_range" and ref_range is not None
-        #: what the reference cannot serve (set by :func:`build_drift_plan`; manifest warnings)
+        #: what the reference cannot serve (manifest warnings)
         self.warnings: list[str] = []
         #: configured bin edges of numeric features, by (source, column)
         self._edges = {("table", f.name): f.edges for f in cfg.drift.features
@@ -300,9 +304,18 @@ class DriftPlan:
         return f, f.codes < 0, None
 
     # ---- between passes ---------------------------------------------------------------------
-    def fix_binnings(self, profile_partial: dict) -> None:
-        """Binnings per (source, column, model) from the reference profiles; switch to the
-        histogram phase."""
+    def with_binnings(self, profile_partial: dict, warnings: list[str] = ()) -> "DriftPlan":
+        """The histogram-phase plan: a new plan with binnings per (source, column, model)
+        fixed from the reference profiles of this plan's pass (``self`` is left unchanged) and
+        ``warnings`` added."""
+        new = copy.copy(self)
+        new.binnings, new.hist_specs = {}, {}
+        new.warnings = self.warnings + list(warnings)
+        new._fix_binnings(profile_partial)
+        new.phase = "histogram"
+        return new
+
+    def _fix_binnings(self, profile_partial: dict) -> None:
         for name, state in profile_partial.items():
             if not name.startswith("drift|profile|"):
                 continue
@@ -332,7 +345,6 @@ class DriftPlan:
                 self.binnings[(m.source, m.column, model_v)] = binning
                 for sl in self.slices:
                     self.hist_specs[self.name("hist", m, model_v, sl)] = HistogramSpec(binning)
-        self.phase = "histogram"
 
     def _check_categorical(self, column: str, model, binning, state) -> None:
         """Warn when a categorical column's top-k bins hold under half of the reference (or
@@ -597,7 +609,6 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
     empty when the reference histograms are built in the current scan, see
     :attr:`DriftPlan.reference_in_scan`)."""
     from rayeval.engine.plan import EvalPlan
-    from rayeval.engine.run import required_prediction_columns
     from rayeval.io.readers import InputError, check_columns, inspect_dataset
 
     ref = cfg.drift.reference
@@ -656,8 +667,7 @@ def build_drift_plan(cfg: JobConfig, pred_info, label_index, ray_runner, pool=No
         n.split("|")[3] for n in profiles if n.startswith("drift|profile|label|")}
     warnings += [f"drift: no labelled row in the reference ({drift.reference_name}) for label "
                  f"{c!r}: its label drift is not reported" for c in sorted(unlabelled)]
-    drift.warnings = warnings
-    drift.fix_binnings(profiles)
+    drift = drift.with_binnings(profiles, warnings)
     if ref.kind == "previous_window":
         return drift, None
     if drift.reference_in_scan:

@@ -20,6 +20,7 @@ import pandas as pd
 
 import rayeval
 from rayeval.config import JobConfig, redact_uri, storage_options, utc
+from rayeval.engine.columns import required_prediction_columns
 from rayeval.engine.gates import check_gates, evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan, exclusion_detail, utc_ns
@@ -79,39 +80,6 @@ def scan_range(cfg: JobConfig) -> tuple:
     start = None if w.start is None else min(utc(w.start), utc(ref.start))
     end = None if w.end is None else max(utc(w.end), utc(ref.end))
     return start, end
-
-
-def required_prediction_columns(cfg: JobConfig, labels_separate: bool) -> dict[str, str]:
-    """Columns the predictions dataset must have, with the role each serves (for the schema
-    contract check and the column projection)."""
-    cols = cfg.columns
-    req: dict[str, str] = {cols.timestamp: "timestamp"}
-    if cols.model:
-        req[cols.model] = "any"
-    if labels_separate or cfg.policy.duplicate_predictions == "error":
-        req[cols.id] = "id"
-    if cols.weight:
-        req[cols.weight] = "numeric"
-    if cfg.intervals.enabled:  # the replicate weights are seeded by the unit column
-        req.setdefault(cfg.intervals.unit or cols.id, "any" if cfg.intervals.unit else "id")
-    for t in cfg.tasks:
-        if not labels_separate:
-            req[t.label] = "numeric" if t.type == "regression" else "class"
-        if t.prediction:
-            req[t.prediction] = "numeric" if t.type == "regression" else "class"
-        if t.score:
-            req[t.score] = "score"
-        for c in t.scores or []:
-            req[c] = "score"
-    for c in cfg.filters:
-        req.setdefault(c, "any")
-    for spec in cfg.slice_specs():
-        for c in spec:
-            req.setdefault(c, "any")
-    if cfg.drift.enabled:
-        for f in cfg.drift.features:
-            req.setdefault(f.name, "any")
-    return req
 
 
 def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> RunResult:
