@@ -1,5 +1,9 @@
 """Bad input: a clear error naming the file/column/count, or a counted exclusion — and never a
-partial output."""
+partial output.
+
+A test with the ``before_ray`` fixture (and without ``ray_local``) proves its error is found
+before Ray is needed (:func:`rayeval.engine.run.check_inputs`: config rules, files, footers,
+schema contract): such a job never starts its actors."""
 
 from __future__ import annotations
 
@@ -17,6 +21,17 @@ from tests.synth import job_dict, make_frames, write_parquet
 
 def outputs(path) -> list:
     return [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+
+
+@pytest.fixture
+def before_ray(monkeypatch):
+    """Fail the test if the job starts its Ray actors (its error must come before)."""
+    from rayeval.engine import ray_runner
+
+    def started(*args, **kwargs):
+        raise AssertionError("the job started its Ray actors before finding the error")
+
+    monkeypatch.setattr(ray_runner, "ReducerPool", started)
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +60,16 @@ def expect_error(tmp_path, cfg, *needles):
     return str(e.value)
 
 
-def test_missing_path(ray_local, tmp_path):
+def test_missing_path(before_ray, tmp_path):
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "nope"), "does not exist", "nope")
 
 
-def test_empty_dataset(ray_local, tmp_path):
+def test_empty_dataset(before_ray, tmp_path):
     (tmp_path / "empty").mkdir()
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "empty"), "No Parquet files")
 
 
-def test_zero_row_files_with_drift_name_the_predictions(ray_local, tmp_path, frames):
+def test_zero_row_files_with_drift_name_the_predictions(before_ray, tmp_path, frames):
     """Only 0-row files: the error names the predictions (not the drift reference, whose pass
     would otherwise run first and find nothing)."""
     df = same_table_frame(frames).iloc[:0]
@@ -77,20 +92,20 @@ def test_windows_without_data_is_an_input_error(ray_local, tmp_path, frames):
                  f"{len(df):,} outside windows.start/end")
 
 
-def test_missing_column(ray_local, tmp_path, frames):
+def test_missing_column(before_ray, tmp_path, frames):
     df = same_table_frame(frames).drop(columns=["score"])
     write_parquet(df, tmp_path / "p", 2)
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "'score'", f"{len(df)} rows")
 
 
-def test_score_as_string(ray_local, tmp_path, frames):
+def test_score_as_string(before_ray, tmp_path, frames):
     df = same_table_frame(frames)
     df["score"] = df["score"].astype(str)
     write_parquet(df, tmp_path / "p", 2)
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "'score'", "string")
 
 
-def test_corrupt_file(ray_local, tmp_path, frames):
+def test_corrupt_file(before_ray, tmp_path, frames):
     write_parquet(same_table_frame(frames), tmp_path / "p", 3)
     bad = tmp_path / "p" / "part-001.parquet"
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # truncated
@@ -109,7 +124,7 @@ def test_corrupt_data_pages_behind_a_valid_footer(ray_local, tmp_path, frames):
                  "Cannot decode")
 
 
-def test_incompatible_types_across_files(ray_local, tmp_path, frames):
+def test_incompatible_types_across_files(before_ray, tmp_path, frames):
     df = same_table_frame(frames)
     write_parquet(df.iloc[:1000], tmp_path / "p", 1)
     other = df.iloc[1000:].copy()
@@ -296,13 +311,13 @@ def test_mlflow_server_down(ray_local, tmp_path, frames):
     assert len(pd.read_parquet(tmp_path / "out" / "metrics")) > 0
 
 
-def test_empty_parquet_file(ray_local, tmp_path, frames):
+def test_empty_parquet_file(before_ray, tmp_path, frames):
     df = same_table_frame(frames).iloc[:0]
     write_parquet(df, tmp_path / "p", 1)
     expect_error(tmp_path, cfg_for(tmp_path, tmp_path / "p"), "No rows", "1 file")
 
 
-def test_output_path_not_writable(ray_local, tmp_path, frames):
+def test_output_path_not_writable(before_ray, tmp_path, frames):
     write_parquet(same_table_frame(frames), tmp_path / "p", 1)
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -360,7 +375,7 @@ def test_label_file_problems(ray_local, tmp_path, frames):
     assert rc["invalid"]["reg/regression/missing_target"] == n_rows
 
 
-def test_label_timestamp_column_typo(ray_local, tmp_path, frames):
+def test_label_timestamp_column_typo(before_ray, tmp_path, frames):
     preds, labels = frames
     write_parquet(preds, tmp_path / "p", 1)
     write_parquet(labels, tmp_path / "l", 1)
@@ -492,3 +507,16 @@ def test_failure_that_is_no_gate_verdict_exits_4(ray_local, tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "RuntimeError: worker died [node 1]" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_input_exits_2_before_ray_starts(before_ray, tmp_path, monkeypatch, capsys):
+    """``rayeval run`` checks the config and inputs before it starts (or attaches to) Ray."""
+    import rayeval.engine.session as session
+    from rayeval.cli import EXIT_INPUT, execute
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("Ray was started before the input check")
+
+    monkeypatch.setattr(session, "ray_session", no_session)
+    assert execute(cfg_for(tmp_path, tmp_path / "nope"), quiet=True) == EXIT_INPUT
+    assert "does not exist" in capsys.readouterr().err

@@ -82,7 +82,72 @@ def scan_range(cfg: JobConfig) -> tuple:
     return start, end
 
 
-def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> RunResult:
+@dataclass
+class CheckedInputs:
+    """What :func:`check_inputs` found (no Ray needed to find it).
+
+    Attributes:
+        pred_info, label_info: the predictions and (separate) labels datasets: files, sizes,
+            schema (``label_info`` None when labels sit in the predictions).
+        columns: prediction columns to read -> the role each serves.
+        start, end: the scanned time range (:func:`scan_range`).
+        warnings: input warnings for the manifest and console (absent optional columns,
+            mixed time zones).
+        seconds: how long the checks took (the manifest's ``inspect`` duration).
+    """
+
+    pred_info: DatasetInfo
+    label_info: Optional[DatasetInfo]
+    columns: dict
+    start: object
+    end: object
+    warnings: list
+    seconds: float = 0.0
+
+
+def check_inputs(cfg: JobConfig) -> CheckedInputs:
+    """Every check of a job that needs no Ray, so a bad config or input fails before Ray (or
+    the job's actors) start: gate rules and ``metrics:`` lists, the output path, the datasets'
+    files and footers (no rows), the schema contract of the predictions and labels (required
+    columns and their types).
+
+    Raises:
+        ConfigError: gate rules or ``metrics:`` lists naming what the tasks cannot produce.
+        InputError: a missing or empty dataset, an unwritable output, a missing column or one
+            of the wrong type (naming the file, column and type).
+    """
+    t0 = time.perf_counter()
+    storage = cfg.inputs.storage
+    check_gates(cfg)
+    check_output_writable(cfg.outputs.path)
+    start, end = scan_range(cfg)
+    pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
+    if pred_info.num_rows == 0:  # by the files' footers: before any pass starts
+        raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
+                         f"({len(pred_info.files)} file(s), all empty)")
+    labels_separate = cfg.inputs.labels is not None
+    req = required_prediction_columns(cfg, labels_separate)
+    check_columns(pred_info, req)
+    if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
+        req.setdefault(cfg.columns.id, "id")
+    label_info = None
+    warnings = pred_info.absent_warnings(req) + pred_info.timezone_warnings()
+    if labels_separate:
+        label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
+        lid = cfg.inputs.labels.id_column or cfg.columns.id
+        lreq = {lid: "id"}
+        for t in cfg.tasks:
+            lreq[t.label] = "numeric" if t.type == "regression" else "class"
+        if cfg.inputs.labels.timestamp_column:
+            lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
+        check_columns(label_info, lreq)
+        warnings += label_info.absent_warnings(lreq)
+    return CheckedInputs(pred_info, label_info, req, start, end, warnings,
+                         round(time.perf_counter() - t0, 3))
+
+
+def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
+            checked: CheckedInputs | None = None) -> RunResult:
     """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`).
 
     Raises:
@@ -94,38 +159,20 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None) -> Ru
     timer = _Timer(progress)
     started = time.time()
     run_id = cfg.resolved_run_id()
-    labels_separate = cfg.inputs.labels is not None
     storage = cfg.inputs.storage
     w = cfg.windows
-
-    # the reducer actors start first: their start-up overlaps the inspect and label stages
-    with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
+    if checked is None:
         with timer.stage("inspect"):
-            check_gates(cfg)
-            check_output_writable(cfg.outputs.path)
-            start, end = scan_range(cfg)
-            pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
-            if pred_info.num_rows == 0:  # by the files' footers: before any pass starts
-                raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
-                                 f"({len(pred_info.files)} file(s), all empty)")
-            req = required_prediction_columns(cfg, labels_separate)
-            check_columns(pred_info, req)
-            if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
-                req.setdefault(cfg.columns.id, "id")
-            label_info = None
-            if labels_separate:
-                label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
-                lid = cfg.inputs.labels.id_column or cfg.columns.id
-                lreq = {lid: "id"}
-                for t in cfg.tasks:
-                    lreq[t.label] = "numeric" if t.type == "regression" else "class"
-                if cfg.inputs.labels.timestamp_column:
-                    lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
-                check_columns(label_info, lreq)
-            input_warnings = pred_info.absent_warnings(req) + pred_info.timezone_warnings()
-            if label_info is not None:
-                input_warnings += label_info.absent_warnings(lreq)
+            checked = check_inputs(cfg)
+    else:
+        timer.durations["inspect"] = checked.seconds
+    pred_info, label_info, req = checked.pred_info, checked.label_info, dict(checked.columns)
+    start, end = checked.start, checked.end
+    input_warnings = list(checked.warnings)
 
+    # the reducer actors start once the inputs passed every check that needs no Ray; their
+    # start-up overlaps the labels stage
+    with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
         label_index = None
         if label_info is not None:
             with timer.stage("labels"):
