@@ -367,3 +367,18 @@ def test_drift_method_invariants(method, kind):
     for a, b in zip(again, res):
         assert a.statistic == pytest.approx(b.statistic, rel=1e-9, abs=1e-12)
         assert a.drifted == b.drifted
+
+
+def test_metric_names_used_elsewhere_are_declared():
+    """Modules that still name metrics (interval methods and ranges, the Prometheus default
+    set) name only metrics the registered specs declare: a rename cannot leave them behind."""
+    from rayeval.io.prometheus import DEFAULT_METRICS
+    from rayeval.stats import metric_intervals as mi
+
+    declared = {name for name, _ in _all_infos()}
+    used = (set(mi.WILSON_METRICS) | set(mi.RANKING_METRICS) | set(mi.COUNTS) | set(mi.RANGES)
+            | set(DEFAULT_METRICS))
+    for task in EXAMPLE_TASKS:
+        for spec in registry.task_specs(task).values():
+            used |= mi.interval_metrics(spec, bootstrap=True)
+    assert used <= declared, sorted(used - declared)

@@ -141,7 +141,7 @@ def test_score_replicates_brute_force():
         ll = -np.sum(ww * np.log(np.clip(np.where(y, p, 1 - p), 2.2e-16, 1))) / ww.sum()
         assert values[("log_loss", None, None)][0, j] == pytest.approx(ll, rel=1e-9)
         brier = np.sum(ww * (p - y) ** 2) / ww.sum()
-        assert values[("brier_score", None, None)][0, j] == pytest.approx(brier, rel=1e-9)
+        assert values[("brier_loss", None, None)][0, j] == pytest.approx(brier, rel=1e-9)
         # ROC AUC on the bucket grid: weighted Mann-Whitney with ties 1/2
         bp, bn = bucket[y], bucket[~y]
         wp, wn = ww[y], ww[~y]

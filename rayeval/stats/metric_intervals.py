@@ -36,7 +36,7 @@ COUNTS = ("n_rows", "n_rows_scored", "support", "n_positive")
 _UNIT = (0.0, 1.0)
 #: value range of each bootstrapped metric (intervals are clipped to it)
 RANGES = {**dict.fromkeys(("accuracy", "balanced_accuracy", "precision", "recall", "f1",
-                           "specificity", "roc_auc", "pr_auc", "brier_score", "ece",
+                           "specificity", "roc_auc", "pr_auc", "brier_loss", "ece",
                            "prevalence", "predicted_positive_rate"), _UNIT),
           "mcc": (-1.0, 1.0), "cohen_kappa": (-1.0, 1.0), "smape": (0.0, 2.0),
           **dict.fromkeys(("mae", "mse", "rmse", "mape", "log_loss"), (0.0, np.inf)),
@@ -57,10 +57,10 @@ def interval_metrics(spec, bootstrap: bool) -> set[str]:
     elif isinstance(spec, BinaryScoreSpec):
         out.add("roc_auc")
         if bootstrap:
-            out |= {"pr_auc", "log_loss", "brier_score", "ece"}
+            out |= {"pr_auc", "log_loss", "brier_loss", "ece"}
     elif isinstance(spec, RegressionSpec) and bootstrap:
-        out |= {"mean_error", "mae", "mse", "rmse", "r2", "explained_variance", "mape",
-                "smape"}
+        out |= {"mean_signed_deviation", "mae", "mse", "rmse", "r2", "explained_variance",
+                "mape", "smape"}
     return out
 
 

@@ -12,7 +12,7 @@ the point value's resolution):
   over the buckets), log loss, Brier score, ECE (over the calibration bins). The point values
   keep their ~1e-4 grid; only the spread comes from these buckets.
 - :class:`RegressionView`: 9 weighted sums (n, |e|, e^2, |e|/|y|, y != 0, sMAPE term, e, y,
-  y^2; float64): mean_error, mae, mse, rmse, r2, explained_variance, mape, smape. Max error and
+  y^2; float64): mean_signed_deviation, mae, mse, rmse, r2, explained_variance, mape, smape. Max error and
   error quantiles get no bootstrap interval (a bootstrap of a maximum is inconsistent).
 """
 
@@ -149,7 +149,7 @@ class BinaryScoreView:
             cal_p = wp.reshape(wp.shape[:-1] + (-1, k)).sum(-1)
             ece = np.abs(cal_p - cal_w).sum(-1) / w
             out = {"roc_auc": auc, "pr_auc": pr, "log_loss": sums[..., 2 * m] / w,
-                   "brier_score": sums[..., 2 * m + 1] / w, "ece": ece}
+                   "brier_loss": sums[..., 2 * m + 1] / w, "ece": ece}
         out["roc_auc"] = np.where((p_tot > 0) & (n_tot > 0), auc, np.nan)
         out["pr_auc"] = np.where(p_tot > 0, pr, np.nan)
         return {(name, None, None): np.where(w > 0, v, np.nan) for name, v in out.items()}
@@ -183,7 +183,7 @@ class RegressionView:
             ss_y = yy - y * y / w
             ss_e = se - e * e / w
             mse = se / w
-            out = {"mean_error": e / w, "mae": ae / w, "mse": mse, "rmse": np.sqrt(mse),
+            out = {"mean_signed_deviation": e / w, "mae": ae / w, "mse": mse, "rmse": np.sqrt(mse),
                    "r2": 1.0 - se / ss_y, "explained_variance": 1.0 - ss_e / ss_y,
                    "mape": np.where(nz > 0, ape / nz, np.nan), "smape": smape / w}
         return {(k, None, None): np.where(w > 0, v, np.nan) for k, v in out.items()}
