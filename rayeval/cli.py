@@ -70,20 +70,21 @@ def run(config: Path = typer.Argument(..., help="YAML job config"),
 
 def execute(cfg: JobConfig, quiet: bool = False) -> int:
     """Run ``cfg`` in a Ray session, print the summary, return the exit code."""
-    from rayeval.engine.run import check_inputs, run_job
+    from rayeval.engine.preflight import inspect_inputs
+    from rayeval.engine.run import run_job
     from rayeval.engine.session import ray_session
     from rayeval.io.readers import InputError
     from rayeval.summary import print_summary
 
     try:
-        checked = check_inputs(cfg)  # a bad config or input fails before Ray starts
+        inputs = inspect_inputs(cfg)  # a bad config or input fails before Ray starts
         with ray_session(cfg.ray):
             if quiet:
-                result = run_job(cfg, checked=checked)
+                result = run_job(cfg, inputs=inputs)
             else:
                 with console.status("starting") as status:
                     result = run_job(cfg, progress=lambda s: status.update(f"rayeval: {s}"),
-                                     checked=checked)
+                                     inputs=inputs)
     except (InputError, ConfigError) as e:
         _print_error(e)
         err.print("nothing was written.")

@@ -2,7 +2,7 @@
 partial output.
 
 A test with the ``before_ray`` fixture (and without ``ray_local``) proves its error is found
-before Ray is needed (:func:`rayeval.engine.run.check_inputs`: config rules, files, footers,
+before Ray is needed (:func:`rayeval.engine.preflight.inspect_inputs`: config rules, files, footers,
 schema contract): such a job never starts its actors."""
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorize
                            NumericBinning, NumericProfileSpec, compare_rows, data_quality,
                            default_method, learned_threshold)
 from rayeval.drift.methods import METHODS, reported_methods
-from rayeval.engine.columns import required_prediction_columns
+from rayeval.engine.preflight import required_prediction_columns
 from rayeval.engine.labels import to_numpy
 from rayeval.engine.plan import ALL_MODELS, exclusion_detail, utc_ns
 from rayeval.metrics.base import GroupIndex

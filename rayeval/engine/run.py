@@ -19,16 +19,16 @@ import numpy as np
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, redact_uri, storage_options, utc
-from rayeval.engine.columns import required_prediction_columns
-from rayeval.engine.gates import check_gates, evaluate_gates
+from rayeval.config import JobConfig, redact_uri, storage_options
+from rayeval.engine.gates import evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.plan import EvalPlan, exclusion_detail, utc_ns
+from rayeval.engine.preflight import InputsInfo, inspect_inputs, scan_range
+from rayeval.engine.preflight import required_prediction_columns  # noqa: F401 (former home)
 from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
 from rayeval.io import mlflow_writer
-from rayeval.io.readers import (DatasetInfo, InputError, check_columns, inspect_dataset,
-                                read_table)
-from rayeval.io.writers import RunWriter, check_output_writable
+from rayeval.io.readers import DatasetInfo, InputError, read_table
+from rayeval.io.writers import RunWriter
 
 
 @dataclass
@@ -70,84 +70,8 @@ class _Timer:
         return _Ctx()
 
 
-def scan_range(cfg: JobConfig) -> tuple:
-    """``(start, end)`` datetimes (``None``: unbounded) of the predictions the scan reads: the
-    evaluated windows, widened to a drift ``time_range`` reference (whose rows the scan feeds
-    to the reference histograms, see :class:`~rayeval.engine.drift_plan.DriftPlan`)."""
-    w, ref = cfg.windows, cfg.drift.reference
-    if not (cfg.drift.enabled and ref.kind == "time_range"):
-        return w.start, w.end
-    start = None if w.start is None else min(utc(w.start), utc(ref.start))
-    end = None if w.end is None else max(utc(w.end), utc(ref.end))
-    return start, end
-
-
-@dataclass
-class CheckedInputs:
-    """What :func:`check_inputs` found (no Ray needed to find it).
-
-    Attributes:
-        pred_info, label_info: the predictions and (separate) labels datasets: files, sizes,
-            schema (``label_info`` None when labels sit in the predictions).
-        columns: prediction columns to read -> the role each serves.
-        start, end: the scanned time range (:func:`scan_range`).
-        warnings: input warnings for the manifest and console (absent optional columns,
-            mixed time zones).
-        seconds: how long the checks took (the manifest's ``inspect`` duration).
-    """
-
-    pred_info: DatasetInfo
-    label_info: Optional[DatasetInfo]
-    columns: dict
-    start: object
-    end: object
-    warnings: list
-    seconds: float = 0.0
-
-
-def check_inputs(cfg: JobConfig) -> CheckedInputs:
-    """Every check of a job that needs no Ray, so a bad config or input fails before Ray (or
-    the job's actors) start: gate rules and ``metrics:`` lists, the output path, the datasets'
-    files and footers (no rows), the schema contract of the predictions and labels (required
-    columns and their types).
-
-    Raises:
-        ConfigError: gate rules or ``metrics:`` lists naming what the tasks cannot produce.
-        InputError: a missing or empty dataset, an unwritable output, a missing column or one
-            of the wrong type (naming the file, column and type).
-    """
-    t0 = time.perf_counter()
-    storage = cfg.inputs.storage
-    check_gates(cfg)
-    check_output_writable(cfg.outputs.path)
-    start, end = scan_range(cfg)
-    pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
-    if pred_info.num_rows == 0:  # by the files' footers: before any pass starts
-        raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
-                         f"({len(pred_info.files)} file(s), all empty)")
-    labels_separate = cfg.inputs.labels is not None
-    req = required_prediction_columns(cfg, labels_separate)
-    check_columns(pred_info, req)
-    if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
-        req.setdefault(cfg.columns.id, "id")
-    label_info = None
-    warnings = pred_info.absent_warnings(req) + pred_info.timezone_warnings()
-    if labels_separate:
-        label_info = inspect_dataset(cfg.inputs.labels.uri, storage)
-        lid = cfg.inputs.labels.id_column or cfg.columns.id
-        lreq = {lid: "id"}
-        for t in cfg.tasks:
-            lreq[t.label] = "numeric" if t.type == "regression" else "class"
-        if cfg.inputs.labels.timestamp_column:
-            lreq[cfg.inputs.labels.timestamp_column] = "timestamp"
-        check_columns(label_info, lreq)
-        warnings += label_info.absent_warnings(lreq)
-    return CheckedInputs(pred_info, label_info, req, start, end, warnings,
-                         round(time.perf_counter() - t0, 3))
-
-
 def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
-            checked: CheckedInputs | None = None) -> RunResult:
+            inputs: InputsInfo | None = None) -> RunResult:
     """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`).
 
     Raises:
@@ -161,14 +85,14 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     run_id = cfg.resolved_run_id()
     storage = cfg.inputs.storage
     w = cfg.windows
-    if checked is None:
+    if inputs is None:
         with timer.stage("inspect"):
-            checked = check_inputs(cfg)
-    else:
-        timer.durations["inspect"] = checked.seconds
-    pred_info, label_info, req = checked.pred_info, checked.label_info, dict(checked.columns)
-    start, end = checked.start, checked.end
-    input_warnings = list(checked.warnings)
+            inputs = inspect_inputs(cfg)
+    else:  # checked by the caller before Ray started
+        timer.durations["inspect"] = inputs.seconds
+    pred_info, label_info, req = inputs.predictions, inputs.labels, dict(inputs.required)
+    start, end = scan_range(cfg)
+    input_warnings = list(inputs.warnings)
 
     # the reducer actors start once the inputs passed every check that needs no Ray; their
     # start-up overlaps the labels stage
