@@ -51,27 +51,27 @@ Conventions (where we differ from scikit-learn, on purpose):
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
-                                   weight_problems)
 from rayeval.core.contract import MetricInfo, SpecBase
 from rayeval.core.registry import register_family
 from rayeval.core.state import (HIGHER, NEUTRAL, Batch, GroupIndex, Key, KeyedArrays,
                                 MetricResult, ResultColumns, StateMismatchError, common_rows,
-                                grouped_sum, merge_keyed, safe_div)
+                                grouped_sum, merge_keyed)
+from rayeval.metrics._classes import (_INT, _KIND_NAME, _STR, _class_column,  # noqa: F401
+                                      _kind_of, _lookup, _py_class)
+from rayeval.metrics._confusion_math import _Stats
+from rayeval.metrics._math import (compact_groups, first_reason, weight_column,
+                                   weight_problems)
 
 INVALID_REASONS = ("missing_label", "missing_prediction", "negative_weight", "nonfinite_weight",
                    "unknown_class", "unknown_predicted_class")
 AVERAGES = ("micro", "macro", "weighted")
 #: the per-class ratios, also averaged (``average`` micro/macro/weighted, binary)
 RATIOS = ("precision", "recall", "f1", "specificity", "jaccard")
-_INT, _STR = "int", "str"
-_KIND_NAME = {_INT: "integer", _STR: "string"}
 
 
 @dataclass(frozen=True)
@@ -91,100 +91,6 @@ class ClassificationState:
     classes: tuple = ()
     kind: str | None = None
     table: KeyedArrays = field(default_factory=KeyedArrays)
-
-
-def _py_class(value: Any, what: str) -> Any:
-    """A configured class value as a Python int or str."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise TypeError(f"Expected `{what}` to be an int or str class, got {value!r}.")
-
-
-def _class_column(batch: Batch, name: str, n: int):
-    """Normalise one class column.
-
-    Returns:
-        ``(values, missing, kind, non_integral)``: values int64 or unicode (n,) (placeholders
-        at missing and non-integral rows), missing bool (n,) (None or NaN), kind
-        ``"int"``/``"str"``/``None`` (no value), non_integral bool (n,): numbers that are no
-        integer class (0.5, inf), counted by the caller as an unknown class.
-
-    Raises:
-        KeyError: column absent. ValueError: wrong shape.
-        TypeError: neither integer nor string values, or both mixed.
-    """
-    if name not in batch:
-        raise KeyError(f"Expected column `{name}` in the batch, got columns {sorted(batch)}.")
-    arr = np.asarray(batch[name])
-    if arr.shape != (n,):
-        raise ValueError(f"Expected `{name}` of shape ({n},), got shape {arr.shape}.")
-    none = np.zeros(n, dtype=bool)
-    k = arr.dtype.kind
-    if k in "biu":  # no copy when already int64 (callers never write into it)
-        return np.asarray(arr, dtype=np.int64), none, (_INT if n else None), none
-    if k in "US":
-        return arr.astype(str), none, (_STR if n else None), none
-    if k == "f":
-        missing = np.isnan(arr)
-        vals = np.where(missing, 0.0, arr)
-        bad = ~np.isfinite(vals) | (vals != np.trunc(vals))
-        if bad.any():
-            vals = np.where(bad, 0.0, vals)
-        return vals.astype(np.int64), missing, (_INT if (~missing).any() else None), bad
-    if k != "O":
-        raise TypeError(f"Expected integer or string classes in `{name}`, got dtype {arr.dtype}.")
-    missing = np.asarray((arr == None) | (arr != arr), dtype=bool)  # noqa: E711 (elementwise)
-    present = arr[~missing]
-    if present.size == 0:
-        return np.zeros(n, dtype=np.int64), missing, None, none
-    try:
-        uniq, inv = np.unique(present, return_inverse=True)
-    except TypeError:
-        raise TypeError(f"`{name}` (dtype object) mixes string and numeric values; "
-                        "use one class type.") from None
-    if all(isinstance(u, str) for u in uniq):
-        kind, u_vals = _STR, uniq.astype(str)
-    elif all(isinstance(u, numbers.Real) and not isinstance(u, str) for u in uniq):
-        u_bad = np.array([not math.isfinite(float(u)) or not float(u).is_integer()
-                          for u in uniq], dtype=bool)
-        kind = _INT
-        u_vals = np.array([0 if b else int(u) for u, b in zip(uniq, u_bad)], dtype=np.int64)
-        nonint = np.zeros(n, dtype=bool)
-        nonint[~missing] = u_bad[inv.reshape(-1)]
-    else:
-        raise TypeError(f"Expected integer or string classes in `{name}`, got values of types "
-                        f"{sorted({type(u).__name__ for u in uniq})}.")
-    vals = np.zeros(n, dtype=u_vals.dtype)
-    vals[~missing] = u_vals[inv.reshape(-1)]
-    return vals, missing, kind, (nonint if kind == _INT else none)
-
-
-def _lookup(classes: tuple, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class index (int64 (n,)) and known mask (bool (n,)) of ``values`` in ``classes``."""
-    if not classes:
-        return np.zeros(values.size, dtype=np.int64), np.zeros(values.size, dtype=bool)
-    arr = np.asarray(classes)
-    if arr.dtype.kind == "i" and values.dtype.kind in "iu" and values.size:
-        lo, hi = int(arr.min()), int(arr.max())
-        if hi - lo < 65_536:  # dense lookup table: O(n), no search
-            table = np.full(hi - lo + 1, -1, dtype=np.int64)
-            table[arr - lo] = np.arange(arr.size)
-            off = values.astype(np.int64, copy=False) - lo
-            in_range = off.view(np.uint64) <= hi - lo  # negative offsets wrap to huge
-            all_in = bool(in_range.all())
-            idx = table[off if all_in else np.where(in_range, off, 0)]
-            known = idx >= 0
-            if not all_in:
-                known &= in_range
-            return (idx if all_in and known.all() else np.maximum(idx, 0)), known
-    order = np.argsort(arr, kind="stable")
-    srt = arr[order]
-    pos = np.minimum(np.searchsorted(srt, values), len(classes) - 1)
-    return order[pos].astype(np.int64), srt[pos] == values
 
 
 def _remap(state: ClassificationState, classes: tuple) -> KeyedArrays:
@@ -479,113 +385,6 @@ class ClassificationSpec(SpecBase):
                             f"{dt('label')}, `prediction` dtype {dt('prediction')}) but {source} "
                             f"hold {_KIND_NAME[expected]} classes.")
         return state_kind or kind
-
-
-def _kind_of(value: Any) -> str:
-    return _STR if isinstance(value, str) else _INT
-
-
-class _Stats:
-    """Vectorised per-group, per-class counts of one finalized table (internal)."""
-
-    def __init__(self, tab: KeyedArrays, zero_division: float) -> None:
-        m = tab.arrays["confusion"]
-        c = m.shape[1]
-        off = 1.0 - np.eye(c)
-        self.fill = zero_division
-        self.t = m.sum(axis=2)                    # weighted labels per class (G, C)
-        self.p = m.sum(axis=1)                    # weighted predictions per class (G, C)
-        self.tp = np.diagonal(m, axis1=1, axis2=2).copy()
-        self.fp = (m * off).sum(axis=1)
-        self.fn = (m * off).sum(axis=2)
-        self.neg = self.t @ off                   # weight of rows whose label is another class
-        self.tn = np.maximum(self.neg - self.fp, 0.0)
-        self.w = self.t.sum(axis=1)
-        self.n_rows = tab.arrays["label_rows"].sum(axis=1)
-        self.present = (tab.arrays["label_rows"] + tab.arrays["pred_rows"]) > 0
-        self.empty = ~(self.w > 0)
-        self.off_obs = (m * off).sum(axis=(1, 2))
-        self.off_exp = np.einsum("gi,gj,ij->g", self.p, self.t, off)
-
-    def _reasons(self, zd: np.ndarray, value: np.ndarray | None = None) -> np.ndarray:
-        empty = self.empty if zd.ndim == 1 else self.empty[:, None]
-        out = np.where(zd, "zero_division", "")
-        if value is not None:
-            out = np.where(np.isnan(value), "zero_division", out)
-        return np.where(empty, "empty", out)
-
-    def _ratio(self, num, den):
-        zd = ~(den > 0)
-        val = np.where(zd, self.fill, safe_div(num, den))
-        return val, zd
-
-    def _num_den(self, name: str, reduce=None):
-        r = reduce or (lambda x: x)
-        return {"precision": (r(self.tp), r(self.p)), "recall": (r(self.tp), r(self.t)),
-                "f1": (2 * r(self.tp), r(self.t) + r(self.p)),
-                "specificity": (r(self.tn), r(self.neg)),
-                "jaccard": (r(self.tp), r(self.t) + r(self.p) - r(self.tp))}[name]
-
-    def ratio(self, name: str):
-        """Per-class value (G, C) and reason (G, C) of one of :data:`RATIOS`."""
-        val, zd = self._ratio(*self._num_den(name))
-        empty = self.empty[:, None]
-        return np.where(empty, np.nan, val), self._reasons(zd)
-
-    def share(self, x: np.ndarray):
-        val = safe_div(x, self.w[:, None])
-        return val, self._reasons(np.zeros(x.shape, dtype=bool))
-
-    def average(self, name: str, avg: str):
-        """Averaged value (G,) and reason (G,) over the classes present in each group."""
-        pres = self.present
-        if avg == "micro":
-            val, zd = self._ratio(*self._num_den(name, lambda x: np.where(pres, x, 0).sum(1)))
-            return np.where(self.empty, np.nan, val), self._reasons(zd)
-        val, zd = self._ratio(*self._num_den(name))
-        use = pres & ~np.isnan(val)
-        wts = np.where(use, 1.0 if avg == "macro" else self.t, 0.0)
-        out = safe_div(np.where(use, val * wts, 0.0).sum(1), wts.sum(1))
-        all_zd = ~(pres & ~zd).any(axis=1)
-        out = np.where(self.empty, np.nan, out)
-        return out, self._reasons(all_zd, out)
-
-    @property
-    def accuracy(self):
-        val = np.where(self.empty, np.nan, safe_div(self.tp.sum(1), self.w))
-        return val, self._reasons(np.zeros(val.shape, dtype=bool))
-
-    @property
-    def balanced_accuracy(self):
-        has = self.t > 0
-        rec = np.where(has, safe_div(self.tp, self.t, 0.0), 0.0).sum(1)
-        val = np.where(self.empty, np.nan, safe_div(rec, has.sum(1)))
-        return val, self._reasons(np.zeros(val.shape, dtype=bool))
-
-    def _single(self):
-        single = ((self.t > 0).sum(1) < 2) | ((self.p > 0).sum(1) < 2)
-        reasons = np.where(self.empty, "empty", np.where(single, "single_class", ""))
-        return single | self.empty, reasons
-
-    @property
-    def mcc(self):
-        bad, reasons = self._single()
-        n = self.w
-        cov_tp = self.tp.sum(1) * n - (self.t * self.p).sum(1)
-        cov_pp = n * n - (self.p * self.p).sum(1)
-        cov_tt = n * n - (self.t * self.t).sum(1)
-        den = np.sqrt(np.where(bad, 1.0, cov_pp * cov_tt))
-        return np.where(bad, np.nan, cov_tp / den), reasons
-
-    @property
-    def kappa(self):
-        # undefined only when chance disagreement is 0: labels and predictions all one and
-        # the same class (one-sided constant predictions give 0.0, as scikit-learn)
-        bad = self.empty | (self.off_exp <= 0)
-        reasons = np.where(self.empty, "empty", np.where(bad, "single_class", ""))
-        expected = safe_div(self.off_exp, self.w, 1.0)
-        val = 1.0 - safe_div(self.off_obs, np.where(bad, 1.0, expected))
-        return np.where(bad, np.nan, val), reasons
 
 
 def _build(task) -> ClassificationSpec | None:
