@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 
 
 Scalar = Union[int, str, bool]
@@ -39,8 +40,9 @@ class StorageConfig(_Frozen):
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
     anon: bool = False
-    access_key_id: Optional[str] = Field(default=None, repr=False)
-    secret_access_key: Optional[str] = Field(default=None, repr=False)
+    # SecretStr: never shown by repr, str, tracebacks or model_dump (``.get_secret_value()``)
+    access_key_id: Optional[SecretStr] = None
+    secret_access_key: Optional[SecretStr] = None
 
 
 class DatasetConfig(_Frozen):
@@ -609,9 +611,9 @@ def storage_options(cfg: StorageConfig) -> dict:
         "AWS_ENDPOINT_URL")
     opts: dict[str, Any] = {"anon": cfg.anon}
     if cfg.access_key_id:
-        opts["key"] = cfg.access_key_id
+        opts["key"] = cfg.access_key_id.get_secret_value()
     if cfg.secret_access_key:
-        opts["secret"] = cfg.secret_access_key
+        opts["secret"] = cfg.secret_access_key.get_secret_value()
     client_kwargs: dict[str, Any] = {}
     if endpoint:
         client_kwargs["endpoint_url"] = endpoint

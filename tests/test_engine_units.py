@@ -406,7 +406,8 @@ def test_environment_overrides_and_redaction(monkeypatch):
     base = job_dict("p", None, "o")
     cfg = load_config(data=base, overrides=["ray.actors=2"])  # --set wins over the environment
     assert cfg.outputs.mlflow.tracking_uri == "http://u:pw@mlflow:5000"
-    assert cfg.inputs.storage.secret_access_key == "12345"
+    assert cfg.inputs.storage.secret_access_key.get_secret_value() == "12345"
+    assert "12345" not in repr(cfg) and "12345" not in str(cfg.model_dump())
     assert cfg.inputs.storage.endpoint_url == "http://minio:9000"
     assert cfg.ray.actors == 2 and cfg.slices.columns == ["band"]
     red = cfg.redacted()
@@ -426,7 +427,7 @@ def test_environment_overrides_and_redaction(monkeypatch):
     monkeypatch.setenv("RAYEVAL__RAY__ACTORS", "2")
     # a secret starting with "{" or "[" is a string, and a bad YAML value is never echoed
     monkeypatch.setenv("RAYEVAL__INPUTS__STORAGE__SECRET_ACCESS_KEY", "{PWleak4")
-    assert load_config(data=base).inputs.storage.secret_access_key == "{PWleak4"
+    assert load_config(data=base).inputs.storage.secret_access_key.get_secret_value() == "{PWleak4"
     monkeypatch.setenv("RAYEVAL__SLICES__COLUMNS", "[oops")
     with pytest.raises(ConfigError) as e:
         load_config(data=base)
