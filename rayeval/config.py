@@ -102,6 +102,9 @@ class TaskConfig(_Frozen):
 
     ``label`` and ``prediction`` name columns (the label may live in the labels dataset).
     ``score`` (binary) or ``scores`` (multiclass, one column per class, in ``classes`` order).
+    A job's tasks are parsed as a discriminated union on ``type`` (:class:`BinaryTask`,
+    :class:`MulticlassTask`, :class:`RegressionTask`, each with its type's rules); a
+    ``TaskConfig`` built directly is checked by the rules of its ``type`` too.
     """
 
     name: str
@@ -121,16 +124,7 @@ class TaskConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.type in ("binary", "multiclass") and not (self.prediction or self.score
-                                                          or self.scores):
-            raise ValueError(f"task {self.name!r}: needs `prediction`, `score` or `scores`")
-        if self.type == "regression" and not self.prediction:
-            raise ValueError(f"task {self.name!r}: regression needs `prediction`")
-        if self.type == "binary" and self.classes is not None and len(self.classes) != 2:
-            raise ValueError(f"task {self.name!r}: binary `classes` must have 2 values, "
-                             f"got {self.classes}")
-        if self.type == "binary" and self.score and self.positive_class is None:
-            raise ValueError(f"task {self.name!r}: binary `score` needs `positive_class`")
+        TASK_TYPES[self.type].check_type(self)
         if (self.positive_class is not None and self.classes is not None
                 and self.positive_class not in self.classes):
             raise ValueError(f"task {self.name!r}: `positive_class` {self.positive_class!r} is "
@@ -142,10 +136,55 @@ class TaskConfig(_Frozen):
         if not (math.isnan(zd) or zd in (0.0, 1.0)):
             raise ValueError(f"task {self.name!r}: `zero_division` must be 0, 1 or nan, got "
                              f"{self.zero_division!r}")
+        return self
+
+    def check_type(self) -> None:
+        """The rules of the task's ``type`` (raises ValueError)."""
+
+
+class _ClassificationTask(TaskConfig):
+    def check_type(self) -> None:
+        if not (self.prediction or self.score or self.scores):
+            raise ValueError(f"task {self.name!r}: needs `prediction`, `score` or `scores`")
         if self.scores is not None and (self.classes is None
                                         or len(self.classes) != len(self.scores)):
             raise ValueError(f"task {self.name!r}: `scores` needs `classes` of the same length")
-        return self
+
+
+class BinaryTask(_ClassificationTask):
+    """A binary classification task (``type: binary``)."""
+
+    type: Literal["binary"] = "binary"
+
+    def check_type(self) -> None:
+        _ClassificationTask.check_type(self)
+        if self.classes is not None and len(self.classes) != 2:
+            raise ValueError(f"task {self.name!r}: binary `classes` must have 2 values, "
+                             f"got {self.classes}")
+        if self.score and self.positive_class is None:
+            raise ValueError(f"task {self.name!r}: binary `score` needs `positive_class`")
+
+
+class MulticlassTask(_ClassificationTask):
+    """A multiclass classification task (``type: multiclass``)."""
+
+    type: Literal["multiclass"] = "multiclass"
+
+
+class RegressionTask(TaskConfig):
+    """A regression task (``type: regression``)."""
+
+    type: Literal["regression"] = "regression"
+
+    def check_type(self) -> None:
+        if not self.prediction:
+            raise ValueError(f"task {self.name!r}: regression needs `prediction`")
+
+
+TASK_TYPES = {"binary": BinaryTask, "multiclass": MulticlassTask, "regression": RegressionTask}
+#: a task of a job config: its ``type`` picks the model (pydantic discriminated union)
+AnyTask = Annotated[Union[BinaryTask, MulticlassTask, RegressionTask],
+                    Field(discriminator="type")]
 
 
 class SlicesConfig(_Frozen):
@@ -394,7 +433,7 @@ class JobConfig(_Frozen):
         return v
     inputs: InputsConfig
     columns: ColumnsConfig = ColumnsConfig()
-    tasks: list[TaskConfig]
+    tasks: list[AnyTask]
     slices: SlicesConfig = SlicesConfig()
     windows: WindowsConfig = WindowsConfig()
     drift: DriftConfig = DriftConfig(enabled=False)
