@@ -32,6 +32,7 @@ from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
 from rayeval.metrics.base import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
 )
+from rayeval.metrics._math import combine_moments
 from rayeval.metrics.quantiles import GroupedLogHistogram
 
 
@@ -198,10 +199,7 @@ class NumericProfileSpec(SpecBase):
         na[pa], nb[pb] = a.scalars.arrays["count"], b.scalars.arrays["count"]
         ma, mb, sa, sb = (np.zeros(g) for _ in range(4))
         ma[pa], mb[pb], sa[pa], sb[pb] = a.mean, b.mean, a.m2, b.m2
-        n = na + nb
-        delta = mb - ma
-        mean = ma + np.divide(delta * nb, n, out=np.zeros(g), where=n > 0)
-        m2 = sa + sb + np.divide(delta**2 * na * nb, n, out=np.zeros(g), where=n > 0)
+        _, mean, m2 = combine_moments(na, ma, sa, nb, mb, sb)
         lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
         lo[pa], hi[pa] = a.lo, a.hi
         lo[pb], hi[pb] = np.minimum(lo[pb], b.lo), np.maximum(hi[pb], b.hi)
