@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rayeval.drift.binning import CategoricalBinning, NumericBinning, factorize
-from rayeval.drift.profile import _numeric_column, _weights, cell_sums, present_groups
+from rayeval.drift._columns import _numeric_column, _weights, cell_sums, present_groups
 from rayeval.core.contract import SpecBase
 from rayeval.core.state import (
     GroupIndex, KeyedArrays, MetricResult, StateMismatchError, merge_keyed, union_keys,
