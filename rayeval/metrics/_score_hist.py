@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rayeval.core import kernels
+
 MAX_SHIFT = 62
 _UPPER = np.int64(1 << 62)
 _LOW_MASK = np.int64((1 << 62) - 1)
@@ -106,15 +108,21 @@ class ScoreHistogram:
 
     Attributes:
         shift: int64 (n_cells,), each cell's shift (0 = exact distinct scores).
-        cell: int64 (nnz,), sorted; bucket: int64 (nnz,), sorted within a cell.
+        offsets: int64 (n_cells + 1,): cell ``c`` owns entries ``offsets[c]:offsets[c + 1]``
+            (:meth:`indptr`; :attr:`cell` expands it to one cell per entry).
+        bucket: int64 (nnz,), sorted within a cell.
         pos, neg: float64 (nnz,), positive and negative weight of the bucket (never both 0).
+        rep: int64 (nnz,), the exact key (:func:`exact_keys`) of the bucket's only distinct
+            score, -1 when it holds several: a bucket of one distinct score (a block of tied
+            scores, or any bucket at shift 0) is exact, its ranking terms need no bound.
     """
 
     shift: np.ndarray
-    cell: np.ndarray
+    offsets: np.ndarray
     bucket: np.ndarray
     pos: np.ndarray
     neg: np.ndarray
+    rep: np.ndarray
 
     @property
     def n_cells(self) -> int:
@@ -122,29 +130,23 @@ class ScoreHistogram:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.shift, self.cell, self.bucket, self.pos, self.neg))
+        return sum(a.nbytes for a in (self.shift, self.offsets, self.bucket, self.pos, self.neg,
+                                      self.rep))
 
     def indptr(self) -> np.ndarray:
         """int64 (n_cells + 1,): cell ``c`` owns rows ``indptr[c]:indptr[c + 1]``."""
-        return np.searchsorted(self.cell, np.arange(self.n_cells + 1), side="left")
+        return self.offsets
+
+    @property
+    def cell(self) -> np.ndarray:
+        """int64 (nnz,): the cell of each entry (sorted)."""
+        return np.repeat(np.arange(self.n_cells, dtype=np.int64), np.diff(self.offsets))
 
     @classmethod
     def empty(cls, n_cells: int = 0) -> "ScoreHistogram":
         z = np.zeros(0, dtype=np.int64)
-        return cls(np.zeros(n_cells, dtype=np.int64), z, z, z.astype(np.float64),
-                   z.astype(np.float64))
-
-
-def _reduce_sorted(cell, bucket, pos, neg):
-    """Collapse equal (cell, bucket) runs of arrays sorted by (cell, bucket)."""
-    if cell.size == 0:
-        return cell, bucket, pos, neg
-    start = np.ones(cell.size, dtype=bool)
-    start[1:] = (cell[1:] != cell[:-1]) | (bucket[1:] != bucket[:-1])
-    if start.all():
-        return cell, bucket, pos, neg
-    idx = np.flatnonzero(start)
-    return cell[idx], bucket[idx], np.add.reduceat(pos, idx), np.add.reduceat(neg, idx)
+        return cls(np.zeros(n_cells, dtype=np.int64), np.zeros(n_cells + 1, dtype=np.int64), z,
+                   z.astype(np.float64), z.astype(np.float64), z)
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
@@ -154,129 +156,6 @@ def bit_length(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     e = np.frexp(x.astype(np.float64))[1].astype(np.int64)
     return e - ((x >> np.maximum(e - 1, 0)) == 0) * (x > 0)
-
-
-def _fit_budget(h: ScoreHistogram, budget: int | None) -> ScoreHistogram:
-    """Raise the shift of every cell over budget to the smallest shift that fits, in one pass.
-
-    In a cell sorted by bucket, the number of distinct buckets after ``d`` more bits are dropped
-    is ``1 + #{adjacent pairs whose keys differ in a bit above d}``: two lower-half keys ``x, y``
-    stay apart iff ``bit_length(x ^ y) > d`` (the upper half compares ``M_k - r``, the bits of
-    ``1 - s``), and a lower and an upper key never meet. A per-cell histogram of those bit
-    lengths gives the smallest fitting ``d`` directly (counts are monotone in the shift).
-    """
-    if budget is None or h.cell.size == 0:
-        return h
-    counts = np.bincount(h.cell, minlength=h.n_cells)
-    if counts.max() <= budget:
-        return h
-    over_cells = np.flatnonzero(counts > budget)
-    rows = np.flatnonzero((counts > budget)[h.cell])  # contiguous per cell (sorted by cell)
-    c, b = h.cell[rows], h.bucket[rows]
-    k = h.shift[c]
-    upper = b >= _UPPER
-    v = np.where(upper, (_HALF_BITS >> k) - (b & _LOW_MASK), b)
-    same = c[1:] == c[:-1]
-    n_bits = np.where(upper[1:] == upper[:-1], bit_length(v[1:] ^ v[:-1]), 64)[same]
-    local_of = np.zeros(h.n_cells, dtype=np.int64)
-    local_of[over_cells] = np.arange(over_cells.size)
-    local = local_of[c[1:][same]]
-    width = 66  # bit lengths 0..64, plus one column that is always 0
-    hist = np.bincount(local * width + n_bits, minlength=over_cells.size * width)
-    at_least = hist.reshape(-1, width)[:, ::-1].cumsum(axis=1)[:, ::-1]  # #{n_bits >= j}
-    extra = np.argmax(at_least[:, 1:] <= budget - 1, axis=1)  # smallest d: #{n_bits > d} fits
-    shift = h.shift.copy()
-    shift[over_cells] = np.minimum(h.shift[over_cells] + extra, MAX_SHIFT)
-    k1 = shift[c]
-    vd = v >> (k1 - k)  # coarsened lower keys, or coarsened bits of 1 - s (coarsen, reusing v)
-    bucket = h.bucket.copy()
-    bucket[rows] = np.where(upper, _UPPER + ((_HALF_BITS >> k1) - vd), vd)
-    cell, bucket, pos, neg = _reduce_sorted(h.cell, bucket, h.pos, h.neg)
-    return ScoreHistogram(shift, cell, bucket, pos, neg)
-
-
-# Sorting uses one int64 key per entry: the cell in the high bits and the bucket at resolution
-# max(shift, PREFIX_SHIFT) in the low 63 - PREFIX_SHIFT bits (2**(52 - PREFIX_SHIFT) buckets per
-# octave). Entries whose prefixes tie but whose buckets differ (distinct scores within 2**-28
-# relative of each other) are ordered by a second, exact sort of just those runs.
-PREFIX_SHIFT = 24
-_PREFIX_UPPER = np.int64(1 << (62 - PREFIX_SHIFT))
-
-
-def _order_by_cell_then_key(cell: np.ndarray, keys: np.ndarray, n_cells: int) -> np.ndarray:
-    """``np.lexsort((keys, cell))`` (same stable order), about twice as fast: a stable sort by
-    key, then a stable sort by cell on the narrowest unsigned type (numpy's radix sort for
-    16-bit and smaller integers)."""
-    by_key = np.argsort(keys, kind="stable")
-    c = cell[by_key]
-    if n_cells <= 1 << 16:
-        c = c.astype(np.uint16)
-    return by_key[np.argsort(c, kind="stable")]
-
-
-def _prefix_at(bucket: np.ndarray, shift: int) -> np.ndarray:
-    """int64 (n,): keys at scalar ``shift`` as a prefix of ``63 - PREFIX_SHIFT`` bits, monotone:
-    :func:`coarsen` to ``max(shift, PREFIX_SHIFT)`` with the upper-half flag moved down to bit
-    ``62 - PREFIX_SHIFT`` (written out: 6 array passes instead of coarsen's 10)."""
-    upper = bucket >= _UPPER
-    if shift >= PREFIX_SHIFT:
-        return np.where(upper, bucket + (_PREFIX_UPPER - _UPPER), bucket)
-    d = PREFIX_SHIFT - shift
-    top = (_HALF_BITS >> PREFIX_SHIFT) + _PREFIX_UPPER
-    up = top - (((_HALF_BITS >> shift) + _UPPER - bucket) >> d)  # M - r: the bits of 1 - s
-    return np.where(upper, up, bucket >> d)
-
-
-def _sort_reduce(cell, bucket, pos, neg, cell_shift: np.ndarray, n_cells: int):
-    """Entries sorted by (cell, bucket) with equal (cell, bucket) summed: the stable order of
-    ``np.lexsort((bucket, cell))``, so sums are added in input order.
-
-    ``cell_shift``: int64 (n_cells,), the shift of each cell's bucket keys. One stable argsort
-    of a composite key (cell in the high bits, the bucket at resolution
-    ``max(shift, PREFIX_SHIFT)`` in the low ones; timsort: input made of a few sorted runs, as in
-    a merge, costs O(n)), then an exact sort of the rare runs of equal prefix holding different
-    buckets. Falls back to two sorts when the cells need more than ``PREFIX_SHIFT`` bits.
-    """
-    if n_cells > 1 << PREFIX_SHIFT:
-        order = _order_by_cell_then_key(cell, bucket, n_cells)
-        return _reduce_sorted(cell[order], bucket[order], pos[order], neg[order])
-    shifts = np.unique(cell_shift)
-    if shifts.size <= 1:
-        prefix = _prefix_at(bucket, int(shifts[0]) if shifts.size else 0)
-    else:  # a few distinct shifts (coarsened cells): one pass each
-        prefix = np.empty(bucket.size, dtype=np.int64)
-        entry_shift = cell_shift[cell]
-        for k in shifts.tolist():
-            at = entry_shift == k
-            prefix[at] = _prefix_at(bucket[at], k)
-    comp = (cell.astype(np.int64) << (63 - PREFIX_SHIFT)) | prefix
-    order = np.argsort(comp, kind="stable")
-    cs, bs = comp[order], bucket[order]
-    same = cs[1:] == cs[:-1]
-    if not same.any():
-        return cell[order], bs, pos[order], neg[order]
-    clash = same & (bs[1:] != bs[:-1])
-    if clash.any():
-        at, run = _clash_positions(same, clash)
-        order[at] = order[at][np.lexsort((bs[at], run))]
-        return _reduce_sorted(cell[order], bucket[order], pos[order], neg[order])
-    start = np.flatnonzero(np.concatenate([[True], ~same]))  # equal prefix = equal bucket here
-    return (cell[order[start]], bs[start], np.add.reduceat(pos[order], start),
-            np.add.reduceat(neg[order], start))
-
-
-def _by_new_cell(h: ScoreHistogram, m: np.ndarray, bucket: np.ndarray):
-    """``(cell, bucket, pos, neg)`` of ``h`` with cells renamed by ``m`` and put in new-cell order
-    by moving whole cell segments (O(nnz); buckets stay sorted within each cell)."""
-    c = m[h.cell]
-    if m.size < 2 or bool(np.all(m[1:] > m[:-1])):  # order-preserving map: already sorted
-        return c, bucket, h.pos, h.neg
-    indptr = h.indptr()
-    seg = np.argsort(m, kind="stable")  # old cells in new-cell order
-    lens = np.diff(indptr)[seg]
-    offsets = np.cumsum(lens) - lens
-    idx = np.repeat(indptr[seg] - offsets, lens) + np.arange(int(lens.sum()))
-    return c[idx], bucket[idx], h.pos[idx], h.neg[idx]
 
 
 def _clash_positions(same: np.ndarray, clash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,18 +227,19 @@ def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.n
 def from_key_order(cell: np.ndarray, keys: np.ndarray, key_order: np.ndarray, pos_w: np.ndarray,
                    neg_w: np.ndarray, n_cells: int, budget: int | None) -> ScoreHistogram:
     """:func:`from_rows` given ``key_order = np.argsort(keys, kind="stable")`` (shared by every
-    grouping of a batch): a stable sort of the cells in key order (numpy's radix sort for up to
-    65,536 cells) gives the (cell, key) order of :func:`from_rows` without sorting keys again."""
+    grouping of a batch): rows in key order are counting-sorted by cell, equal keys added, and
+    each cell over budget coarsened to its smallest fitting shift
+    (:func:`rayeval.core.kernels.build_histogram`, linear in the rows)."""
     if cell.size == 0:
         return ScoreHistogram.empty(n_cells)
-    c = cell[key_order]
-    c = c.astype(np.uint16) if n_cells <= 1 << 16 else c.astype(np.int32 if n_cells < 1 << 31
-                                                                  else np.int64)
-    order = key_order[np.argsort(c, kind="stable")]
-    c, b, p, q = _reduce_sorted(cell[order].astype(np.int64), keys[order],
-                                pos_w[order].astype(np.float64, copy=False),
-                                neg_w[order].astype(np.float64, copy=False))
-    return _fit_budget(ScoreHistogram(np.zeros(n_cells, dtype=np.int64), c, b, p, q), budget)
+    return ScoreHistogram(*kernels.build_histogram(
+        np.asarray(cell, dtype=np.int64), np.asarray(keys, dtype=np.int64),
+        np.asarray(key_order, dtype=np.int64), np.asarray(pos_w, dtype=np.float64),
+        np.asarray(neg_w, dtype=np.float64), int(n_cells), _budget_arg(budget)))
+
+
+def _budget_arg(budget: int | None) -> int:
+    return 0 if budget is None else int(budget)
 
 
 def combine(hists: list[ScoreHistogram], maps: list[np.ndarray], n_cells: int,
@@ -367,22 +247,19 @@ def combine(hists: list[ScoreHistogram], maps: list[np.ndarray], n_cells: int,
     """Merge histograms into ``n_cells`` cells (``maps[i][c]``: new cell of ``hists[i]``'s cell
     ``c``; each map is injective).
 
-    Every side is coarsened to the largest shift of each cell (order-preserving) and moved into
-    new-cell order by whole cell segments, the sides are concatenated and put in (cell, bucket)
-    order by :func:`_sort_reduce` (k sorted runs: timsort's k-way merge, O(n log k)), equal
-    buckets are added, and cells over budget are re-fitted. Inputs are not modified.
+    Each new cell takes the largest shift of its inputs; its sorted runs (one per input) are
+    merged k-way with the keys coarsened on the fly, equal buckets added in input order, and
+    the cell re-fitted to the budget (:func:`rayeval.core.kernels.merge_histograms`, linear in
+    the entries for a bounded number of inputs). Inputs are not modified.
     """
-    shift = np.zeros(n_cells, dtype=np.int64)
-    for h, m in zip(hists, maps):
-        np.maximum.at(shift, m, h.shift)
-    parts = []
-    for h, m in zip(hists, maps):
-        bucket = h.bucket
-        if not np.array_equal(h.shift, shift[m]):  # per cell: usually nothing to coarsen
-            bucket = coarsen(h.bucket, h.shift[h.cell], shift[m][h.cell])
-        parts.append(_by_new_cell(h, m, bucket))
-    if not parts:
+    if not hists:
         return ScoreHistogram.empty(n_cells)
-    cell, bucket, pos, neg = (np.concatenate(x) for x in zip(*parts))
-    cell, bucket, pos, neg = _sort_reduce(cell, bucket, pos, neg, shift, n_cells)
-    return _fit_budget(ScoreHistogram(shift, cell, bucket, pos, neg), budget)
+    sizes = [h.bucket.size for h in hists]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    map_off = np.concatenate([[0], np.cumsum([h.n_cells for h in hists])]).astype(np.int64)
+    cat = [np.concatenate([getattr(h, f) for h in hists]) if len(hists) > 1
+           else getattr(hists[0], f) for f in ("offsets", "bucket", "pos", "neg", "rep")]
+    all_maps = np.concatenate([np.asarray(m, dtype=np.int64) for m in maps])
+    shifts = np.concatenate([h.shift for h in hists]).astype(np.int64)
+    return ScoreHistogram(*kernels.merge_histograms(bounds, *cat, all_maps, map_off, shifts,
+                                                    int(n_cells), _budget_arg(budget)))

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from rayeval.core import kernels
+
 EPS = float(np.finfo(np.float64).eps)
 # Added to every bucketed bound to cover floating-point rounding of the sums (values are in [0, 1]).
 ROUNDING_PAD = 1e-12
@@ -177,54 +179,34 @@ def roc_curve_from_buckets(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray
     return fpr, tpr
 
 
-def _padded(values: np.ndarray, starts: np.ndarray, lens: np.ndarray, width: int) -> np.ndarray:
-    """float64 (len(starts), width): row i holds ``values[starts[i]:starts[i] + lens[i]]``,
-    zero-padded on the right."""
-    j = np.arange(width)
-    valid = j[None, :] < lens[:, None]
-    idx = np.where(valid, starts[:, None] + j[None, :], 0)
-    return np.where(valid, values[idx] if values.size else 0.0, 0.0)
-
-
 def ranking_metrics(pos: np.ndarray, neg: np.ndarray, indptr: np.ndarray,
-                    exact: np.ndarray) -> dict[str, np.ndarray]:
+                    exact: np.ndarray, single: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """ROC AUC and average precision of many cells at once, as :func:`roc_auc_from_buckets`
-    and :func:`average_precision_from_buckets` per cell (same formulas, bounds and reasons).
+    and :func:`average_precision_from_buckets` per cell (same formulas, bounds and reasons;
+    one compiled pass per cell, :func:`rayeval.core.kernels.ranking`).
 
-    Cells are grouped by size class (lengths in ``(2**(j-1), 2**j]``), each class laid out as a
-    zero-padded 2-D array, so cumulative sums run per cell exactly as the per-cell version
-    (sequential, from the cell's first bucket) with a handful of numpy calls per class; padding
-    costs at most 2x. Zero padding changes no cumulative sum and no masked term.
+    A bucket holding one distinct score (``single``) is exact even in a coarsened cell: its
+    pairs are ties (1/2 in ROC AUC, one precision step in average precision, as scikit-learn
+    treats tied scores), so it adds no bound term; a cell whose buckets are all exact reports
+    bound 0.
 
     Args:
         pos, neg: float64 (nnz,), bucket weights, cells contiguous, buckets ascending in score.
         indptr: int64 (n_cells + 1,), cell ``c`` owns ``indptr[c]:indptr[c + 1]``.
         exact: bool (n_cells,), cells whose buckets are distinct scores (bound 0).
+        single: bool (nnz,) or None (none), buckets holding one distinct score.
 
     Returns:
         dict of (n_cells,) arrays: ``roc_auc``, ``roc_bound``, ``roc_reason``, ``pr_auc``,
         ``pr_bound``, ``pr_reason`` (reasons are object arrays of str, ``""`` when defined).
     """
-    n_cells = indptr.size - 1
-    lens = np.diff(indptr)
-    out = {k: np.zeros(n_cells) for k in ("roc_auc", "roc_bound", "pr_auc", "pr_bound",
-                                          "p_tot", "n_tot")}
-    size_class = np.zeros(n_cells, dtype=np.int64)
-    nz = lens > 0
-    size_class[nz] = np.ceil(np.log2(lens[nz])).astype(np.int64)
-    for cls in np.unique(size_class[nz]).tolist():
-        width = 1 << cls
-        cells_all = np.flatnonzero(nz & (size_class == cls))
-        step = max(1, (1 << 22) // width)  # at most ~4M padded entries per chunk
-        # exact cells (the usual case for small slices) skip the PR AUC bound terms
-        for kind in (exact, ~exact):
-            cells_kind = cells_all[kind[cells_all]]
-            for lo in range(0, cells_kind.size, step):
-                cells = cells_kind[lo:lo + step]
-                _rank_block(out, cells, _padded(pos, indptr[cells], lens[cells], width),
-                            _padded(neg, indptr[cells], lens[cells], width),
-                            bool(exact[cells[0]]))
-    p_tot, n_tot = out.pop("p_tot"), out.pop("n_tot")
+    pos = np.asarray(pos, dtype=np.float64)
+    if single is None:
+        single = np.zeros(pos.size, dtype=bool)
+    res = kernels.ranking(pos, np.asarray(neg, dtype=np.float64), np.asarray(single, dtype=bool),
+                          np.asarray(indptr, dtype=np.int64), np.asarray(exact, dtype=bool))
+    out = dict(zip(("roc_auc", "roc_bound", "pr_auc", "pr_bound"), res[:4]))
+    p_tot, n_tot = res[4], res[5]
     empty = (p_tot == 0.0) & (n_tot == 0.0)
     one_class = ~empty & ((p_tot == 0.0) | (n_tot == 0.0))
     for k in ("roc_auc", "roc_bound"):
@@ -237,33 +219,3 @@ def ranking_metrics(pos: np.ndarray, neg: np.ndarray, indptr: np.ndarray,
     out["pr_reason"] = np.where(empty, "empty", np.where(no_pos, "no_positive_labels", "")
                                 ).astype(object)
     return out
-
-
-def _rank_block(out: dict, cells: np.ndarray, pos: np.ndarray, neg: np.ndarray,
-                exact: bool) -> None:
-    """Fill ``out[...][cells]`` from padded (m, width) bucket weights (see ranking_metrics);
-    ``exact``: every cell's buckets are distinct scores (bounds 0, no PR AUC bound terms)."""
-    p_tot, n_tot = pos.sum(axis=1), neg.sum(axis=1)
-    out["p_tot"][cells], out["n_tot"][cells] = p_tot, n_tot
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = p_tot * n_tot
-        below = np.cumsum(neg, axis=1) - neg
-        out["roc_auc"][cells] = (pos * (below + 0.5 * neg)).sum(axis=1) / denom
-        p, q = pos[:, ::-1], neg[:, ::-1]  # from the highest bucket down
-        tp, fp = np.cumsum(p, axis=1), np.cumsum(q, axis=1)
-        has = p > 0
-        if exact:
-            step = np.where(has, p * tp / np.where(has, tp + fp, 1.0), 0.0)
-            out["roc_bound"][cells] = 0.0
-            out["pr_auc"][cells] = step.sum(axis=1) / p_tot
-            out["pr_bound"][cells] = 0.0
-            return
-        out["roc_bound"][cells] = 0.5 * (pos * neg).sum(axis=1) / denom + ROUNDING_PAD
-        upper = np.where(has, p * tp / np.where(has, tp + (fp - q), 1.0), 0.0)
-        a_above = tp - p
-        ratio = np.where(has & (a_above + fp > 0), p / np.where(a_above + fp > 0, a_above + fp,
-                                                                 1.0), 0.0)
-        lower = np.where(has, np.where(fp > 0, p - fp * np.log1p(ratio), p), 0.0)
-        lo, hi = lower.sum(axis=1), upper.sum(axis=1)
-        out["pr_auc"][cells] = 0.5 * (lo + hi) / p_tot
-        out["pr_bound"][cells] = 0.5 * (hi - lo) / p_tot + ROUNDING_PAD

@@ -300,7 +300,7 @@ class _ScoreSpecBase(SpecBase):
             return state.ranking
         h = state.hist
         exact = np.full(h.n_cells, bool(self.exact)) | (h.shift == 0)
-        return sm.ranking_metrics(h.pos, h.neg, h.indptr(), exact)
+        return sm.ranking_metrics(h.pos, h.neg, h.indptr(), exact, h.rep >= 0)
 
     def _rank_metrics(self, state: ScoreState, cell: int, indptr: np.ndarray):
         lo, hi = indptr[cell], indptr[cell + 1]

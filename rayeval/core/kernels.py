@@ -1,0 +1,292 @@
+"""Compiled kernels (numba) of the score histograms' hot loops: build per batch, k-way merge with
+coarsening on the fly, ranking metrics at finalize.
+
+The histogram format, its bucket keys and the order-independence argument are documented in
+:mod:`rayeval.metrics._score_hist`; this module only holds the loops. Every kernel has a plain
+numpy reference in ``tests/kernel_reference.py`` that its tests compare against on random
+inputs. Values equal the references bit for bit except where a sum of non-integer weights runs
+over more than 8 terms: numpy sums those pairwise (``np.add.reduce`` / ``reduceat`` / ``sum``),
+the kernels left to right, so such sums may differ in the last bits (counts and integer weights
+are exact either way).
+
+Arrays: histogram entries are ``bucket`` int64 keys, ``pos`` / ``neg`` float64 weights and
+``rep`` int64, the exact key of the bucket's single distinct score, or -1 when the bucket holds
+several distinct scores; a cell's entries are contiguous and ascending in ``bucket``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rayeval.core._jit import jit
+
+MAX_SHIFT = 62
+UPPER = 1 << 62
+LOW_MASK = (1 << 62) - 1
+HALF_BITS = int(np.float64(0.5).view(np.int64))  # bit pattern of 0.5
+ROUNDING_PAD = 1e-12
+
+
+@jit(inline="always")
+def _coarse(b, k0, k1):
+    """Key ``b`` at shift ``k0`` as a key at shift ``k1 >= k0`` (as ``_score_hist.coarsen``)."""
+    if k1 == k0:
+        return b
+    d = k1 - k0
+    if b >= UPPER:
+        r = b & LOW_MASK
+        return UPPER + ((HALF_BITS >> k1) - (((HALF_BITS >> k0) - r) >> d))
+    return b >> d
+
+
+@jit(inline="always")
+def _bit_length(x):
+    """``int.bit_length`` of a non-negative int64 (6 halving steps)."""
+    n = 0
+    for s in (32, 16, 8, 4, 2, 1):
+        if x >> s:
+            x >>= s
+            n += s
+    return n + x
+
+
+@jit
+def _fit_cell(b, p, q, r, lo, hi, k, budget, counts):
+    """Coarsen the cell ``[lo, hi)`` (at shift ``k``) in place to the smallest shift whose
+    occupied-bucket count fits ``budget``, adding equal buckets. Returns ``(new_hi, shift)``.
+
+    The number of buckets left after ``d`` more bits are dropped is ``1 + #{adjacent pairs whose
+    keys differ in a bit above d}`` (see ``_score_hist._fit_budget``): one pass counts the
+    pairs by the bit length of their difference, the smallest fitting ``d`` follows."""
+    n = hi - lo
+    if budget <= 0 or n <= budget:
+        return hi, k
+    counts[:] = 0
+    top = HALF_BITS >> k
+    for i in range(lo + 1, hi):
+        x, y = b[i - 1], b[i]
+        if (x >= UPPER) != (y >= UPPER):
+            counts[64] += 1
+        elif x >= UPPER:
+            counts[_bit_length((top - (x & LOW_MASK)) ^ (top - (y & LOW_MASK)))] += 1
+        else:
+            counts[_bit_length(x ^ y)] += 1
+    total, cum, d = n - 1, 0, 0
+    while d < 65:
+        cum += counts[d]
+        if total - cum <= budget - 1:
+            break
+        d += 1
+    k1 = min(k + d, MAX_SHIFT)
+    out = lo
+    for i in range(lo, hi):
+        key = _coarse(b[i], k, k1)
+        if out > lo and key == b[out - 1]:
+            p[out - 1] += p[i]
+            q[out - 1] += q[i]
+            if r[out - 1] != r[i]:
+                r[out - 1] = -1
+        else:
+            b[out], p[out], q[out], r[out] = key, p[i], q[i], r[i]
+            out += 1
+    return out, k1
+
+
+@jit
+def build_histogram(cell, keys, key_order, pos_w, neg_w, n_cells, budget):
+    """Histogram of one batch's rows.
+
+    Args:
+        cell: int64 (n,) cell of each row in ``[0, n_cells)``; keys: int64 (n,) exact keys;
+        key_order: int64 (n,) stable argsort of ``keys``; pos_w, neg_w: float64 (n,);
+        budget: max buckets per cell, <= 0 for none (exact).
+
+    Returns:
+        ``(shift, offsets, bucket, pos, neg, rep)``: shift int64 (n_cells,), offsets int64
+        (n_cells + 1,) (cell c owns entries ``offsets[c]:offsets[c + 1]``), the rest (nnz,),
+        by cell then bucket, equal keys added in key order (a counting sort by cell of the
+        rows in key order: stable, linear).
+    """
+    n = key_order.size
+    start = np.zeros(n_cells + 1, dtype=np.int64)
+    for i in range(n):
+        start[cell[i] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    b = np.empty(n, dtype=np.int64)
+    p = np.empty(n, dtype=np.float64)
+    q = np.empty(n, dtype=np.float64)
+    for j in range(n):
+        i = key_order[j]
+        t = fill[cell[i]]
+        fill[cell[i]] = t + 1
+        b[t], p[t], q[t] = keys[i], pos_w[i], neg_w[i]
+    r = np.empty(n, dtype=np.int64)
+    offsets = np.zeros(n_cells + 1, dtype=np.int64)
+    shift = np.zeros(n_cells, dtype=np.int64)
+    counts = np.zeros(65, dtype=np.int64)
+    out = 0
+    for c in range(n_cells):
+        lo = out
+        for t in range(start[c], start[c + 1]):
+            if out > lo and b[t] == b[out - 1]:
+                p[out - 1] += p[t]
+                q[out - 1] += q[t]
+            else:
+                b[out], p[out], q[out], r[out] = b[t], p[t], q[t], b[t]
+                out += 1
+        out, shift[c] = _fit_cell(b, p, q, r, lo, out, 0, budget, counts)
+        offsets[c + 1] = out
+    return shift, offsets, b[:out].copy(), p[:out].copy(), q[:out].copy(), r[:out].copy()
+
+
+@jit
+def merge_histograms(bounds, offsets, bucket, pos, neg, rep, maps, map_off, shifts, n_cells,
+                     budget):
+    """Merge histograms given concatenated: histogram ``h`` owns entries
+    ``bounds[h]:bounds[h + 1]``, its old cell ``c`` the entries
+    ``bounds[h] + offsets[map_off[h] + h + c]`` up to the next offset, and ``maps[map_off[h] + c]``
+    / ``shifts[map_off[h] + c]`` are that cell's new cell and shift.
+
+    Each new cell takes the largest shift of its inputs; its sorted runs (one per input
+    histogram, in histogram order) are merged k-way with keys coarsened on the fly, equal
+    buckets added in histogram order (the order of a stable sort of the concatenation), and
+    the cell is re-fitted to ``budget`` (<= 0: none) right after.
+
+    Returns:
+        ``(shift, offsets, bucket, pos, neg, rep)`` as :func:`build_histogram`.
+    """
+    n_hists = bounds.size - 1
+    new_shift = np.zeros(n_cells, dtype=np.int64)
+    first = np.zeros(n_cells + 1, dtype=np.int64)  # runs (non-empty old cells) per new cell
+    for h in range(n_hists):
+        for c in range(map_off[h], map_off[h + 1]):
+            new_shift[maps[c]] = max(new_shift[maps[c]], shifts[c])
+            if offsets[c + h + 1] > offsets[c + h]:
+                first[maps[c] + 1] += 1
+    max_k = 0
+    for c in range(n_cells):
+        max_k = max(max_k, first[c + 1])
+        first[c + 1] += first[c]
+    n_runs = first[n_cells]
+    run_lo = np.empty(n_runs, dtype=np.int64)
+    run_hi = np.empty(n_runs, dtype=np.int64)
+    run_k0 = np.empty(n_runs, dtype=np.int64)
+    fill = first[:-1].copy()
+    for h in range(n_hists):  # histogram order kept within each new cell
+        for c in range(map_off[h], map_off[h + 1]):
+            if offsets[c + h + 1] > offsets[c + h]:
+                j = fill[maps[c]]
+                fill[maps[c]] = j + 1
+                run_lo[j] = bounds[h] + offsets[c + h]
+                run_hi[j] = bounds[h] + offsets[c + h + 1]
+                run_k0[j] = shifts[c]
+    nnz = bucket.size
+    b = np.empty(nnz, dtype=np.int64)
+    p = np.empty(nnz, dtype=np.float64)
+    q = np.empty(nnz, dtype=np.float64)
+    r = np.empty(nnz, dtype=np.int64)
+    out_off = np.zeros(n_cells + 1, dtype=np.int64)
+    head = np.empty(max_k, dtype=np.int64)
+    head_key = np.empty(max_k, dtype=np.int64)
+    counts = np.zeros(65, dtype=np.int64)
+    out = 0
+    for c in range(n_cells):
+        k1 = new_shift[c]
+        r0, m = first[c], first[c + 1] - first[c]
+        for a in range(m):
+            head[a] = run_lo[r0 + a]
+            head_key[a] = _coarse(bucket[head[a]], run_k0[r0 + a], k1)
+        lo = out
+        while True:
+            key = -1
+            for a in range(m):
+                if head[a] < run_hi[r0 + a] and (key < 0 or head_key[a] < key):
+                    key = head_key[a]
+            if key < 0:
+                break
+            new = True
+            for a in range(m):
+                hi_a = run_hi[r0 + a]
+                while head[a] < hi_a and head_key[a] == key:
+                    i = head[a]
+                    if new:
+                        b[out], p[out], q[out], r[out] = key, pos[i], neg[i], rep[i]
+                        out += 1
+                        new = False
+                    else:
+                        p[out - 1] += pos[i]
+                        q[out - 1] += neg[i]
+                        if r[out - 1] != rep[i]:
+                            r[out - 1] = -1
+                    head[a] = i + 1
+                    if i + 1 < hi_a:
+                        head_key[a] = _coarse(bucket[i + 1], run_k0[r0 + a], k1)
+        out, new_shift[c] = _fit_cell(b, p, q, r, lo, out, k1, budget, counts)
+        out_off[c + 1] = out
+    return new_shift, out_off, b[:out].copy(), p[:out].copy(), q[:out].copy(), r[:out].copy()
+
+
+@jit
+def ranking(pos, neg, single, indptr, exact):
+    """ROC AUC and average precision of every cell (formulas, bounds: ``_score_math``).
+
+    Args:
+        pos, neg: float64 (nnz,) bucket weights, cells contiguous, buckets ascending.
+        single: bool (nnz,), buckets holding one distinct score (exact: no bound term);
+        indptr: int64 (n_cells + 1,); exact: bool (n_cells,), cells counted exact as a whole.
+
+    Returns:
+        float64 (6, n_cells): roc_auc, roc_bound, pr_auc, pr_bound, positive and negative
+        weight (ROC NaN-free only where both weights are > 0, PR where the positive is).
+    """
+    n_cells = indptr.size - 1
+    out = np.zeros((6, n_cells), dtype=np.float64)
+    for c in range(n_cells):
+        lo, hi = indptr[c], indptr[c + 1]
+        p_tot, n_tot = 0.0, 0.0
+        for i in range(lo, hi):
+            p_tot += pos[i]
+            n_tot += neg[i]
+        out[4, c], out[5, c] = p_tot, n_tot
+        cum, auc, ties, multi = 0.0, 0.0, 0.0, False
+        cell_exact = exact[c]
+        for i in range(lo, hi):
+            cum += neg[i]  # below = cum - neg[i], as numpy's cumsum(neg) - neg
+            auc += pos[i] * ((cum - neg[i]) + 0.5 * neg[i])
+            if not (cell_exact or single[i]):
+                ties += pos[i] * neg[i]
+                multi = True
+        denom = p_tot * n_tot
+        if denom > 0:
+            out[0, c] = auc / denom
+            out[1, c] = 0.5 * ties / denom + ROUNDING_PAD if multi else 0.0
+        tp, fp, lo_sum, hi_sum, bucketed = 0.0, 0.0, 0.0, 0.0, False
+        for i in range(hi - 1, lo - 1, -1):  # from the highest score down
+            p, q = pos[i], neg[i]
+            tp += p
+            fp += q
+            if p <= 0:
+                continue
+            if cell_exact or single[i]:
+                step = p * tp / (tp + fp)
+                lo_sum += step
+                hi_sum += step
+                continue
+            bucketed = True
+            hi_sum += p * tp / (tp + (fp - q))
+            a = tp - p + fp
+            if fp > 0:
+                lo_sum += p - fp * math.log1p(p / a if a > 0 else 0.0)
+            else:
+                lo_sum += p
+        if p_tot > 0:
+            if bucketed:
+                out[2, c] = 0.5 * (lo_sum + hi_sum) / p_tot
+                out[3, c] = 0.5 * (hi_sum - lo_sum) / p_tot + ROUNDING_PAD
+            else:
+                out[2, c] = lo_sum / p_tot
+    return out
