@@ -168,3 +168,20 @@ def test_kernels_import_from_a_read_only_package(tmp_writable):
         assert bool(list(tmp.rglob("*.nbi"))) == tmp_writable
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_same_code_at_a_new_path_reuses_the_compiled_kernels(tmp_path):
+    # A fresh Ray working_dir extraction is the same code at a new path: the cache is keyed by
+    # the kernel file's content, so the second copy loads what the first compiled.
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items()} | {"NUMBA_CACHE_DIR": str(cache)}
+    code = "from rayeval.core import kernels as k; k.warm_up()"
+    listings = []
+    for name in ("a", "b"):
+        shutil.copytree(Path(__file__).resolve().parents[1] / "rayeval",
+                        tmp_path / name / "rayeval", ignore=shutil.ignore_patterns("__pycache__"))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env | {"PYTHONPATH": str(tmp_path / name)}, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        listings.append(sorted((p.name, p.stat().st_mtime_ns) for p in cache.rglob("*")))
+    assert listings[0] and listings[0] == listings[1]

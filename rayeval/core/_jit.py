@@ -1,72 +1,81 @@
 """numba set-up for the compiled kernels: a cache that works wherever the package runs.
 
 ``numba.njit(cache=True)`` needs a writable cache location when a kernel is *defined* (at
-import): numba tries ``NUMBA_CACHE_DIR``, then ``__pycache__`` next to the source, then the
-user-wide cache (``~/.cache``), and raises ``RuntimeError: cannot cache function ...: no locator
-available`` when none is writable (a read-only site-packages and no home directory, as in some
-containers). :func:`jit` then points numba at a per-user directory under the system temp
-directory, and compiles without a cache if even that is not writable: the kernels always
-import, at worst recompiling in each process (~6 s CPU).
+import) and, by default, keys the cache by the source file's directory: the same package at a
+new path (every fresh Ray ``working_dir`` extraction) compiles again (~6 s CPU), and a
+read-only package directory without a writable ``NUMBA_CACHE_DIR`` or ``~/.cache`` fails to
+import (``RuntimeError: cannot cache function ...: no locator available``).
 
-Ray workers get a node-local ``NUMBA_CACHE_DIR`` from the engine (:func:`node_cache_dir`), so
-every worker process of a node shares one cache: compiled once per node and package path, not
-once per process or job (numba keys the cache by the source file's path and modification time,
-so an installed package is compiled once; a fresh Ray ``working_dir`` extraction is a new path
-and compiles again).
+Here the kernels of this package (files in ``rayeval/core``) are cached under
+``NUMBA_CACHE_DIR`` when it is set and writable, else under a node-local per-user directory in
+the system temp directory (:func:`node_cache_dir`), in a subdirectory named by the SHA-256 of
+the kernel file's content: every process of a node, every job and every extraction of the same
+code shares one compiled copy. When that is not writable numba's own locators are tried
+(``__pycache__``, ``~/.cache``), and when none is, :func:`jit` compiles without a cache: the
+kernels always import, at worst compiling in each process. Ray workers get
+``NUMBA_CACHE_DIR`` from the engine's runtime environment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
 import numba
+from numba.core import caching
 from numba.core import config as _config
 
 CACHE_ENV = "NUMBA_CACHE_DIR"
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def node_cache_dir() -> str:
     """A node-local numba cache directory for this user: ``<tmp>/rayeval-numba-<uid>``
-    (``<tmp>`` is the system temp directory; created on first use)."""
+    (``<tmp>``: the system temp directory)."""
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return os.path.join(tempfile.gettempdir(), f"rayeval-numba-{uid}")
 
 
-def _writable_dir(path: str) -> bool:
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-")
-        probe.close()
-        return True
-    except OSError:
-        return False
+class ContentKeyedLocator(caching.UserProvidedCacheLocator):
+    """numba cache locator for this package's kernel files: ``<root>/rayeval-<sha256 of the
+    file>``, ``<root>`` = ``NUMBA_CACHE_DIR`` if set and writable, else :func:`node_cache_dir`.
+    Declines (numba then tries its own locators) for other files or when not writable."""
+
+    def __init__(self, py_func, py_file, root: str):
+        super().__init__(py_func, py_file)
+        with open(py_file, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:24]
+        self._cache_path = os.path.join(root, f"rayeval-{digest}")
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+            return None
+        for root in (_config.CACHE_DIR, node_cache_dir()):
+            if not root:
+                continue
+            self = cls(py_func, py_file, root)
+            try:
+                self.ensure_cache_path()
+                return self
+            except OSError:
+                continue
+        return None
 
 
-def _use_fallback_cache() -> bool:
-    """Point numba at :func:`node_cache_dir`; False when it is not writable either."""
-    path = node_cache_dir()
-    if not _writable_dir(path):
-        return False
-    _config.CACHE_DIR = path
-    return True
+if ContentKeyedLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, ContentKeyedLocator)
 
 
 def jit(fn=None, **options):
     """``numba.njit(cache=True, nogil=True, **options)`` that never fails for want of a cache
-    directory (see the module docstring): fallback to a temp-dir cache, then no cache."""
+    location (see the module docstring): without one it compiles uncached."""
     if fn is None:
         return lambda f: jit(f, **options)
-    if _config.CACHE_DIR and not _writable_dir(_config.CACHE_DIR):
-        _use_fallback_cache() or setattr(_config, "CACHE_DIR", "")
     try:
         return numba.njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError as exc:  # "cannot cache function ...: no locator available"
-        if "cache" not in str(exc):
+        if "no locator available" not in str(exc):
             raise
-    if _use_fallback_cache():
-        try:
-            return numba.njit(cache=True, nogil=True, **options)(fn)
-        except RuntimeError:
-            pass
     return numba.njit(cache=False, nogil=True, **options)(fn)

@@ -290,3 +290,14 @@ def ranking(pos, neg, single, indptr, exact):
             else:
                 out[2, c] = lo_sum / p_tot
     return out
+
+
+def warm_up() -> None:
+    """Load (or compile, on a cold cache) every kernel by calling it on a tiny input, so a
+    worker pays that cost at start-up rather than inside its first batch."""
+    z = np.zeros(1, dtype=np.int64)
+    one = np.ones(1)
+    shift, off, b, p, q, r = build_histogram(z, z, z, one, one, 1, 2)
+    merge_histograms(np.array([0, 1], dtype=np.int64), off, b, p, q, r, z, np.array([0, 1]),
+                     shift, 1, 2)
+    ranking(p, q, r >= 0, off, np.zeros(1, dtype=bool))

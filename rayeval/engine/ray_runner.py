@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import time
 import warnings
@@ -26,6 +27,7 @@ from ray.data import DataContext
 
 from rayeval.core.contract import state_nbytes as nbytes
 from rayeval.config import RayConfig
+from rayeval.core._jit import CACHE_ENV, node_cache_dir
 from rayeval.engine.plan import EvalPlan
 from rayeval.io.readers import DatasetInfo, InputError, conform
 
@@ -46,6 +48,9 @@ class Reducer:
         imports overlap the driver's inspect and label stages instead of the first pass)."""
         import rayeval.engine.drift_plan  # noqa: F401
         import rayeval.engine.plan  # noqa: F401
+        from rayeval.core import kernels
+
+        kernels.warm_up()
 
     def reduce(self, plan: EvalPlan, split, source: str, schema: pa.Schema,
                batch_size: int | None) -> dict[str, tuple]:
@@ -113,7 +118,8 @@ class ReducerPool:
         if n == "auto":
             n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
-        self.actors = [Reducer.options(num_cpus=num_cpus).remote() for _ in range(n)]
+        self.actors = [Reducer.options(num_cpus=num_cpus, runtime_env=worker_runtime_env()).remote()
+                       for _ in range(n)]
         #: one record per pass run on this pool (see :func:`aggregate`), for the manifest
         self.passes: list[dict] = []
         for actor in self.actors:  # start-up and imports run while the driver goes on
@@ -163,6 +169,14 @@ def balance(sizes: dict[str, int], n_groups: int) -> list[list[str]]:
         groups[i].append(name)
         load[i] += sizes[name]
     return [g for g in groups if g]
+
+
+def worker_runtime_env() -> dict:
+    """Runtime environment of the reducer actors: a node-local ``NUMBA_CACHE_DIR`` (the
+    driver's own when set, else :func:`rayeval.core._jit.node_cache_dir`), so all workers of a
+    node share one compiled-kernel cache whatever the package directory allows; merged with
+    the job's runtime environment by Ray."""
+    return {"env_vars": {CACHE_ENV: os.environ.get(CACHE_ENV) or node_cache_dir()}}
 
 
 def fit_actor_cpus(actors: int, actor_num_cpus: float, read_num_cpus: float) -> float:
