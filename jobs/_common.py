@@ -16,6 +16,11 @@ from rayeval.config import ConfigError, JobConfig, load_config  # noqa: E402
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True, help="YAML job config")
+    p.add_argument("--base-dir", default=None, metavar="DIR",
+                   help="directory that relative local paths of the config (inputs, outputs) "
+                        "are relative to; pass \"$PWD\" from the submitting shell (default: "
+                        "RAYEVAL_BASE_DIR; a relative path is refused inside Ray's temporary "
+                        "working_dir copy)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (repeatable)")
     p.add_argument("--quiet", action="store_true")
@@ -29,7 +34,7 @@ def run_id_part(text: str) -> str:
 
 def load(args, extra: list[str]) -> JobConfig:
     try:
-        return load_config(args.config, list(args.set) + extra)
+        return load_config(args.config, list(args.set) + extra, base_dir=args.base_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

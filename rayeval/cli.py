@@ -1,15 +1,19 @@
-"""``rayeval`` command line: ``run``, ``validate``, ``demo`` (thin: parse, call the engine, print).
+"""``rayeval`` command line: ``run``, ``validate``, ``demo``, ``report`` (thin: parse, call the
+engine, print).
 
-Exit codes: 0 success; 1 a gate failed; 2 bad config or bad input (nothing written);
-3 results written but publishing failed (MLflow logging or the Prometheus Pushgateway push);
-4 any other failure (nothing committed).
+Exit codes (as in the README): 0 success; 1 a gate failed (a data-quality rule of
+``policy.max_invalid_share`` included; results written); 2 bad config or bad input (nothing
+written); 3 results written but publishing failed (MLflow logging or the Prometheus Pushgateway
+push); 4 any other failure (e.g. Ray could not start; nothing committed).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,14 +33,33 @@ EXIT_GATES, EXIT_INPUT, EXIT_PUBLISH, EXIT_ERROR = 1, 2, 3, 4
 EXIT_MLFLOW = EXIT_PUBLISH  # the older name of exit code 3
 
 
+def _version(value: bool) -> None:
+    if value:
+        import rayeval
+
+        console.print(f"rayeval {rayeval.__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
+    """Evaluate ML models in production on Ray: per-slice, per-window metrics, drift and gates,
+    written to Parquet and MLflow."""
+
+
 def _print_error(e: BaseException) -> None:
     """``error: <message>`` on stderr, the message taken literally (no Rich markup)."""
     err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
 
 
-def _load(config: Path, overrides: list[str] | None) -> JobConfig:
+BASE_DIR_HELP = ("directory that relative local paths of the config are relative to "
+                 "(default: RAYEVAL_BASE_DIR, else the current directory)")
+
+
+def _load(config: Path, overrides: list[str] | None, base_dir: str | None = None) -> JobConfig:
     try:
-        return load_config(config, overrides or [])
+        return load_config(config, overrides or [], base_dir=base_dir)
     except ConfigError as e:
         _print_error(e)
         raise typer.Exit(EXIT_INPUT)
@@ -44,28 +67,79 @@ def _load(config: Path, overrides: list[str] | None) -> JobConfig:
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="YAML job config"),
-             set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value")):
-    """Validate a job config (and print the resolved run id) without running it."""
-    cfg = _load(config, set_)
+             set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value"),
+             skip_inputs: bool = typer.Option(False, "--skip-inputs",
+                                              help="check the config only, not its inputs"),
+             base_dir: Optional[str] = typer.Option(None, "--base-dir", help=BASE_DIR_HELP)):
+    """Validate a job config and its inputs (paths exist, Parquet footers read, required
+    columns present; no Ray is started), and print the resolved run id."""
+    cfg = _load(config, set_, base_dir)
     from rayeval.engine.gates import check_gates
+    from rayeval.engine.quality import check_quality_policy
 
     try:
         check_gates(cfg)
+        check_quality_policy(cfg)
+        info = None if skip_inputs else _preflight(cfg)
     except ConfigError as e:
         _print_error(e)
         raise typer.Exit(EXIT_INPUT)
     console.print(f"[green]ok[/green] {config}: run_id={cfg.resolved_run_id()} "
                   f"tasks={[t.name for t in cfg.tasks]} slices={len(cfg.slice_specs())} specs, "
-                  f"windows={cfg.windows.size}")
+                  f"windows={cfg.windows.size}", highlight=False)
+    if info is not None:
+        for name, ds in (("predictions", info.predictions), ("labels", info.labels)):
+            if ds is not None:
+                console.print(f"  {name}: {ds.num_rows:,} rows in {len(ds.files):,} file(s) "
+                              f"under {ds.uri}", highlight=False, soft_wrap=True)
+        for w in info.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+
+
+def _preflight(cfg: JobConfig):
+    """:func:`~rayeval.engine.preflight.inspect_inputs` (no Ray); an input error is printed
+    and exits 2."""
+    from rayeval.engine.preflight import InputError, inspect_inputs
+
+    try:
+        return inspect_inputs(cfg)
+    except InputError as e:
+        _print_error(e)
+        err.print("nothing was written (the inputs were checked before Ray started).")
+        raise typer.Exit(EXIT_INPUT)
 
 
 @app.command()
 def run(config: Path = typer.Argument(..., help="YAML job config"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value override"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, short summary")):
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, short summary"),
+        base_dir: Optional[str] = typer.Option(None, "--base-dir", help=BASE_DIR_HELP)):
     """Run an evaluation job: read, evaluate per slice and window, write Parquet and MLflow."""
-    cfg = _load(config, set_)
+    cfg = _load(config, set_, base_dir)
     raise typer.Exit(execute(cfg, quiet=quiet))
+
+
+class ProgressLines:
+    """Progress as plain lines for a non-terminal stdout: each stage when it starts, and the
+    rows done / total of a pass at most every ``seconds`` (``RAYEVAL_PROGRESS_SECONDS``,
+    default 10) and when it ends."""
+
+    def __init__(self, out: Console, seconds: float | None = None):
+        self.out, self.t0 = out, time.monotonic()
+        self.seconds = seconds if seconds is not None else float(
+            os.environ.get("RAYEVAL_PROGRESS_SECONDS", "10"))
+        self.last, self.stage = -math.inf, None
+
+    def __call__(self, line: str) -> None:
+        now = time.monotonic()
+        stage = line.split(":", 1)[0]
+        rows = ":" in line
+        done = rows and ": done, " in line
+        if rows and stage == self.stage and not done and now - self.last < self.seconds:
+            return
+        self.last, self.stage = now, (stage if rows else None)
+        self.out.print(f"[{now - self.t0:6.1f}s] {line}", markup=False, highlight=False,
+                       soft_wrap=True)
 
 
 def execute(cfg: JobConfig, quiet: bool = False) -> int:
@@ -77,14 +151,22 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
     from rayeval.summary import print_summary
 
     try:
-        inputs = inspect_inputs(cfg)  # a bad config or input fails before Ray starts
+        inputs = _preflight(cfg)  # before Ray's start-up: a missing path fails in a second
+    except ConfigError as e:
+        _print_error(e)
+        return EXIT_INPUT
+    except typer.Exit as e:
+        return e.exit_code
+    try:
         with ray_session(cfg.ray):
             if quiet:
                 result = run_job(cfg, inputs=inputs)
-            else:
+            elif console.is_terminal:
                 with console.status("starting") as status:
                     result = run_job(cfg, progress=lambda s: status.update(f"rayeval: {s}"),
                                      inputs=inputs)
+            else:  # a log file or `ray job logs`: plain lines
+                result = run_job(cfg, progress=ProgressLines(console), inputs=inputs)
     except (InputError, ConfigError) as e:
         _print_error(e)
         err.print("nothing was written.")
@@ -111,15 +193,20 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
 
 @app.command()
 def report(output: str = typer.Argument(..., help="output path of a run (local or s3://)"),
-           run_id: str = typer.Option(..., "--run-id", help="run id to render"),
+           run_id: Optional[str] = typer.Option(None, "--run-id", help="run id to render "
+                                                "(default: the latest run written to OUTPUT)"),
            out: Optional[Path] = typer.Option(None, "--out",
                                               help="HTML file (default: the run's report path)")):
-    """Re-render the HTML report of a finished run from its written tables."""
+    """Re-render the HTML report of a finished run from its written tables (default: the run
+    whose manifest was written last)."""
     import json
 
     import pandas as pd
 
     from rayeval.io.report import render_report
+
+    if run_id is None:
+        run_id = latest_run_id(Path(output))
 
     def table(name):
         try:
@@ -144,6 +231,18 @@ def report(output: str = typer.Argument(..., help="output path of a run (local o
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html)
     console.print(f"report: {target}")
+
+
+def latest_run_id(output: Path) -> str:
+    """The run id of the manifest under ``output/manifests`` written last (its modification
+    time: a run's manifest is written when it commits); exits 2 when there is none."""
+    manifests = sorted((output / "manifests").glob("*.json"),
+                       key=lambda p: (p.stat().st_mtime_ns, p.name))
+    if not manifests:
+        err.print(f"[red]error:[/red] no run under {escape(str(output))} (no manifests/*.json)",
+                  highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+    return manifests[-1].stem
 
 
 @app.command()

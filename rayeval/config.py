@@ -411,10 +411,16 @@ class RayConfig(_Frozen):
 
 class PolicyConfig(_Frozen):
     """Input policies: duplicate prediction ids (``error`` or ``keep_latest`` by timestamp),
-    several labels for one id (``keep_latest`` by label timestamp)."""
+    several labels for one id (``keep_latest`` by label timestamp), and the data-quality
+    policy ``max_invalid_share``: the largest share (0..1) of a model's rows in a window that
+    a task may exclude for a reason, one number or ``{key: share}`` with keys ``all``, a reason,
+    ``<task>/all`` or ``<task>/<reason>`` (see :mod:`rayeval.engine.quality`); exceeding it
+    fails a ``data-quality`` gate (exit code 1)."""
 
     duplicate_predictions: Literal["error", "keep_latest"] = "keep_latest"
     duplicate_labels: Literal["keep_latest"] = "keep_latest"
+    max_invalid_share: Optional[Union[Annotated[float, Field(ge=0, le=1)],
+                                      dict[str, Annotated[float, Field(ge=0, le=1)]]]] = None
 
 
 class JobConfig(_Frozen):
@@ -579,17 +585,21 @@ def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, s
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
-                data: dict | None = None) -> JobConfig:
+                data: dict | None = None, base_dir: str | None = None) -> JobConfig:
     """Load and validate a job config.
 
     Args:
-        path: YAML file. Relative dataset URIs and output paths stay relative to the current
-            working directory (as ``ray job submit --working-dir`` expects).
+        path: YAML file (relative: to the current directory, else to the base directory).
+            Relative local dataset URIs, output paths and ``sqlite:///`` tracking URIs are
+            relative to ``base_dir`` (else ``RAYEVAL_BASE_DIR``, else the current directory;
+            inside a ``ray job submit`` working_dir copy a relative one is an error, see
+            :mod:`rayeval.paths`).
         overrides: ``key.path=value`` strings; values are parsed as YAML (``windows.size=day``,
             ``ray.actors=2``, ``slices.columns=[origin]``); an integer part indexes a list
             (``tasks.0.label=target``). Applied after the ``RAYEVAL__...`` environment
             variables (:func:`env_overrides`), which are applied after the file.
         data: a dict instead of a file.
+        base_dir: the base directory of relative local paths (see :mod:`rayeval.paths`).
 
     Returns:
         The frozen :class:`JobConfig`.
@@ -598,7 +608,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         ConfigError: unreadable file, bad YAML, bad override or validation error; the message
             names the file and each failing field path.
     """
+    from rayeval import paths
+
+    base = paths.base_dir(base_dir)
     src = str(path) if path is not None else "<dict>"
+    if (path is not None and base and not os.path.isabs(path) and not os.path.exists(path)
+            and os.path.exists(os.path.join(base, path))):
+        path = os.path.join(base, path)
     if data is None:
         try:
             text = Path(path).read_text()
@@ -625,6 +641,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             _set_path(data, k.strip(), yaml.safe_load(v))
         except (yaml.YAMLError, ValueError) as e:
             raise ConfigError(f"Override {ov!r}: value is not valid: {e}") from None
+    try:
+        paths.resolve_paths(data, base, src)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     try:
         return JobConfig.model_validate(data)
     except ValidationError as e:

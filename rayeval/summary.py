@@ -96,17 +96,20 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
                           sorted(set(f"{r.rule}[{r.model}]" for r in failed.itertuples())))))
     console.rule("outputs")
     for rel, path in sorted(result.outputs.items()):
-        console.print(f"  {rel.split('/')[0]:<10} {path}")
+        console.print(f"  {rel.split('/')[0]:<10} {path}", soft_wrap=True, highlight=False)
     console.print("  open the tables: python -c \"import pandas as pd; print(pd.read_parquet("
-                  f"'{cfg.outputs.path}/metrics'))\"")
+                  f"'{cfg.outputs.path}/metrics'))\"", soft_wrap=True,
+                  highlight=False)
     if result.mlflow_run_id:
         uri = result.manifest.get("mlflow", {}).get("tracking_uri", "")
         browse = (f"open {uri} in a browser" if uri.startswith(("http://", "https://"))
                   else f"mlflow ui --backend-store-uri {uri}")
-        console.print(f"  MLflow run {result.mlflow_run_id} in {uri} (browse: {browse})")
+        console.print(f"  MLflow run {result.mlflow_run_id} in {uri} (browse: {browse})",
+                      soft_wrap=True, highlight=False)
     reports = [p for r, p in result.outputs.items() if r.startswith("reports/")]
     if reports:
-        console.print(f"  report: open file://{reports[0]} in a browser")
+        console.print(f"  report: open file://{reports[0]} in a browser", soft_wrap=True,
+                      highlight=False)
 
 
 def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:

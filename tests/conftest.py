@@ -64,7 +64,19 @@ def ray_head():
     """A real Ray head started with ``ray start --head --block`` (job server on a free port).
 
     Yields ``{"address": job-server URL, "gcs": GCS address, "env": environment for the ``ray``
-    CLI, "temp_dir"}``. Isolated from any other Ray on the machine: every port is free-picked
+    CLI, "temp_dir"}`` (see :func:`start_ray_head`)."""
+    with start_ray_head() as head:
+        yield head
+
+
+@contextlib.contextmanager
+def start_ray_head(**env_extra: str):
+    """A real Ray head started with ``ray start --head --block`` (job server on a free port),
+    with ``env_extra`` added to its environment (e.g. ``HOME`` holding ``.ray/auth_token``).
+
+    Yields ``{"address": job-server URL, "gcs": GCS address, "env": environment for the ``ray``
+    CLI, "temp_dir", "auth_mode"}``. Isolated from any other Ray on the machine: every port is
+    free-picked
     (the dashboard agent's default 52365 would collide with another local Ray) and the session
     lives in its own short ``--temp-dir`` (so ``/tmp/ray/ray_current_cluster`` is not
     overwritten and bare ``ray.init()`` elsewhere does not attach to it). ``--block`` keeps
@@ -79,7 +91,7 @@ def ray_head():
     dash, gcs = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: AF_UNIX socket paths <= 107
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env_extra)
     env.pop("RAY_ADDRESS", None)
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2",
            "--disable-usage-stats", f"--port={gcs}", "--dashboard-host=127.0.0.1",
@@ -104,7 +116,8 @@ def ray_head():
         with urllib.request.urlopen(address + "/api/authentication_mode", timeout=10) as r:
             mode = json.load(r).get("authentication_mode", "disabled")
         env["RAY_AUTH_MODE"] = "token" if mode == "token" else "disabled"
-        yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "env": env, "temp_dir": temp}
+        yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "env": env, "temp_dir": temp,
+               "auth_mode": mode}
     finally:
         proc.terminate()  # ray start's SIGTERM handler kills the node's processes (no drain)
         try:

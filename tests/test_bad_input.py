@@ -498,10 +498,12 @@ def test_failure_that_is_no_gate_verdict_exits_4(ray_local, tmp_path, monkeypatc
     import rayeval.engine.run as run_mod
     from rayeval.cli import EXIT_ERROR, execute
 
-    def broken(cfg, progress=None):
+    def broken(cfg, progress=None, inputs=None):
         raise RuntimeError("worker died [node 1]")
 
     monkeypatch.setattr(run_mod, "run_job", broken)
+    preds, labels = make_frames(200, seed=0)  # inputs that pass the checks before Ray
+    write_parquet(preds.merge(labels.drop_duplicates("id"), on="id"), tmp_path / "p", 1)
     cfg = load_config(data=job_dict(str(tmp_path / "p"), None, str(tmp_path / "out")))
     assert execute(cfg, quiet=True) == EXIT_ERROR == 4
     err = capsys.readouterr().err

@@ -158,6 +158,18 @@ def test_idempotent_skip(built):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
+def test_cli_prints_a_short_summary(built, capsys):
+    out = Path(built["out_dir"])
+    assert prep.main(["--out", str(out), "--sample-frac", str(FRAC), "--seed", str(SEED)]) == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) <= 6, text
+    assert f"{built['rows']['predictions']:,} prediction rows" in text
+    assert "Feb-Jun ROC AUC" in text and str(out / prep.MARKER) in text
+    assert prep.main(["--out", str(out), "--sample-frac", str(FRAC), "--seed", str(SEED),
+                      "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == built["rows"]
+
+
 def test_refuses_foreign_directory(tmp_path):
     out = tmp_path / "busy"
     out.mkdir()

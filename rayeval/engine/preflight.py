@@ -17,6 +17,7 @@ from typing import Optional
 from rayeval.config import JobConfig, utc
 from rayeval.core import registry
 from rayeval.engine.gates import check_gates
+from rayeval.engine.quality import check_quality_policy
 from rayeval.io.readers import DatasetInfo, InputError, check_columns, inspect_dataset
 from rayeval.io.writers import check_output_writable
 
@@ -111,13 +112,15 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
     labels (required columns and their types).
 
     Raises:
-        ConfigError: gate rules or ``metrics:`` lists naming what the tasks cannot produce.
+        ConfigError: gate rules or ``metrics:`` lists naming what the tasks cannot produce,
+            ``policy.max_invalid_share`` naming an unknown task or reason.
         InputError: a missing or empty dataset, an unwritable output, a missing column or one
             of the wrong type (naming the file, column and type).
     """
     t0 = time.perf_counter()
     storage = cfg.inputs.storage
     check_gates(cfg)
+    check_quality_policy(cfg)
     check_output_writable(cfg.outputs.path)
     start, end = scan_range(cfg)
     pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)

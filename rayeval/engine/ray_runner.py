@@ -53,7 +53,7 @@ class Reducer:
         kernels.warm_up()
 
     def reduce(self, plan: EvalPlan, split, source: str, schema: pa.Schema,
-               batch_size: int | None) -> dict[str, tuple]:
+               batch_size: int | None, counter=None) -> dict[str, tuple]:
         """Merged partial of ``plan`` over the batches of ``split`` (a ``DataIterator``), one
         object per state: ``{name: (ObjectRef of the state, its size in bytes)}``, so the
         final merge fetches only the states it merges (the refs live as long as the actor).
@@ -63,6 +63,7 @@ class Reducer:
         CPU seconds ``reduce_cpu_s``, all threads of the actor, so the gap to ``reduce_s`` is
         time the actor lost to other processes) and storing its partial (``store_s``). The
         partial is stored uncompacted (lazy score runs): the final merge compacts once.
+        ``counter``: a :class:`RowCounter` told the rows of every batch (for progress).
 
         Raises:
             InputError: a batch with bad input (the message names the column and block rows).
@@ -89,6 +90,8 @@ class Reducer:
             stats["reduce_cpu_s"] += time.process_time() - c1
             stats["rows"] += table.num_rows
             stats["batches"] += 1
+            if counter is not None:
+                counter.add.remote(table.num_rows)  # fire and forget
         t0 = time.perf_counter()
         out: dict = {}
         for name in list(merged):  # store one state at a time: one copy each
@@ -104,6 +107,24 @@ class Reducer:
         which have imported the engine already (a fresh Ray task worker first spends ~1-2 s
         importing it)."""
         return merge_states(plan, names, sources, compact)
+
+
+@ray.remote(num_cpus=0)
+class RowCounter:
+    """Rows reduced so far in the current pass, told by the reducers batch by batch and read
+    by the driver for its progress lines."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def add(self, n: int) -> None:
+        self.rows += int(n)
+
+    def reset(self) -> None:
+        self.rows = 0
+
+    def get(self) -> int:
+        return self.rows
 
 
 class ReducerPool:
@@ -122,6 +143,11 @@ class ReducerPool:
                        for _ in range(n)]
         #: one record per pass run on this pool (see :func:`aggregate`), for the manifest
         self.passes: list[dict] = []
+        #: called with a progress line (rows done / total, rate) about every
+        #: ``progress_seconds`` while a pass runs; ``None``: no progress
+        self.progress = None
+        self.progress_seconds = 1.0
+        self._counter = None
         for actor in self.actors:  # start-up and imports run while the driver goes on
             actor.warm.remote()
 
@@ -132,9 +158,19 @@ class ReducerPool:
         self.close()
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors + ([self._counter] if self._counter is not None else []):
             ray.kill(actor)
         self.actors = []
+        self._counter = None
+
+    def counter(self):
+        """The pool's :class:`RowCounter` (reset), or ``None`` without a progress callback."""
+        if self.progress is None:
+            return None
+        if self._counter is None:
+            self._counter = RowCounter.remote()
+        self._counter.reset.remote()
+        return self._counter
 
 
 def merge_states(plan: EvalPlan, names: list[str], sources, compact: bool = False) -> dict:
@@ -312,21 +348,31 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
         schema = pa.schema([ds_info.schema.field(c) for c in columns])
         ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus, time_range)
         splits = ds.streaming_split(k, equal=False)
+        drift = getattr(plan, "drift", None)
+        name = ("scan" if source == "current"
+                else f"reference {getattr(drift, 'phase', '')}".strip())
+        counter = pool.counter()
         t0 = time.perf_counter()
-        refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size)
+        refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size, counter)
                 for actor, split in zip(pool.actors, splits)]
+        tick = None
+        if counter is not None:
+            def tick(final=False):
+                rows = ray.get(counter.get.remote())
+                pool.progress(progress_line(name, rows, ds_info.num_rows,
+                                            time.perf_counter() - t0, final))
         try:
-            _wait_all(refs)
+            _wait_all(refs, tick, pool.progress_seconds)
+            if tick is not None:
+                tick(final=True)
             parts = ray.get(refs)
             t1 = time.perf_counter()
             actors = [p.pop("_pass") for p in parts]
             merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in, plan=plan,
                                 actors=pool.actors)
             t2 = time.perf_counter()
-            drift = getattr(plan, "drift", None)
             pool.passes.append({
-                "pass": ("scan" if source == "current"
-                         else f"reference {getattr(drift, 'phase', '')}".strip()),
+                "pass": name,
                 "rows": ds_info.num_rows, "files": len(ds_info.files), "columns": len(columns),
                 "read_tasks": num_blocks, "batch_size": batch_size,
                 "reduce_wall_s": round(t1 - t0, 3), "merge_wall_s": round(t2 - t1, 3),
@@ -343,13 +389,27 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             pool.close()
 
 
-def _wait_all(refs: list) -> None:
+def _wait_all(refs: list, tick=None, seconds: float = 1.0) -> None:
     """Wait for every ref; raise the first worker error as soon as it arrives (the other
-    actors would otherwise keep reading)."""
+    actors would otherwise keep reading). ``tick()`` is called every ``seconds`` meanwhile."""
     pending = list(refs)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        ray.get(done)
+        done, pending = ray.wait(pending, num_returns=1,
+                                 timeout=None if tick is None else seconds)
+        if done:
+            ray.get(done)
+        elif tick is not None:
+            tick()
+
+
+def progress_line(name: str, rows: int, total: int, seconds: float, final: bool = False) -> str:
+    """``scan: 1,200,000 / 6,000,000 rows (20%), 400,000 rows/s, 3s`` (``total``: rows in the
+    files' footers; rows outside the scanned time range are skipped by the read, so a pass can
+    end below 100%); ``final``: ``scan: done, ...``."""
+    share = f" ({rows / total:.0%})" if total else ""
+    rate = rows / seconds if seconds > 0 else 0.0
+    return (f"{name}: {'done, ' if final else ''}{rows:,} / {total:,} rows{share}, "
+            f"{rate:,.0f} rows/s, {seconds:.0f}s")
 
 
 _READ_MARKERS = ("OSError", "ArrowInvalid", "ArrowIOError", "ArrowException", "thrift",

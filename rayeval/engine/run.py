@@ -12,21 +12,21 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, redact_uri, storage_options
+from rayeval.config import JobConfig, storage_options
 from rayeval.engine.gates import evaluate_gates
 from rayeval.engine.labels import LabelIndex
+from rayeval.engine.mlflow_log import MLflowLog, drift_history, tracking_uri
 from rayeval.engine.plan import EvalPlan, exclusion_detail, utc_ns
 from rayeval.engine.preflight import InputsInfo, inspect_inputs, scan_range
 from rayeval.engine.preflight import required_prediction_columns  # noqa: F401 (former home)
+from rayeval.engine.quality import quality_gates
 from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
-from rayeval.io import mlflow_writer
 from rayeval.io.readers import DatasetInfo, InputError, read_table
 from rayeval.io.writers import RunWriter
 
@@ -45,6 +45,8 @@ class RunResult:
     mlflow_error: Optional[str] = None
     publish_error: Optional[str] = None  # Pushgateway push failed (results are written)
     durations: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0  # time.time() when the job started / committed its tables
+    committed_at: float = 0.0
 
     @property
     def gates_passed(self) -> bool:
@@ -74,14 +76,45 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
             inputs: InputsInfo | None = None) -> RunResult:
     """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`).
 
+    ``progress``: called with each stage's name as it starts and, during each Ray pass, about
+    every second with a line of rows done / total (the files' footers) and rate.
+    ``inputs``: the result of :func:`~rayeval.engine.preflight.inspect_inputs` when the caller
+    checked the inputs before starting Ray (else they are inspected here, first).
+
+    The MLflow run (``outputs.mlflow.enabled``) is created while the job scans
+    (:class:`~rayeval.engine.mlflow_log.MLflowLog`) and completed after the write; a job that
+    fails marks it FAILED.
+
     Raises:
         InputError: bad input (missing path/column, corrupt file, bad types, too many slices,
-            duplicate ids under policy ``error``); nothing is written.
+            duplicate ids under policy ``error``); no table is written.
     """
+    timer = _Timer(progress)
+    ml = MLflowLog(cfg, cfg.resolved_run_id()) if cfg.outputs.mlflow.enabled else None
+    try:
+        result = _run(cfg, timer, inputs, ml)
+    except BaseException as e:
+        if ml is not None:
+            ml.abort(interrupted=isinstance(e, KeyboardInterrupt))
+        raise
+    if ml is not None:
+        with timer.stage("mlflow"):
+            ml.finish(result)
+    if cfg.outputs.prometheus.pushgateway_url:
+        with timer.stage("prometheus"):
+            _push_prometheus(cfg, result, result.committed_at - result.started_at,
+                             result.committed_at)
+    result.durations = dict(timer.durations)
+    return result
+
+
+def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
+         ml: MLflowLog | None) -> RunResult:
+    """:func:`run_job` up to the written tables (``ml`` is started after the inspect stage)."""
     from rayeval.engine import ray_runner
 
-    timer = _Timer(progress)
     started = time.time()
+    progress = timer.progress
     run_id = cfg.resolved_run_id()
     storage = cfg.inputs.storage
     w = cfg.windows
@@ -93,10 +126,13 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     pred_info, label_info, req = inputs.predictions, inputs.labels, dict(inputs.required)
     start, end = scan_range(cfg)
     input_warnings = list(inputs.warnings)
+    if ml is not None:
+        ml.start()  # in a thread: the MLflow store and run are created during the scan
 
     # the reducer actors start once the inputs passed every check that needs no Ray; their
     # start-up overlaps the labels stage
     with ray_runner.ReducerPool(cfg.ray) as pool:  # one actor pool for every pass of the job
+        pool.progress = progress  # rows done / total and rate of every pass
         label_index = None
         if label_info is not None:
             with timer.stage("labels"):
@@ -174,6 +210,9 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
             input_warnings += drift_plan.finalize_warnings
         input_warnings += empty_window_warnings(cfg, fin.coverage)
         gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
+        quality = quality_gates(cfg, fin.invalid, fin.coverage, run_id, list(gates.columns))
+        if not quality.empty:
+            gates = quality if gates.empty else pd.concat([gates, quality], ignore_index=True)
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
                               input_warnings)
@@ -205,14 +244,8 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
             writer.write_json(f"manifests/{run_id}.json", manifest)
             result.outputs = writer.commit()
 
-    committed_at = time.time()
-    if cfg.outputs.mlflow.enabled:
-        with timer.stage("mlflow"):
-            _log_mlflow(cfg, result)
-    if cfg.outputs.prometheus.pushgateway_url:
-        with timer.stage("prometheus"):
-            _push_prometheus(cfg, result, committed_at - started, committed_at)
-    result.durations = dict(timer.durations)
+    result.started_at = started
+    result.committed_at = time.time()
     return result
 
 
@@ -255,61 +288,6 @@ def empty_window_warnings(cfg: JobConfig, coverage: pd.DataFrame, show: int = 5)
                        f"{len(expected)} {w.size} window(s) of [{w.start}, {w.end}) (e.g. "
                        f"{', '.join(days)}{', ...' if len(missing) > show else ''}): they have "
                        "no metric or gate row")
-    return out
-
-
-def tracking_uri(cfg: JobConfig) -> str:
-    """Configured URI, else ``MLFLOW_TRACKING_URI``, else sqlite in the output folder."""
-    uri = cfg.outputs.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    if cfg.outputs.path.startswith("s3://"):
-        return "sqlite:///mlflow.db"
-    Path(cfg.outputs.path).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{os.path.abspath(os.path.join(cfg.outputs.path, 'mlflow.db'))}"
-
-
-def _log_mlflow(cfg: JobConfig, result: RunResult) -> None:
-    from rayeval.io.mlflow_writer import flatten, log_run, overall_metric_history, window_steps
-
-    uri = tracking_uri(cfg)
-    tags = {"rayeval.run_id": result.run_id, "rayeval.config_hash": result.manifest["config_hash"],
-            "rayeval.input_fingerprint": result.manifest["input_fingerprint"],
-            "rayeval.gates": "passed" if result.gates_passed else "failed",
-            **{f"version.{k}": v for k, v in result.manifest["versions"].items()}}
-    steps = window_steps(result.finalized.metrics, result.drift)
-    hist = overall_metric_history(result.finalized.metrics, steps)
-    if result.drift is not None and not result.drift.empty:
-        hist += drift_history(result.drift, steps)
-    artifacts = [(p, os.path.dirname(rel).split("/")[0]) for rel, p in result.outputs.items()
-                 if not p.startswith(("s3://",)) and os.path.exists(p)]
-    try:
-        art_root = None
-        if uri.startswith("sqlite:") and not cfg.outputs.path.startswith("s3://"):
-            art_root = Path(os.path.abspath(cfg.outputs.path), "mlartifacts").as_uri()
-        result.mlflow_run_id = log_run(uri, cfg.outputs.mlflow.experiment, result.run_id,
-                                       flatten(cfg.redacted()), tags, hist, artifacts,
-                                       artifact_location=art_root)
-    except mlflow_writer.MLflowUnavailable as e:
-        result.mlflow_error = str(e)
-    result.manifest["mlflow"] = {"tracking_uri": redact_uri(uri),
-                                 "run_id": result.mlflow_run_id, "error": result.mlflow_error}
-
-
-def drift_history(drift: pd.DataFrame, steps: dict | None = None
-                  ) -> list[tuple[str, float, int, int]]:
-    """Overall-slice drift statistics as ``(key, value, ts_ms, step)``; ``steps``: window
-    start -> MLflow step shared with the metric history (default: drift's own windows)."""
-    from rayeval.io.mlflow_writer import sanitize_key, window_steps
-
-    step_of = window_steps(drift) if steps is None else steps
-    df = drift[(drift["slice"] == "overall")
-               & np.isfinite(drift["statistic"].to_numpy(dtype=np.float64))]
-    out = []
-    for r in df.itertuples(index=False):
-        ts = int(pd.Timestamp(r.window_end).value // 10**6) if not pd.isna(r.window_end) else 0
-        key = sanitize_key(f"drift/{r.model}/{r.kind}/{r.feature}/{r.method}")
-        out.append((key, float(r.statistic), ts, step_of.get(r.window_start, 0)))
     return out
 
 
@@ -356,4 +334,5 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
             "durations": dict(timer.durations), "warnings": list(warnings)}
 
 
-__all__ = ["run_job", "RunResult", "InputError", "tracking_uri"]
+__all__ = ["run_job", "RunResult", "InputError", "tracking_uri", "drift_history", "scan_range",
+           "required_prediction_columns"]

@@ -21,6 +21,7 @@ import os
 import re
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -162,7 +163,8 @@ def replace_older_runs(client, experiment_id: str, keep: str, run_id: str | None
 def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, str],
             tags: Mapping[str, str], metric_history: Iterable[tuple[str, float, int, int]],
             artifacts: Iterable[tuple[str, str]], artifact_location: str | None = None) -> str:
-    """Log one job execution as an MLflow run; returns the MLflow run id.
+    """Log one job execution as an MLflow run; returns the MLflow run id
+    (:func:`start_run` then :func:`finish_run`).
 
     Args:
         artifacts: ``(local_path, artifact_dir)`` pairs.
@@ -172,45 +174,104 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[s
     Raises:
         MLflowUnavailable: the store is unreachable or a call failed.
     """
+    run = start_run(tracking_uri, experiment, run_name, params, artifact_location)
+    return finish_run(run, tags, metric_history, artifacts)
+
+
+@dataclass
+class PendingRun:
+    """An MLflow run created by :func:`start_run` (status RUNNING) and not finished yet."""
+
+    client: object
+    tracking_uri: str  # without credentials
+    user: str | None
+    password: str | None
+    experiment_id: str
+    run_id: str
+
+
+def _failing(tracking_uri: str, run: PendingRun | None = None):
+    """Context: any MLflow error becomes :class:`MLflowUnavailable` (URI redacted); with
+    ``run``, the run is first marked FAILED (KILLED on Ctrl-C), never left RUNNING."""
+    @contextlib.contextmanager
+    def ctx():
+        try:
+            yield
+        except MLflowUnavailable:
+            raise
+        except BaseException as e:  # also Ctrl-C: never leave a run RUNNING forever
+            if run is not None:
+                with contextlib.suppress(Exception):
+                    run.client.set_terminated(run.run_id, "KILLED" if isinstance(
+                        e, KeyboardInterrupt) else "FAILED")
+            if not isinstance(e, Exception):
+                raise
+            raise MLflowUnavailable(f"MLflow logging to {redact_uri(tracking_uri)} failed: "
+                                    f"{type(e).__name__}: {redact_uri(str(e))}") from None
+    return ctx()
+
+
+def start_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, str],
+              artifact_location: str | None = None,
+              tags: Mapping[str, str] | None = None) -> PendingRun:
+    """Create the run (and its experiment, and a sqlite store's tables, on first use) and log
+    its params: the part of the logging that needs no result, so a job does it while its scan
+    runs. Finish with :func:`finish_run`, or :func:`abort_run` when the job fails.
+
+    Raises:
+        MLflowUnavailable: the store is unreachable or a call failed.
+    """
     check_reachable(tracking_uri)
     clean, user, password = split_credentials(tracking_uri)
-    with _credentials_env(user, password):
-        return _log_run(clean, experiment, run_name, params, tags, metric_history, artifacts,
-                        artifact_location)
+    with _credentials_env(user, password), _failing(clean):
+        from mlflow.entities import Param, RunTag
+        from mlflow.tracking import MlflowClient
 
-
-def _log_run(tracking_uri, experiment, run_name, params, tags, metric_history, artifacts,
-             artifact_location) -> str:
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-
-    try:
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = MlflowClient(tracking_uri=clean)
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(
             experiment, artifact_location=artifact_location)
-        run = client.create_run(exp_id, run_name=run_name)
-        rid = run.info.run_id
-        try:
+        rid = client.create_run(exp_id, run_name=run_name).info.run_id
+        run = PendingRun(client, clean, user, password, exp_id, rid)
+        with _failing(clean, run):
             ps = [Param(sanitize_key(k), v) for k, v in params.items()]
-            ts = [RunTag(sanitize_key(k), str(v)[:5000]) for k, v in tags.items()]
-            ms = [Metric(k, v, t, s) for k, v, t, s in metric_history if math.isfinite(v)]
-            for i in range(0, max(len(ps), 1), 100):
-                client.log_batch(rid, params=ps[i:i + 100])
-            client.log_batch(rid, tags=ts)
-            for i in range(0, len(ms), 1000):
-                client.log_batch(rid, metrics=ms[i:i + 1000])
-            for local, art_dir in artifacts:
-                client.log_artifact(rid, local, art_dir)
-            client.set_terminated(rid, "FINISHED")
-        except BaseException as e:  # also Ctrl-C: never leave a run RUNNING forever
-            client.set_terminated(rid, "KILLED" if isinstance(e, KeyboardInterrupt)
-                                  else "FAILED")
-            raise
-        replace_older_runs(client, exp_id, rid, tags.get("rayeval.run_id"))
-        return rid
-    except MLflowUnavailable:
-        raise
-    except Exception as e:  # mlflow raises MlflowException / requests errors
-        raise MLflowUnavailable(f"MLflow logging to {redact_uri(tracking_uri)} failed: "
-                                f"{type(e).__name__}: {redact_uri(str(e))}") from None
+            ts = [RunTag(sanitize_key(k), str(v)[:5000]) for k, v in (tags or {}).items()]
+            for i in range(0, max(len(ps), 1), 100):  # MLflow's limit of params per batch
+                client.log_batch(rid, params=ps[i:i + 100], tags=ts if i == 0 else [])
+        return run
+
+
+def finish_run(run: PendingRun, tags: Mapping[str, str],
+               metric_history: Iterable[tuple[str, float, int, int]],
+               artifacts: Iterable[tuple[str, str]]) -> str:
+    """Log tags, the metric history (batches of 1,000) and the artifacts of a :func:`start_run` run, mark it FINISHED and soft-delete older runs
+    of the same rayeval run id; returns the MLflow run id.
+
+    Raises:
+        MLflowUnavailable: a call failed (the run is marked FAILED).
+    """
+    from mlflow.entities import Metric, RunTag
+
+    client, rid = run.client, run.run_id
+    with _credentials_env(run.user, run.password), _failing(run.tracking_uri, run):
+        ts = [RunTag(sanitize_key(k), str(v)[:5000]) for k, v in tags.items()]
+        ms = [Metric(k, v, t, s) for k, v, t, s in metric_history if math.isfinite(v)]
+        client.log_batch(rid, tags=ts, metrics=ms[:1000 - len(ts)])
+        rest = ms[1000 - len(ts):]
+        for i in range(0, len(rest), 1000):
+            client.log_batch(rid, metrics=rest[i:i + 1000])
+        for local, art_dir in artifacts:
+            client.log_artifact(rid, local, art_dir)
+        client.set_terminated(rid, "FINISHED")
+    with _credentials_env(run.user, run.password), _failing(run.tracking_uri):
+        replace_older_runs(client, run.experiment_id, rid, tags.get("rayeval.run_id"))
+    return rid
+
+
+def abort_run(run: PendingRun | None, status: str = "FAILED") -> None:
+    """Mark a :func:`start_run` run ``status`` (the job failed before its results): never left
+    RUNNING. Errors are ignored (the job's own error is the one to report)."""
+    if run is None:
+        return
+    with _credentials_env(run.user, run.password), contextlib.suppress(Exception):
+        run.client.set_terminated(run.run_id, status)

@@ -147,7 +147,8 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
     except OSError as e:
         raise InputError(f"Cannot access {uri}: {e}") from None
     if info.type == pafs.FileType.NotFound:
-        raise InputError(f"Input path does not exist: {uri}")
+        where = "" if "://" in uri or uri.startswith("/") else f" (resolved to {path})"
+        raise InputError(f"Input path does not exist: {uri}{where}")
     if info.type == pafs.FileType.File:
         infos = [info]
     else:
