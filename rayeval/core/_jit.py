@@ -23,6 +23,8 @@ import os
 import tempfile
 
 import numba
+import numpy as np
+import numba.typed
 from numba.core import caching
 from numba.core import config as _config
 
@@ -79,3 +81,12 @@ def jit(fn=None, **options):
         if "no locator available" not in str(exc):
             raise
     return numba.njit(cache=False, nogil=True, **options)(fn)
+
+
+def typed_list(arrays) -> "numba.typed.List":
+    """A numba typed list of the given arrays (all of one dtype and rank), to pass a variable
+    number of arrays to a kernel under one compiled signature."""
+    out = numba.typed.List()
+    for a in arrays:
+        out.append(np.ascontiguousarray(a))
+    return out

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from rayeval.core._jit import jit
+from rayeval.core._jit import jit, typed_list
 
 MAX_SHIFT = 62
 UPPER = 1 << 62
@@ -140,94 +140,126 @@ def build_histogram(cell, keys, key_order, pos_w, neg_w, n_cells, budget):
                 out += 1
         out, shift[c] = _fit_cell(b, p, q, r, lo, out, 0, budget, counts)
         offsets[c + 1] = out
-    return shift, offsets, b[:out].copy(), p[:out].copy(), q[:out].copy(), r[:out].copy()
+    return shift, offsets, _trim(b, out), _trim(p, out), _trim(q, out), _trim(r, out)
 
 
 @jit
-def merge_histograms(bounds, offsets, bucket, pos, neg, rep, maps, map_off, shifts, n_cells,
-                     budget):
-    """Merge histograms given concatenated: histogram ``h`` owns entries
-    ``bounds[h]:bounds[h + 1]``, its old cell ``c`` the entries
-    ``bounds[h] + offsets[map_off[h] + h + c]`` up to the next offset, and ``maps[map_off[h] + c]``
-    / ``shifts[map_off[h] + c]`` are that cell's new cell and shift.
+def merge_histograms(offsets, bucket, pos, neg, rep, maps, shifts, n_cells, budget):
+    """Merge histograms (typed lists, one item per input histogram ``h``: ``offsets[h]``
+    (n_cells_h + 1,), ``bucket[h]``, ``pos[h]``, ``neg[h]``, ``rep[h]`` (nnz_h,), and
+    ``maps[h]`` / ``shifts[h]`` (n_cells_h,): each old cell's new cell and shift).
 
     Each new cell takes the largest shift of its inputs; its sorted runs (one per input
-    histogram, in histogram order) are merged k-way with keys coarsened on the fly, equal
-    buckets added in histogram order (the order of a stable sort of the concatenation), and
-    the cell is re-fitted to ``budget`` (<= 0: none) right after.
+    histogram, in histogram order) are copied, coarsened, into a small scratch buffer and
+    merged k-way there, equal buckets added in histogram order (the order of a stable sort of
+    the concatenation); the cell is re-fitted to ``budget`` (<= 0: none) right after.
 
     Returns:
         ``(shift, offsets, bucket, pos, neg, rep)`` as :func:`build_histogram`.
     """
-    n_hists = bounds.size - 1
+    n_hists = len(offsets)
     new_shift = np.zeros(n_cells, dtype=np.int64)
     first = np.zeros(n_cells + 1, dtype=np.int64)  # runs (non-empty old cells) per new cell
+    nnz = 0
     for h in range(n_hists):
-        for c in range(map_off[h], map_off[h + 1]):
-            new_shift[maps[c]] = max(new_shift[maps[c]], shifts[c])
-            if offsets[c + h + 1] > offsets[c + h]:
-                first[maps[c] + 1] += 1
-    max_k = 0
+        off, m_h, s_h = offsets[h], maps[h], shifts[h]
+        nnz += bucket[h].size
+        for c in range(m_h.size):
+            new_shift[m_h[c]] = max(new_shift[m_h[c]], s_h[c])
+            if off[c + 1] > off[c]:
+                first[m_h[c] + 1] += 1
     for c in range(n_cells):
-        max_k = max(max_k, first[c + 1])
         first[c + 1] += first[c]
     n_runs = first[n_cells]
+    run_h = np.empty(n_runs, dtype=np.int64)
     run_lo = np.empty(n_runs, dtype=np.int64)
     run_hi = np.empty(n_runs, dtype=np.int64)
     run_k0 = np.empty(n_runs, dtype=np.int64)
     fill = first[:-1].copy()
     for h in range(n_hists):  # histogram order kept within each new cell
-        for c in range(map_off[h], map_off[h + 1]):
-            if offsets[c + h + 1] > offsets[c + h]:
-                j = fill[maps[c]]
-                fill[maps[c]] = j + 1
-                run_lo[j] = bounds[h] + offsets[c + h]
-                run_hi[j] = bounds[h] + offsets[c + h + 1]
-                run_k0[j] = shifts[c]
-    nnz = bucket.size
+        off, m_h, s_h = offsets[h], maps[h], shifts[h]
+        for c in range(m_h.size):
+            if off[c + 1] > off[c]:
+                j = fill[m_h[c]]
+                fill[m_h[c]] = j + 1
+                run_h[j], run_lo[j], run_hi[j], run_k0[j] = h, off[c], off[c + 1], s_h[c]
+    max_k, max_len = 1, 1
+    for c in range(n_cells):
+        max_k = max(max_k, first[c + 1] - first[c])
+        total = 0
+        for j in range(first[c], first[c + 1]):
+            total += run_hi[j] - run_lo[j]
+        max_len = max(max_len, total)
+    sb = np.empty(max_len, dtype=np.int64)  # one cell's runs, coarsened, back to back
+    sp = np.empty(max_len, dtype=np.float64)
+    sq = np.empty(max_len, dtype=np.float64)
+    sr = np.empty(max_len, dtype=np.int64)
     b = np.empty(nnz, dtype=np.int64)
     p = np.empty(nnz, dtype=np.float64)
     q = np.empty(nnz, dtype=np.float64)
     r = np.empty(nnz, dtype=np.int64)
     out_off = np.zeros(n_cells + 1, dtype=np.int64)
     head = np.empty(max_k, dtype=np.int64)
-    head_key = np.empty(max_k, dtype=np.int64)
+    end = np.empty(max_k, dtype=np.int64)
     counts = np.zeros(65, dtype=np.int64)
     out = 0
     for c in range(n_cells):
         k1 = new_shift[c]
-        r0, m = first[c], first[c + 1] - first[c]
+        m = first[c + 1] - first[c]
+        t = 0
         for a in range(m):
-            head[a] = run_lo[r0 + a]
-            head_key[a] = _coarse(bucket[head[a]], run_k0[r0 + a], k1)
+            j = first[c] + a
+            hb, hp, hq, hr = bucket[run_h[j]], pos[run_h[j]], neg[run_h[j]], rep[run_h[j]]
+            head[a] = t
+            for i in range(run_lo[j], run_hi[j]):
+                sb[t], sp[t], sq[t], sr[t] = _coarse(hb[i], run_k0[j], k1), hp[i], hq[i], hr[i]
+                t += 1
+            end[a] = t
         lo = out
-        while True:
+        if m == 1:  # one run: equal neighbours only where coarsening joined buckets
+            for i in range(t):
+                if out > lo and sb[i] == b[out - 1]:
+                    p[out - 1] += sp[i]
+                    q[out - 1] += sq[i]
+                    if r[out - 1] != sr[i]:
+                        r[out - 1] = -1
+                else:
+                    b[out], p[out], q[out], r[out] = sb[i], sp[i], sq[i], sr[i]
+                    out += 1
+        while m > 1:
             key = -1
             for a in range(m):
-                if head[a] < run_hi[r0 + a] and (key < 0 or head_key[a] < key):
-                    key = head_key[a]
+                if head[a] < end[a] and (key < 0 or sb[head[a]] < key):
+                    key = sb[head[a]]
             if key < 0:
                 break
             new = True
             for a in range(m):
-                hi_a = run_hi[r0 + a]
-                while head[a] < hi_a and head_key[a] == key:
-                    i = head[a]
+                i = head[a]
+                while i < end[a] and sb[i] == key:
                     if new:
-                        b[out], p[out], q[out], r[out] = key, pos[i], neg[i], rep[i]
+                        b[out], p[out], q[out], r[out] = key, sp[i], sq[i], sr[i]
                         out += 1
                         new = False
                     else:
-                        p[out - 1] += pos[i]
-                        q[out - 1] += neg[i]
-                        if r[out - 1] != rep[i]:
+                        p[out - 1] += sp[i]
+                        q[out - 1] += sq[i]
+                        if r[out - 1] != sr[i]:
                             r[out - 1] = -1
-                    head[a] = i + 1
-                    if i + 1 < hi_a:
-                        head_key[a] = _coarse(bucket[i + 1], run_k0[r0 + a], k1)
+                    i += 1
+                head[a] = i
         out, new_shift[c] = _fit_cell(b, p, q, r, lo, out, k1, budget, counts)
         out_off[c + 1] = out
-    return new_shift, out_off, b[:out].copy(), p[:out].copy(), q[:out].copy(), r[:out].copy()
+    return new_shift, out_off, _trim(b, out), _trim(p, out), _trim(q, out), _trim(r, out)
+
+
+@jit(inline="always")
+def _trim(a, n):
+    """``a[:n]``: a view when it keeps most of ``a`` (no copy, no new pages), else a copy
+    (the spare tail is then freed)."""
+    if 4 * n >= 3 * a.size:
+        return a[:n]
+    return a[:n].copy()
 
 
 @jit
@@ -298,6 +330,5 @@ def warm_up() -> None:
     z = np.zeros(1, dtype=np.int64)
     one = np.ones(1)
     shift, off, b, p, q, r = build_histogram(z, z, z, one, one, 1, 2)
-    merge_histograms(np.array([0, 1], dtype=np.int64), off, b, p, q, r, z, np.array([0, 1]),
-                     shift, 1, 2)
+    merge_histograms(*(typed_list([x]) for x in (off, b, p, q, r, z, shift)), 1, 2)
     ranking(p, q, r >= 0, off, np.zeros(1, dtype=bool))

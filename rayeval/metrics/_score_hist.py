@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rayeval.core import kernels
+from rayeval.core._jit import typed_list
 
 MAX_SHIFT = 62
 _UPPER = np.int64(1 << 62)
@@ -254,12 +255,9 @@ def combine(hists: list[ScoreHistogram], maps: list[np.ndarray], n_cells: int,
     """
     if not hists:
         return ScoreHistogram.empty(n_cells)
-    sizes = [h.bucket.size for h in hists]
-    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    map_off = np.concatenate([[0], np.cumsum([h.n_cells for h in hists])]).astype(np.int64)
-    cat = [np.concatenate([getattr(h, f) for h in hists]) if len(hists) > 1
-           else getattr(hists[0], f) for f in ("offsets", "bucket", "pos", "neg", "rep")]
-    all_maps = np.concatenate([np.asarray(m, dtype=np.int64) for m in maps])
-    shifts = np.concatenate([h.shift for h in hists]).astype(np.int64)
-    return ScoreHistogram(*kernels.merge_histograms(bounds, *cat, all_maps, map_off, shifts,
+    lists = [typed_list([getattr(h, f) for h in hists])
+             for f in ("offsets", "bucket", "pos", "neg", "rep")]
+    maps = typed_list([np.asarray(m, dtype=np.int64) for m in maps])
+    shifts = typed_list([h.shift for h in hists])
+    return ScoreHistogram(*kernels.merge_histograms(*lists, maps, shifts,
                                                     int(n_cells), _budget_arg(budget)))
