@@ -104,3 +104,17 @@ def ranking(pos, neg, indptr, exact, single):
                 out[2, c] = step.sum() / p_tot
     return out
 
+
+
+def binary_row_terms(p, y, w, n_bins):
+    """``(bins, log_loss, brier, wp, wy)`` as ``kernels.binary_row_terms``, with numpy."""
+    return (sm.calibration_bin_ids(p, n_bins), w * sm.binary_log_loss_terms(y, p),
+            w * (p - y) ** 2, w * p, np.where(y, w, 0.0))
+
+
+def binary_group_sums(codes, y, w, log_loss, brier, bins, wp, wy, g, n_bins):
+    """As ``kernels.binary_group_sums``, one ``np.bincount`` per sum."""
+    from rayeval.core.state import grouped_sum
+    return (grouped_sum(codes, g), grouped_sum(codes[y], g), grouped_sum(codes, g, w),
+            grouped_sum(codes, g, log_loss), grouped_sum(codes, g, brier),
+            np.stack([grouped_sum(codes, g, v, n_bins, bins) for v in (w, wp, wy)], axis=1))

@@ -185,3 +185,25 @@ def test_same_code_at_a_new_path_reuses_the_compiled_kernels(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         listings.append(sorted((p.name, p.stat().st_mtime_ns) for p in cache.rglob("*")))
     assert listings[0] and listings[0] == listings[1]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 500), n_groups=st.integers(1, 9),
+       n_bins=st.integers(1, 25), kind=st.sampled_from(["uniform", "ties", "block"]))
+def test_binary_row_terms_and_group_sums_equal_numpy(seed, n, n_groups, n_bins, kind):
+    rng = np.random.default_rng(seed)
+    p = _scores(rng, n, kind)
+    p[rng.random(n) < 0.05] = np.linspace(0, 1, n_bins + 1)[rng.integers(0, n_bins + 1)]  # edges
+    y = rng.random(n) < 0.4
+    w = rng.exponential(size=n) * (rng.random(n) > 0.1)
+    from rayeval.metrics import _score_math as sm
+    got = kernels.binary_row_terms(p, y, w, sm.padded_bin_edges(n_bins), n_bins)
+    want = ref.binary_row_terms(p, y, w, n_bins)
+    for g_, w_ in zip(got, want):  # libm's log in both here: bit for bit
+        assert np.array_equal(g_, w_)
+    codes = rng.integers(0, n_groups, n).astype(np.int64)
+    got = kernels.binary_group_sums(codes, y, w, *want[1:3], want[0], *want[3:], n_groups, n_bins)
+    want = ref.binary_group_sums(codes, y, w, *want[1:3], want[0], *want[3:], n_groups, n_bins)
+    for g_, w_ in zip(got, want):  # row order, as bincount: bit for bit
+        assert np.array_equal(g_, w_)
+        assert g_.dtype == w_.dtype or n == 0  # bincount of no weights is int64, ours float

@@ -324,6 +324,70 @@ def ranking(pos, neg, single, indptr, exact):
     return out
 
 
+EPS = float(np.finfo(np.float64).eps)
+
+
+@jit
+def binary_row_terms(p, y, w, padded_edges, n_bins):
+    """Per-row terms of the binary score metrics (as ``_score_math`` with numpy).
+
+    Args:
+        p: float64 (n,) scores in [0, 1]; y: bool (n,) positive; w: float64 (n,) weights;
+        padded_edges: float64 (n_bins + 1,), the interior bin edges between -inf and inf.
+
+    Returns:
+        ``(bins, log_loss, brier, wp, wy)``: calibration bin (int64, as
+        ``calibration_bin_ids``), ``w * -log(clip(q, eps, 1 - eps))`` with ``q`` the score of
+        the true class, ``w * (p - y)**2``, ``w * p`` and ``w * y``.
+    """
+    n = p.size
+    bins = np.empty(n, dtype=np.int64)
+    log_loss = np.empty(n, dtype=np.float64)
+    brier = np.empty(n, dtype=np.float64)
+    wp = np.empty(n, dtype=np.float64)
+    wy = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        s, wi, pos = p[i], w[i], y[i]
+        b = min(int(s * n_bins), n_bins - 1)
+        bins[i] = b - (1 if padded_edges[b] >= s else 0) + (1 if padded_edges[b + 1] < s else 0)
+        q = min(max(s if pos else 1.0 - s, EPS), 1.0 - EPS)
+        log_loss[i] = wi * -math.log(q)
+        d = s - (1.0 if pos else 0.0)
+        brier[i] = wi * (d * d)
+        wp[i] = wi * s
+        wy[i] = wi if pos else 0.0
+    return bins, log_loss, brier, wp, wy
+
+
+@jit
+def binary_group_sums(codes, y, w, log_loss, brier, bins, wp, wy, n_groups, n_bins):
+    """Per-group sums of the binary score terms in one pass over the rows (row order, as
+    ``np.bincount``: bit for bit).
+
+    Returns:
+        ``(n_rows, n_pos, w, log_loss, brier, cal)``: int64 (G,) counts, float64 (G,) sums
+        and cal float64 (G, 3, n_bins): weight, weighted score, weighted label per bin.
+    """
+    n_rows = np.zeros(n_groups, dtype=np.int64)
+    n_pos = np.zeros(n_groups, dtype=np.int64)
+    sw = np.zeros(n_groups, dtype=np.float64)
+    sll = np.zeros(n_groups, dtype=np.float64)
+    sbr = np.zeros(n_groups, dtype=np.float64)
+    cal = np.zeros((n_groups, 3, n_bins), dtype=np.float64)
+    for i in range(codes.size):
+        c, b = codes[i], bins[i]
+        n_rows[c] += 1
+        if y[i]:
+            n_pos[c] += 1
+        sw[c] += w[i]
+        sll[c] += log_loss[i]
+        sbr[c] += brier[i]
+        cal[c, 0, b] += w[i]
+        cal[c, 1, b] += wp[i]
+        cal[c, 2, b] += wy[i]
+    return n_rows, n_pos, sw, sll, sbr, cal
+
+
 def warm_up() -> None:
     """Load (or compile, on a cold cache) every kernel by calling it on a tiny input, so a
     worker pays that cost at start-up rather than inside its first batch."""
@@ -332,3 +396,6 @@ def warm_up() -> None:
     shift, off, b, p, q, r = build_histogram(z, z, z, one, one, 1, 2)
     merge_histograms(*(typed_list([x]) for x in (off, b, p, q, r, z, shift)), 1, 2)
     ranking(p, q, r >= 0, off, np.zeros(1, dtype=bool))
+    flag = np.ones(1, dtype=bool)
+    bins, ll, br, wp, wy = binary_row_terms(one, flag, one, np.array([-np.inf, np.inf]), 1)
+    binary_group_sums(z, flag, one, ll, br, bins, wp, wy, 1, 1)

@@ -79,13 +79,19 @@ def binary_log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(q, EPS, 1.0 - EPS))
 
 
+def padded_bin_edges(n_bins: int) -> np.ndarray:
+    """float64 (n_bins + 1,): ``-inf``, the interior edges of ``linspace(0, 1, n_bins + 1)``,
+    ``inf`` (the edges :func:`calibration_bin_ids` corrects against)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+
+
 def calibration_bin_ids(p: np.ndarray, n_bins: int) -> np.ndarray:
     """int64 (n,): equal-width bin of each score in ``[0, 1]``, exactly as scikit-learn's
     ``calibration_curve(strategy="uniform")`` (``searchsorted`` on the interior edges, left
     side: a score on an edge falls in the lower bin). Computed as ``floor(p * n_bins)`` and
     corrected by one against the ``linspace`` edges (no binary search)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    padded = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+    padded = padded_bin_edges(n_bins)
     b = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
     return b - (padded[b] >= p) + (padded[b + 1] < p)
 

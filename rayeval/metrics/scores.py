@@ -28,6 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from rayeval.core import kernels
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics._score_spec import (ScoreState, _class_index, _column, _equals, _res,
@@ -133,25 +134,20 @@ class BinaryScoreSpec(_ScoreSpecBase):
                                     w_nonfinite, w_negative], n)
         p, w = score[ok], w[ok]
         y = _equals(label[ok], self.positive_class)
-        wy = np.where(y, w, 0.0)
+        nb = self.n_calibration_bins
+        bins, log_loss, brier, wp, wy = kernels.binary_row_terms(
+            p, y, w, sm.padded_bin_edges(nb), nb)  # one compiled pass (see _score_math)
         keep = w > 0
         keys = sh.exact_keys(p[keep])
         return SimpleNamespace(
-            reason=reason, ok=ok, y=y, w=w, wp=w * p, wy=wy, keep=keep,
-            bins=sm.calibration_bin_ids(p, self.n_calibration_bins),
-            log_loss=w * sm.binary_log_loss_terms(y, p), brier=w * (p - y) ** 2,
-            bucket_keys=keys, key_order=sh.key_order(keys),
+            reason=reason, ok=ok, y=y, w=w, wp=wp, wy=wy, keep=keep, bins=bins,
+            log_loss=log_loss, brier=brier, bucket_keys=keys, key_order=sh.key_order(keys),
             pos_w=wy[keep], neg_w=(w - wy)[keep])
 
     def _grouped_sums(self, r: SimpleNamespace, c: np.ndarray, g: int) -> dict:
-        nb = self.n_calibration_bins
-        return {
-            "n_rows": grouped_sum(c, g), "n_pos": grouped_sum(c[r.y], g),
-            "w": grouped_sum(c, g, r.w),
-            "log_loss": grouped_sum(c, g, r.log_loss),
-            "brier": grouped_sum(c, g, r.brier),
-            "cal": np.stack([grouped_sum(c, g, v, nb, r.bins) for v in (r.w, r.wp, r.wy)], axis=1),
-        }
+        sums = kernels.binary_group_sums(np.asarray(c, dtype=np.int64), r.y, r.w, r.log_loss,
+                                         r.brier, r.bins, r.wp, r.wy, g, self.n_calibration_bins)
+        return dict(zip(("n_rows", "n_pos", "w", "log_loss", "brier", "cal"), sums))
 
     def finalize(self, state: ScoreState) -> list[MetricResult]:
         """One result per group and metric (see the class docstring for names and reasons);
