@@ -5,6 +5,8 @@
 
 A window ``[s, e)`` is mature when ``e + label delay <= now``; the latest mature window of the
 config's window size is evaluated with run id ``<name>-<window start>`` (a rerun replaces it).
+The label delay is ``--label-delay-hours``, else the config's ``windows.mature_after``, else
+72 h; ``windows.as_of`` is set to ``now``, so the run's own maturity rule agrees.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 from _common import load, parser, run
 
+from rayeval.config import parse_duration
 from rayeval.slicing import to_utc_ns, window_end, window_starts
 
 
@@ -29,13 +32,21 @@ def latest_mature_window(now: datetime, delay: timedelta, size: str) -> tuple[pd
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--label-delay-hours", type=float, default=72.0)
+    p.add_argument("--label-delay-hours", type=float, default=None,
+                   help="default: windows.mature_after of the config, else 72")
     p.add_argument("--now", default=None, help="UTC reference time (default: now)")
     args = p.parse_args()
     base = load(args, [])
     now = pd.Timestamp(args.now, tz="UTC") if args.now else datetime.now(timezone.utc)
-    s, e = latest_mature_window(now, timedelta(hours=args.label_delay_hours), base.windows.size)
+    if args.label_delay_hours is not None:
+        delay = timedelta(hours=args.label_delay_hours)
+    elif base.windows.mature_after:
+        delay = parse_duration(base.windows.mature_after)
+    else:
+        delay = timedelta(hours=72)
+    s, e = latest_mature_window(now, delay, base.windows.size)
     cfg = load(args, [f"windows.start={s.isoformat()}", f"windows.end={e.isoformat()}",
+                      f"windows.as_of={pd.Timestamp(now).isoformat()}",
                       f"run_id={base.name}-{s.strftime('%Y%m%dT%H%M')}"])
     run(cfg, args.quiet)
 

@@ -215,12 +215,50 @@ class WindowsConfig(_Frozen):
     size: Literal["none", "hour", "day", "week", "month"] = "none"
     start: Optional[datetime] = None  # inclusive, UTC (naive taken as UTC)
     end: Optional[datetime] = None  # exclusive
+    # label maturity (see rayeval.engine.maturity): a window is mature when its end plus
+    # `mature_after` (a duration: 72h, 3d, 90m) is at or before `as_of` (default: the run's
+    # start) and its label coverage (overall slice, per model) reaches `min_label_coverage`
+    mature_after: Optional[str] = None
+    min_label_coverage: Optional[float] = Field(default=None, ge=0, le=1)
+    as_of: Optional[datetime] = None
+    gate_immature: bool = False  # gates also on immature windows (default: mature only)
 
     @model_validator(mode="after")
     def _check(self):
         if self.start and self.end and utc(self.start) >= utc(self.end):
             raise ValueError(f"windows.start {self.start} must be before windows.end {self.end}")
+        if self.mature_after is not None:
+            parse_duration(self.mature_after)
         return self
+
+
+def parse_duration(text: str):
+    """``"72h"``, ``"3d"``, ``"90m"``, ``"1w"``, ``"3600s"`` (one number and a unit) as a
+    ``timedelta``.
+
+    Raises:
+        ValueError: naming the text and the accepted form.
+    """
+    from datetime import timedelta
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
+    if not m:
+        raise ValueError(f"windows.mature_after must be a duration such as 72h, 3d, 90m, 1w or "
+                         f"3600s, got {text!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+    return timedelta(**{unit: float(m.group(1))})
+
+
+class EstimationConfig(_Frozen):
+    """Performance estimation without labels (CBPE, :mod:`rayeval.metrics.cbpe`) for binary
+    tasks with ``score`` and multiclass tasks with ``scores`` (both with ``prediction``): written
+    to the ``estimated`` table per model, window and slice, next to the measured value where
+    labels exist; a measured value missing its estimate by more than
+    ``concept_shift_tolerance`` (and 3 sampling errors, for accuracy) is a concept-shift
+    warning."""
+
+    enabled: bool = False
+    concept_shift_tolerance: float = Field(default=0.05, gt=0, le=1)
 
 
 class DriftFeature(_Frozen):
@@ -445,6 +483,7 @@ class JobConfig(_Frozen):
     drift: DriftConfig = DriftConfig(enabled=False)
     gates: list[GateRule] = []
     intervals: IntervalsConfig = IntervalsConfig()
+    estimation: EstimationConfig = EstimationConfig()
     outputs: OutputsConfig = OutputsConfig()
     ray: RayConfig = RayConfig()
     policy: PolicyConfig = PolicyConfig()

@@ -131,6 +131,11 @@ class EvalPlan:
             for family, spec in make_specs(task).items():
                 for sl in self.slices:
                     self.specs[self.state_name(task.name, family, sl)] = spec
+        from rayeval.engine.estimation import FAMILY, cbpe_specs
+
+        for task_name, spec in cbpe_specs(cfg).items():  # CBPE: every row, labelled or not
+            for sl in self.slices:
+                self.specs[self.state_name(task_name, FAMILY, sl)] = spec
         self.coverage = CoverageSpec()
         # bootstrap replicates: one generic replicated state per family with a replicate view
         self.replicated: dict[str, Any] = {}
@@ -305,6 +310,10 @@ class EvalPlan:
             for task in self.tasks:
                 self._accumulate_task(out, task, table, label_cols, labeled, weight, groupings,
                                       reps)
+                if self.cfg.estimation.enabled:
+                    from rayeval.engine import estimation
+
+                    estimation.accumulate(self, out, task, table, weight, groupings)
         return out
 
     def _replicate_weights(self, table: pa.Table, weight: np.ndarray | None):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Optional
 
 import numpy as np
@@ -44,6 +45,8 @@ class RunResult:
     mlflow_run_id: Optional[str] = None
     mlflow_error: Optional[str] = None
     publish_error: Optional[str] = None  # Pushgateway push failed (results are written)
+    windows: Optional[pd.DataFrame] = None  # label maturity per model and window
+    estimated: Optional[pd.DataFrame] = None  # CBPE estimates (estimation.enabled)
     durations: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0  # time.time() when the job started / committed its tables
     committed_at: float = 0.0
@@ -209,15 +212,26 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             drift_df = drift_plan.finalize(ref_partial, merged, run_id)
             input_warnings += drift_plan.finalize_warnings
         input_warnings += empty_window_warnings(cfg, fin.coverage)
-        gates = evaluate_gates(cfg, fin.metrics, drift_df, run_id)
+        from rayeval.engine.maturity import gate_mature, window_maturity
+
+        as_of = cfg.windows.as_of or datetime.fromtimestamp(started, timezone.utc)
+        windows = window_maturity(cfg, fin.coverage, run_id, as_of)
+        gates = gate_mature(cfg, fin.metrics, drift_df, windows, run_id, evaluate_gates)
         quality = quality_gates(cfg, fin.invalid, fin.coverage, run_id, list(gates.columns))
         if not quality.empty:
             gates = quality if gates.empty else pd.concat([gates, quality], ignore_index=True)
+        estimated = None
+        if cfg.estimation.enabled:
+            from rayeval.engine.estimation import estimated_table, shift_warnings
+
+            estimated = estimated_table(plan, merged, run_id, fin.metrics, windows)
+            input_warnings += shift_warnings(estimated)
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
                               input_warnings)
     manifest["passes"] = pool.passes  # per pass: rows, read tasks, per-actor wait/reduce time
-    result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations)
+    result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations,
+                       windows=windows, estimated=estimated)
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
         with RunWriter(cfg.outputs.path, run_id, so) as writer:
@@ -230,6 +244,9 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                 writer.write_table("drift", drift_df)
                 writer.write_table("drift_histograms", hist)
             writer.write_table("gates", gates)
+            writer.write_table("windows", windows)
+            if estimated is not None:
+                writer.write_table("estimated", estimated)
             if cfg.outputs.report:
                 from rayeval.io.report import render_report
 
@@ -256,8 +273,12 @@ def _push_prometheus(cfg: JobConfig, result: RunResult, duration_s: float,
     from rayeval.io.prometheus import PublishError, build_summary, push_summary
 
     fin = result.finalized
+    from rayeval.engine.maturity import maturity_configured
+
+    windows = result.windows if maturity_configured(cfg) else None
     samples = build_summary(cfg, fin.metrics, fin.coverage, result.drift, result.gates,
-                            duration_s, committed_at)
+                            duration_s, committed_at, windows=windows,
+                            estimated=result.estimated)
     try:
         push_summary(cfg, samples)
     except PublishError as e:

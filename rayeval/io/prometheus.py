@@ -153,6 +153,8 @@ def build_summary(cfg: JobConfig, metrics: pd.DataFrame, coverage: pd.DataFrame,
     for est, table in ((False, metrics), (True, estimated)):
         if table is None or table.empty:
             continue
+        if "class_label" not in table:  # the estimated table: headline rows only
+            table = table.assign(class_label=None)
         m = table[table["slice"].isin(slices) & table["metric"].isin(names)]
         m = _latest(_mature_only(m, windows, mature=not est), ["task", "model"])
         if not est:

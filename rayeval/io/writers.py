@@ -34,7 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-TABLES = ("metrics", "confusion", "drift", "drift_histograms", "gates", "coverage", "invalid")
+TABLES = ("metrics", "confusion", "drift", "drift_histograms", "gates", "coverage", "invalid",
+          "windows", "estimated")
 
 
 def output_fs(path: str, storage_options: dict | None = None):
