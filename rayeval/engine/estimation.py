@@ -33,14 +33,15 @@ def cbpe_specs(cfg: JobConfig) -> dict:
         return {}
     out = {}
     for t in cfg.tasks:
-        if not t.prediction or not t.classes:
+        classes, pos = getattr(t, "classes", None), getattr(t, "positive_class", None)
+        if not getattr(t, "prediction", None) or not classes:
             continue
-        if t.type == "binary" and t.score and t.positive_class is not None:
-            neg = [c for c in t.classes if c != t.positive_class]
+        if t.type == "binary" and getattr(t, "score", None) and pos is not None:
+            neg = [c for c in classes if c != pos]
             if len(neg) == 1:
-                out[t.name] = CBPESpec((neg[0], t.positive_class), True)
-        elif t.type == "multiclass" and t.scores:
-            out[t.name] = CBPESpec(tuple(t.classes), False)
+                out[t.name] = CBPESpec((neg[0], pos), True)
+        elif t.type == "multiclass" and getattr(t, "scores", None):
+            out[t.name] = CBPESpec(tuple(classes), False)
     return out
 
 
