@@ -226,7 +226,7 @@ def report(output: str = typer.Argument(..., help="output path of a run (local o
     if drift is not None:
         hist = table("drift_histograms")
     html = render_report(manifest.get("config", {}).get("name", "rayeval"), run_id, metrics,
-                         coverage, drift, gates, hist, manifest)
+                         coverage, drift, gates, hist, manifest, table("estimated"))
     target = out or Path(output) / "reports" / f"{run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html)

@@ -44,7 +44,7 @@ def data(tmp_path_factory):
     return d
 
 
-def job(data, out, **windows):
+def job(data, out, report=False, **windows):
     return load_config(data={
         "name": "late", "inputs": {"predictions": {"uri": str(data / "preds")},
                                    "labels": {"uri": str(data / "labels")}},
@@ -55,14 +55,14 @@ def job(data, out, **windows):
         "windows": {"size": "week", **windows},
         "estimation": {"enabled": True},
         "gates": [{"name": "acc", "task": "clf", "metric": "accuracy", "min": 0.999}],
-        "outputs": {"path": str(out), "report": False, "mlflow": {"enabled": False}}})
+        "outputs": {"path": str(out), "report": report, "mlflow": {"enabled": False}}})
 
 
 def test_maturity_gates_and_estimates(ray_local, data, tmp_path):
     # as of 01-20 with 72 h: week 1 (labels due 01-11) and week 2 (01-18) are mature, week 3
     # (due 01-25) is not; coverage >= 0.5 also fails week 3 (30% labelled)
-    cfg = job(data, tmp_path / "out", mature_after="72h", min_label_coverage=0.5,
-              as_of="2024-01-20T00:00:00")
+    cfg = job(data, tmp_path / "out", report=True, mature_after="72h",
+              min_label_coverage=0.5, as_of="2024-01-20T00:00:00")
     res = run_job(cfg)
     w = pd.read_parquet(tmp_path / "out" / "windows")
     assert len(w) == 6 and set(w.model) == {"calibrated", "shifted"}
@@ -95,6 +95,8 @@ def test_maturity_gates_and_estimates(ray_local, data, tmp_path):
     warns = res.manifest["warnings"]
     assert any("model shifted" in x and "concept shift" in x for x in warns)
     assert not any("model calibrated" in x and "concept shift" in x for x in warns)
+    html = (tmp_path / "out" / "reports" / f"{res.run_id}.html").read_text()
+    assert "Estimated vs measured (CBPE)" in html and "concept shift?" in html
 
 
 def test_no_mature_window_is_not_gated(ray_local, data, tmp_path):

@@ -251,7 +251,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                 from rayeval.io.report import render_report
 
                 html = render_report(cfg.name, run_id, fin.metrics, fin.coverage, drift_df,
-                                     gates, hist, manifest)
+                                     gates, hist, manifest, estimated)
                 writer.write_bytes(f"reports/{run_id}.html", html.encode())
             from rayeval.io.alert_records import alert_records
 

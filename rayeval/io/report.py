@@ -514,7 +514,8 @@ svg.chart{display:block}.plot{fill:#fafcff;stroke:#e2e8f0}.ax{font-size:10px;fil
 
 def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.DataFrame,
                   drift: pd.DataFrame | None, gates: pd.DataFrame,
-                  histograms: pd.DataFrame | None, manifest: dict) -> str:
+                  histograms: pd.DataFrame | None, manifest: dict,
+                  estimated: pd.DataFrame | None = None) -> str:
     """Render one run as a self-contained HTML page (inline CSS and SVG, no scripts, no network).
 
     Args:
@@ -527,6 +528,7 @@ def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.D
             window_start, bin, bin_label, reference, current``) or ``None``.
         manifest: the run manifest (``config_hash``, ``row_counts``, ``durations``,
             ``versions`` are shown when present).
+        estimated: the CBPE ``estimated`` table (estimates vs measured), or ``None``.
 
     Returns:
         The HTML document as a string. Its size is bounded by the number of tasks, models,
@@ -546,6 +548,11 @@ def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.D
                     "</section>")
     body += [_drift_section(drift, histograms), _coverage_section(coverage)]
     nav += ['<a href="#drift">Drift</a>', '<a href="#coverage">Label coverage</a>']
+    if estimated is not None and len(estimated):
+        from rayeval.io.report_estimates import estimates_section
+
+        body.append(estimates_section(estimated))
+        nav.append('<a href="#estimates">Estimated vs measured</a>')
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
