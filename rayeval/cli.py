@@ -4,7 +4,10 @@ engine, print).
 Exit codes (as in the README): 0 success; 1 a gate failed (a data-quality rule of
 ``policy.max_invalid_share`` included; results written); 2 bad config or bad input (nothing
 written); 3 results written but publishing failed (MLflow logging or the Prometheus Pushgateway
-push); 4 any other failure (e.g. Ray could not start; nothing committed).
+push); 4 any other failure (e.g. Ray could not start, a model that raised while scoring; nothing
+committed); 5 results written but acting on the verdict in the model registry failed (the
+message names the failed step; the registry is as it was unless it says otherwise); 6 the model
+registry was unreachable before scoring (nothing written).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-EXIT_GATES, EXIT_INPUT, EXIT_PUBLISH, EXIT_ERROR = 1, 2, 3, 4
+EXIT_GATES, EXIT_INPUT, EXIT_PUBLISH, EXIT_ERROR, EXIT_ACTIONS, EXIT_REGISTRY = 1, 2, 3, 4, 5, 6
 EXIT_MLFLOW = EXIT_PUBLISH  # the older name of exit code 3
 
 
@@ -98,8 +101,9 @@ def validate(config: Path = typer.Argument(..., help="YAML job config"),
 
 def _preflight(cfg: JobConfig):
     """:func:`~rayeval.engine.preflight.inspect_inputs` (no Ray); an input error is printed
-    and exits 2."""
+    and exits 2, an unreachable model registry exits 6."""
     from rayeval.engine.preflight import InputError, inspect_inputs
+    from rayeval.io.models import RegistryUnavailable
 
     try:
         return inspect_inputs(cfg)
@@ -107,16 +111,24 @@ def _preflight(cfg: JobConfig):
         _print_error(e)
         err.print("nothing was written (the inputs were checked before Ray started).")
         raise typer.Exit(EXIT_INPUT)
+    except RegistryUnavailable as e:
+        _print_error(e)
+        err.print("nothing was written (the inputs were checked before Ray started).")
+        raise typer.Exit(EXIT_REGISTRY)
 
 
 @app.command()
 def run(config: Path = typer.Argument(..., help="YAML job config"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value override"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress, short summary"),
-        base_dir: Optional[str] = typer.Option(None, "--base-dir", help=BASE_DIR_HELP)):
-    """Run an evaluation job: read, evaluate per slice and window, write Parquet and MLflow."""
+        base_dir: Optional[str] = typer.Option(None, "--base-dir", help=BASE_DIR_HELP),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="evaluate, then print the registry actions the "
+                                          "verdict calls for without making them")):
+    """Run an evaluation job: read (or score registered models), evaluate per slice and window,
+    write Parquet and MLflow, then act on the verdict in the model registry (``actions:``)."""
     cfg = _load(config, set_, base_dir)
-    raise typer.Exit(execute(cfg, quiet=quiet))
+    raise typer.Exit(execute(cfg, quiet=quiet, dry_run=dry_run))
 
 
 class ProgressLines:
@@ -142,11 +154,14 @@ class ProgressLines:
                        soft_wrap=True)
 
 
-def execute(cfg: JobConfig, quiet: bool = False) -> int:
-    """Run ``cfg`` in a Ray session, print the summary, return the exit code."""
+def execute(cfg: JobConfig, quiet: bool = False, dry_run: bool = False) -> int:
+    """Run ``cfg`` in a Ray session, print the summary, act on the verdict (``actions``;
+    ``dry_run``: print the plan only), return the exit code."""
     from rayeval.engine.preflight import inspect_inputs
     from rayeval.engine.run import run_job
+    from rayeval.engine.scoring import ScoringError
     from rayeval.engine.session import ray_session
+    from rayeval.io.models import RegistryUnavailable
     from rayeval.io.readers import InputError
     from rayeval.summary import print_summary
 
@@ -171,12 +186,34 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
         _print_error(e)
         err.print("nothing was written.")
         return EXIT_INPUT
+    except RegistryUnavailable as e:
+        _print_error(e)
+        err.print("nothing was written.")
+        return EXIT_REGISTRY
+    except ScoringError as e:
+        _print_error(e)
+        err.print("nothing was written.")
+        return EXIT_ERROR
     except Exception as e:  # Ray failed to start, a worker died, ...: not a gate verdict (1)
         err.print_exception(max_frames=8)
         err.print(f"[red]run failed:[/red] {escape(f'{type(e).__name__}: {e}')}\n"
                   "nothing was committed (outputs are written atomically).", highlight=False)
         return EXIT_ERROR
     print_summary(console, cfg, result, short=quiet)
+    if cfg.actions.enabled or (dry_run and cfg.inputs.models is not None):
+        from rayeval.engine.acting import act_on_verdict
+        from rayeval.io.registry_actions import ActionError
+
+        try:
+            written = act_on_verdict(cfg, result, dry_run or not cfg.actions.enabled,
+                                     say=lambda s: console.print(s, highlight=False,
+                                                                 markup=False))
+            if written:
+                console.print(f"actions recorded: {written}", highlight=False)
+        except ActionError as e:
+            err.print(f"[red]acting on the verdict failed:[/red] {escape(str(e))}\n"
+                      f"Results are committed under {cfg.outputs.path}.", highlight=False)
+            return EXIT_ACTIONS
     if result.mlflow_error:
         err.print(f"[red]MLflow logging failed:[/red] {escape(str(result.mlflow_error))}\n"
                   f"Results are in the Parquet tables under {cfg.outputs.path}.", highlight=False)
@@ -189,6 +226,29 @@ def execute(cfg: JobConfig, quiet: bool = False) -> int:
     if not result.gates_passed:
         return EXIT_GATES
     return 0
+
+
+@app.command()
+def rollback(model: str = typer.Argument(..., help="registered model name"),
+             config: Path = typer.Option(..., "--config", help="job config (registry URI, "
+                                         "outputs.path of the actions table)"),
+             set_: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="print, change nothing"),
+             base_dir: Optional[str] = typer.Option(None, "--base-dir", help=BASE_DIR_HELP)):
+    """Undo the last alias move rayeval made on MODEL (from its rayeval.move.* tags): the
+    alias goes back to its previous version; recorded as a move in the actions table."""
+    from rayeval.engine.acting import rollback as undo
+    from rayeval.io.registry_actions import ActionError
+
+    cfg = _load(config, set_, base_dir)
+    try:
+        written = undo(cfg, model, dry_run,
+                       say=lambda s: console.print(s, highlight=False, markup=False))
+    except ActionError as e:
+        _print_error(e)
+        raise typer.Exit(EXIT_ACTIONS)
+    if written:
+        console.print(f"actions recorded: {written}", highlight=False)
 
 
 @app.command()

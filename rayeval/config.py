@@ -79,13 +79,63 @@ class ReferenceConfig(_Frozen):
         return self
 
 
+class ModelInput(_Frozen):
+    """One registered model to score: ``uri`` is ``models:/<name>@<alias>``,
+    ``models:/<name>/<version>`` or ``runs:/<run id>/<path>``; ``name`` is the model name
+    rayeval reports it under (the ``columns.model`` value of its rows); ``outputs``
+    overrides ``scoring.outputs`` for this model."""
+
+    name: str
+    uri: str
+    outputs: Optional[dict[str, Union[int, str, None]]] = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v):
+        if not _MODEL_URI.fullmatch(v):
+            raise ValueError(f"model uri {v!r}: expected models:/<name>@<alias>, "
+                             "models:/<name>/<version> or runs:/<run id>/<path>")
+        return v
+
+
+#: accepted model URIs (``models:/name@alias``, ``models:/name/version``, ``runs:/id/path``)
+_MODEL_URI = re.compile(r"models:/[^/@]+(@[\w.-]+|/\d+)|runs:/[0-9a-f]+/.+")
+
+
 class InputsConfig(_Frozen):
-    """Input datasets: predictions (required), a separate labels dataset joined on the id
+    """Input datasets: predictions (a prediction log), or ``models`` (registered models scored
+    on the ``features`` dataset, which carries the id, timestamp, slice and feature columns
+    and, unless ``labels`` is set, the labels); a separate labels dataset joined on the id
     (optional), and object-store options for ``s3://`` URIs."""
 
-    predictions: DatasetConfig
+    predictions: Optional[DatasetConfig] = None
+    models: Optional[list[ModelInput]] = None
+    features: Optional[DatasetConfig] = None
     labels: Optional[DatasetConfig] = None
     storage: StorageConfig = StorageConfig()
+
+    @model_validator(mode="after")
+    def _check_kind(self):
+        if (self.predictions is None) == (self.models is None):
+            raise ValueError("inputs: set exactly one of `predictions` (a prediction log) and "
+                             "`models` (registered models to score)")
+        if self.models is not None:
+            if not self.models:
+                raise ValueError("inputs.models: at least one model is required")
+            if self.features is None:
+                raise ValueError("inputs.models needs inputs.features (the dataset to score)")
+            names = [m.name for m in self.models]
+            if len(set(names)) != len(names):
+                raise ValueError(f"inputs.models: names must be unique, got {names}")
+        elif self.features is not None:
+            raise ValueError("inputs.features is the dataset `models` score; with "
+                             "`predictions` leave it out")
+        return self
+
+    @property
+    def source(self) -> DatasetConfig:
+        """The dataset the scan reads: the predictions, or the features the models score."""
+        return self.predictions if self.predictions is not None else self.features
 
 
 class ColumnsConfig(_Frozen):
@@ -421,12 +471,62 @@ class PrometheusConfig(_Frozen):
 
 class OutputsConfig(_Frozen):
     """Output prefix (local or ``s3://``) for the Parquet tables, manifest and report; optional
-    MLflow logging and Prometheus Pushgateway publishing."""
+    MLflow logging and Prometheus Pushgateway publishing; ``predictions``: with
+    ``inputs.models``, also write the scored rows as a hive-partitioned ``predictions/``
+    dataset (committed with the tables, for audit and reruns)."""
 
     path: str = "rayeval-output"
     mlflow: MLflowConfig = MLflowConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     report: bool = True
+    predictions: bool = False
+
+
+#: a model output selector: a column name (DataFrame output), a column index (2-D array) or
+#: ``None`` (1-D output)
+OutputSelector = Union[int, str, None]
+
+
+class ScoringConfig(_Frozen):
+    """How ``inputs.models`` are scored (Ray Data ``map_batches`` in an actor pool; each actor
+    loads every model once with ``mlflow.pyfunc.load_model``).
+
+    ``outputs`` maps a task column (a task's ``prediction``, ``score`` or ``scores`` column) to
+    the part of the model's ``predict`` output that fills it: a column name of a DataFrame
+    output, a column index of a 2-D output (e.g. ``1`` of ``predict_proba``'s ``(n, 2)``
+    array), or ``null`` for a 1-D output. ``threshold``: a binary task's ``prediction``
+    column, when not mapped, is ``positive_class`` where its score >= threshold, else the
+    other class. ``registry_uri``: where ``models:/`` URIs resolve (default
+    ``MLFLOW_REGISTRY_URI``, else the tracking URI). ``actors``: scoring actors (``auto``: one
+    per CPU but one); ``actor_num_cpus``: CPUs each reserves (``None``: what the reducers
+    and read tasks leave, see :func:`rayeval.engine.scoring.fit_scorer_cpus`).
+    ``batch_size``: rows per ``predict`` call."""
+
+    outputs: dict[str, OutputSelector] = {}
+    threshold: Optional[float] = Field(default=None, ge=0, le=1)
+    registry_uri: Optional[str] = None
+    actors: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
+    actor_num_cpus: Optional[float] = Field(default=None, gt=0)
+    batch_size: int = Field(default=65_536, ge=1)
+    check_dependencies: bool = True
+
+
+class ActionsConfig(_Frozen):
+    """Acting on the verdict in the model registry (off by default; only after the results are
+    committed). The models scored as ``models:/<model>@<challenger_alias>`` and
+    ``models:/<model>@<champion_alias>`` are the challenger and the champion. ``promote``: a
+    challenger whose gates all pass gets the champion alias; ``rollback``: a champion whose
+    gates fail (and no promotion) moves the champion alias back to the latest earlier version
+    rayeval tagged ``rayeval.validation=passed``. Every evaluated version is tagged with its
+    verdict, run id and blessing path; every alias move is recorded as model tags and in the
+    append-only ``actions`` table."""
+
+    enabled: bool = False
+    model: Optional[str] = None  # registered model name (default: the one the URIs name)
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    promote: bool = True
+    rollback: bool = True
 
 
 class RayConfig(_Frozen):
@@ -489,6 +589,8 @@ class JobConfig(_Frozen):
     policy: PolicyConfig = PolicyConfig()
     models: Optional[list[str]] = None  # restrict to these model versions
     filters: dict[str, list[Scalar]] = {}  # keep rows whose column value is in the list
+    scoring: ScoringConfig = ScoringConfig()
+    actions: ActionsConfig = ActionsConfig()
 
     @model_validator(mode="after")
     def _check(self):
@@ -500,7 +602,66 @@ class JobConfig(_Frozen):
         gates = [g.name for g in self.gates]
         if len(set(gates)) != len(gates):
             raise ValueError(f"gates: names must be unique, got {gates}")
+        if self.inputs.models is not None:
+            self._check_scoring()
+        elif self.outputs.predictions or self.actions.enabled:
+            raise ValueError("outputs.predictions and actions need inputs.models (registered "
+                             "models to score)")
         return self
+
+    def _check_scoring(self) -> None:
+        """With ``inputs.models``: every task column a model fills is mapped in
+        ``scoring.outputs`` (or the model's ``outputs``), a binary prediction may come from
+        ``scoring.threshold``, no label is a model output, and drift (whose reference would
+        need scoring too) is off."""
+        if not self.columns.model:
+            raise ValueError("inputs.models needs columns.model (the column rayeval fills with "
+                             "each model's name)")
+        if self.drift.enabled:
+            raise ValueError("drift with inputs.models is not supported: monitor drift on the "
+                             "predictions dataset written with outputs.predictions")
+        labels = {t.label for t in self.tasks}
+        task_cols = {c for t in self.tasks for c in [t.prediction, t.score, *(t.scores or [])]
+                     if c}
+        for m in self.inputs.models:
+            mapping = m.outputs if m.outputs is not None else self.scoring.outputs
+            extra = sorted(set(mapping) - task_cols - labels)
+            if extra:
+                raise ValueError(f"model {m.name!r}: outputs map {extra}, which no task reads "
+                                 f"(task columns: {sorted(task_cols)})")
+            bad = sorted(labels & set(mapping))
+            if bad:
+                raise ValueError(f"model {m.name!r}: outputs map label column(s) {bad}; labels "
+                                 "come from inputs.features or inputs.labels")
+            for t in self.tasks:
+                need = [c for c in [t.score, *(t.scores or [])] if c]
+                if t.prediction and not (t.type == "binary" and t.score
+                                         and self.scoring.threshold is not None):
+                    need.append(t.prediction)
+                missing = [c for c in need if c not in mapping]
+                if missing:
+                    raise ValueError(
+                        f"model {m.name!r}: task {t.name!r} column(s) {missing} are not mapped "
+                        "to a model output: add them to scoring.outputs (column name, column "
+                        "index or null)" + (" or set scoring.threshold" if t.type == "binary"
+                                            and t.score else ""))
+        if self.actions.enabled and not self.gates:
+            raise ValueError("actions need gates: without a gate every model would pass")
+        if self.actions.enabled and self.actions.model is None:
+            regs = {m.uri.split("/")[1].split("@")[0] for m in self.inputs.models
+                    if m.uri.startswith("models:/")}
+            if len(regs) != 1:
+                raise ValueError("actions.model: name the registered model to act on (the "
+                                 f"models' URIs name {sorted(regs) or 'none'})")
+
+    def registered_model(self) -> Optional[str]:
+        """The registered model the actions move aliases of (``actions.model``, else the one
+        name the ``models:/`` URIs share)."""
+        if self.actions.model:
+            return self.actions.model
+        regs = {m.uri.split("/")[1].split("@")[0] for m in self.inputs.models or []
+                if m.uri.startswith("models:/")}
+        return regs.pop() if len(regs) == 1 else None
 
     def slice_specs(self) -> list[tuple[str, ...]]:
         """Slice specs in output order: ``()`` (overall), single columns, crosses."""
@@ -522,6 +683,7 @@ class JobConfig(_Frozen):
         ml["tracking_uri"] = redact_uri(ml.get("tracking_uri"))
         pg = d["outputs"]["prometheus"]
         pg["pushgateway_url"] = redact_uri(pg.get("pushgateway_url"))
+        d["scoring"]["registry_uri"] = redact_uri(d["scoring"].get("registry_uri"))
         return d
 
     def config_hash(self) -> str:
@@ -531,8 +693,14 @@ class JobConfig(_Frozen):
     def results_hash(self) -> str:
         """sha256 (first 12 hex) of the parts of the config that decide the results: all but
         ``ray`` (execution tuning) and ``outputs`` (where and how results are written)."""
-        d = {k: v for k, v in self.redacted().items() if k not in ("ray", "outputs")}
-        d["inputs"] = {k: v for k, v in d["inputs"].items() if k != "storage"}  # access only
+        d = {k: v for k, v in self.redacted().items() if k not in ("ray", "outputs", "actions")}
+        d["inputs"] = {k: v for k, v in d["inputs"].items()  # storage: access only
+                       if k != "storage" and not (k in ("models", "features") and v is None)}
+        d["scoring"] = {k: v for k, v in d["scoring"].items()  # execution tuning and access
+                        if k not in ("actors", "actor_num_cpus", "batch_size", "registry_uri",
+                                     "check_dependencies")}
+        if self.inputs.models is None:  # the run ids of prediction-log jobs stay as they were
+            d.pop("scoring")
         return _short_hash(d)
 
     def resolved_run_id(self) -> str:

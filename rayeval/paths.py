@@ -22,8 +22,9 @@ import os
 from typing import Optional
 
 #: config fields (dotted) holding a local path or URI that a base directory resolves
-PATH_FIELDS = ("inputs.predictions.uri", "inputs.labels.uri", "drift.reference.uri",
-               "outputs.path", "outputs.mlflow.tracking_uri")
+PATH_FIELDS = ("inputs.predictions.uri", "inputs.features.uri", "inputs.labels.uri",
+               "drift.reference.uri", "outputs.path", "outputs.mlflow.tracking_uri",
+               "scoring.registry_uri")
 ENV_BASE_DIR = "RAYEVAL_BASE_DIR"
 _SQLITE = "sqlite:///"
 

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 EXAMPLE_DATA = ROOT / "examples" / "flights" / "data"
 BIN = Path(sys.executable).parent
+#: seconds a server started by a fixture may take to answer (raise it on a loaded machine)
+START_TIMEOUT = float(os.environ.get("RAYEVAL_TEST_START_TIMEOUT", "120"))
 
 
 def free_port() -> int:
@@ -193,7 +195,8 @@ def mlflow_server(tmp_path_factory):
     cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
            "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    with http_server("mlflow server", cmd, f"http://127.0.0.1:{port}", "/health", d, 120) as u:
+    with http_server("mlflow server", cmd, f"http://127.0.0.1:{port}", "/health", d,
+                     START_TIMEOUT) as u:
         yield u
 
 

@@ -104,18 +104,22 @@ class InputsInfo:
     label_required: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    scoring: Optional[object] = None  # inputs.models: a rayeval.engine.scoring.ScoringPlan
 
 
 def inspect_inputs(cfg: JobConfig) -> InputsInfo:
     """Every check of a job that needs no Ray: gate rules and ``metrics:`` lists, the output
     path, the datasets' files and footers (no rows), the schema contract of the predictions and
-    labels (required columns and their types).
+    labels (required columns and their types); with ``inputs.models``, the models resolved in
+    the registry and their signatures checked against the features.
 
     Raises:
         ConfigError: gate rules or ``metrics:`` lists naming what the tasks cannot produce,
             ``policy.max_invalid_share`` naming an unknown task or reason.
         InputError: a missing or empty dataset, an unwritable output, a missing column or one
-            of the wrong type (naming the file, column and type).
+            of the wrong type (naming the file, column and type); an unknown model or alias,
+            a signature the features do not fit.
+        RegistryUnavailable: the model registry did not answer.
     """
     t0 = time.perf_counter()
     storage = cfg.inputs.storage
@@ -123,12 +127,17 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
     check_quality_policy(cfg)
     check_output_writable(cfg.outputs.path)
     start, end = scan_range(cfg)
-    pred_info = inspect_dataset(cfg.inputs.predictions.uri, storage, start, end)
+    pred_info = inspect_dataset(cfg.inputs.source.uri, storage, start, end)
     if pred_info.num_rows == 0:  # by the files' footers: before any pass starts
-        raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
+        raise InputError(f"No rows in {cfg.inputs.source.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
     labels_separate = cfg.inputs.labels is not None
     req = required_prediction_columns(cfg, labels_separate)
+    if cfg.inputs.models is not None:  # the scorer fills these
+        from rayeval.engine.scoring import filled_columns
+
+        for c in filled_columns(cfg):
+            req.pop(c, None)
     check_columns(pred_info, req)
     if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
         req.setdefault(cfg.columns.id, "id")
@@ -139,5 +148,15 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
         out.label_required = label_required_columns(cfg)
         check_columns(out.labels, out.label_required)
         out.warnings += out.labels.absent_warnings(out.label_required)
+    if cfg.inputs.models is not None:  # resolve the models, check their signatures
+        from rayeval.engine.run import tracking_uri
+        from rayeval.engine.scoring import prepare_scoring
+        from rayeval.io.models import registry_uri
+
+        label_types = {f.name: f.type for info in (pred_info, out.labels) if info is not None
+                       for f in info.schema}
+        out.scoring = prepare_scoring(cfg, pred_info, out.required,
+                                      registry_uri(cfg, tracking_uri(cfg)), label_types)
+        out.warnings += out.scoring.warnings
     out.seconds = round(time.perf_counter() - t0, 3)
     return out

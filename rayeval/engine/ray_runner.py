@@ -141,6 +141,7 @@ class ReducerPool:
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
         self.actors = [Reducer.options(num_cpus=num_cpus, runtime_env=worker_runtime_env()).remote()
                        for _ in range(n)]
+        self.num_cpus = num_cpus * n  #: CPUs the pool reserves
         #: one record per pass run on this pool (see :func:`aggregate`), for the manifest
         self.passes: list[dict] = []
         #: called with a progress line (rows done / total, rate) about every
@@ -303,7 +304,8 @@ def read_dataset(ds_info: DatasetInfo, columns: list[str], num_blocks: int,
 
 def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str, *,
               ray_cfg: RayConfig, pool: ReducerPool | None = None,
-              time_range: tuple | None = None) -> dict:
+              time_range: tuple | None = None, transform=None,
+              out_schema: pa.Schema | None = None) -> dict:
     """Scan ``ds_info`` once and return the merged partial of ``plan`` over all its rows.
 
     Ray Data reads the files (projection pushed into the Parquet scan) and hands the blocks to
@@ -321,6 +323,9 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             ``read_num_cpus``, and the pool size when ``pool`` is not given.
         time_range: ``(timestamp column, start_ns, end_ns)`` pushed into the read
             (:func:`time_filter`), or ``None``.
+        transform: ``Dataset -> Dataset`` between the read and the reducers (the scoring
+            stage of :mod:`rayeval.engine.scoring`), with ``out_schema`` the schema of the
+            batches it yields.
         pool: a running :class:`ReducerPool` to reuse (one per job); else one is started and
             stopped here. The pass appends its record to ``pool.passes`` (rows, files, read
             tasks, batch size, wall seconds of the reduce and merge steps, and per actor its
@@ -345,8 +350,10 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
             batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
         num_blocks = read_tasks(len(ds_info.files), k, n_rows)
         plan_ref = ray.put(plan)
-        schema = pa.schema([ds_info.schema.field(c) for c in columns])
+        schema = out_schema or pa.schema([ds_info.schema.field(c) for c in columns])
         ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus, time_range)
+        if transform is not None:
+            ds = transform(ds)
         splits = ds.streaming_split(k, equal=False)
         drift = getattr(plan, "drift", None)
         name = ("scan" if source == "current"
@@ -380,7 +387,9 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
                             for k, v in a.items()} for a in actors]})
             return merged
         except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
-            cause = _input_error(e) or _read_error(e, ds_info, columns)
+            from rayeval.engine.scoring import scoring_error
+
+            cause = _input_error(e) or scoring_error(e) or _read_error(e, ds_info, columns)
             if cause is not None:
                 raise cause from None
             raise

@@ -8,6 +8,7 @@ pass over the reference data), ``scan`` (partial aggregation of the current data
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -90,12 +91,17 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
 
     Raises:
         InputError: bad input (missing path/column, corrupt file, bad types, too many slices,
-            duplicate ids under policy ``error``); no table is written.
+            duplicate ids under policy ``error``, unknown model or alias, a model signature
+            the features do not fit); no table is written.
+        RegistryUnavailable: the model registry did not answer; nothing is written.
+        ScoringError: a model failed on a batch (names the model and the batch); nothing is
+            written.
     """
     timer = _Timer(progress)
     ml = MLflowLog(cfg, cfg.resolved_run_id()) if cfg.outputs.mlflow.enabled else None
     try:
-        result = _run(cfg, timer, inputs, ml)
+        with _predictions_sink(cfg) as sink:
+            result = _run(cfg, timer, inputs, ml, sink)
     except BaseException as e:
         if ml is not None:
             ml.abort(interrupted=isinstance(e, KeyboardInterrupt))
@@ -111,8 +117,30 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     return result
 
 
+@contextlib.contextmanager
+def _predictions_sink(cfg: JobConfig):
+    """With ``outputs.predictions`` and ``inputs.models``: a staging folder under the output
+    path where the scorers write the scored rows (``{"path", "storage_options",
+    "run_id"}``), adopted by the run's commit and removed whatever happens."""
+    if not (cfg.outputs.predictions and cfg.inputs.models is not None):
+        yield None
+        return
+    import uuid
+
+    from rayeval.io.writers import output_fs, remove_staging
+
+    so = storage_options(cfg.inputs.storage) if cfg.outputs.path.startswith("s3://") else None
+    base = cfg.outputs.path.rstrip("/")
+    base = base if base.startswith("s3://") else os.path.abspath(base)
+    path = f"{base}/_staging/{cfg.resolved_run_id()}-predictions-{uuid.uuid4().hex[:8]}"
+    try:
+        yield {"path": path, "storage_options": so, "run_id": cfg.resolved_run_id()}
+    finally:
+        remove_staging(*output_fs(path, so))
+
+
 def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
-         ml: MLflowLog | None) -> RunResult:
+         ml: MLflowLog | None, sink: dict | None = None) -> RunResult:
     """:func:`run_job` up to the written tables (``ml`` is started after the inspect stage)."""
     from rayeval.engine import ray_runner
 
@@ -127,6 +155,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
     else:  # checked by the caller before Ray started
         timer.durations["inspect"] = inputs.seconds
     pred_info, label_info, req = inputs.predictions, inputs.labels, dict(inputs.required)
+    scoring = inputs.scoring  # inputs.models: resolved, signatures checked
     start, end = scan_range(cfg)
     input_warnings = list(inputs.warnings)
     if ml is not None:
@@ -153,7 +182,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                 try:
                     label_index.check_prediction_id_type(id_type)
                 except TypeError as e:
-                    raise InputError(f"{e} (predictions {cfg.inputs.predictions.uri!r}, labels "
+                    raise InputError(f"{e} (predictions {cfg.inputs.source.uri!r}, labels "
                                      f"{cfg.inputs.labels.uri!r})") from None
                 if lid != cfg.columns.id:
                     label_index.id_column = lid
@@ -170,27 +199,34 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
 
         plan = EvalPlan(cfg, label_index, drift_plan)
         columns = list(req)
-        with timer.stage("scan"):
+        extra = {}
+        if scoring is not None:
+            columns = scoring.read_columns
+            extra = dict(transform=scoring.transform(pool.num_cpus, sink),
+                         out_schema=scoring.schema)
+        with timer.stage("scan" if scoring is None else "score+scan"):
             merged = ray_runner.aggregate(
                 plan, pred_info, columns, "current", ray_cfg=cfg.ray, pool=pool,
                 time_range=(cfg.columns.timestamp,
-                            *(None if t is None else utc_ns(t) for t in (start, end))))
+                            *(None if t is None else utc_ns(t) for t in (start, end))), **extra)
 
     c = merged["_counters"]
     # rows the time range pushed into the read skipped (the files' footers count them): they
     # are rows read and outside the windows, as without the pushdown
-    skipped = max(pred_info.num_rows - c.get("rows_read", 0), 0)
+    # (scored: every feature row is read once per model)
+    per_row = 1 if scoring is None else len(scoring.models)
+    skipped = max(pred_info.num_rows * per_row - c.get("rows_read", 0), 0)
     c["rows_read"] = c.get("rows_read", 0) + skipped
     c["rows_out_of_range"] = c.get("rows_out_of_range", 0) + skipped
     if c.get("rows_read", 0) == 0:
-        raise InputError(f"No rows in {cfg.inputs.predictions.uri} "
+        raise InputError(f"No rows in {cfg.inputs.source.uri} "
                          f"({len(pred_info.files)} file(s), all empty)")
     across = c.get("rows_duplicate_across_batches", 0)
     within = c.get("rows_duplicate_prediction", 0)
     merged.pop("_ids", None)
     if (within or across) and cfg.policy.duplicate_predictions == "error":
         raise InputError(f"{within + across:,} duplicate prediction id(s) in "
-                         f"{cfg.inputs.predictions.uri} (column {cfg.columns.id!r}, same model: "
+                         f"{cfg.inputs.source.uri} (column {cfg.columns.id!r}, same model: "
                          f"{within:,} within a batch, {across:,} across input batches); set "
                          f"policy.duplicate_predictions=keep_latest to keep the latest by "
                          f"timestamp")
@@ -203,7 +239,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
     if c.get("rows_evaluated", 0) == 0:
         detail = exclusion_detail(c)
         raise InputError(f"Nothing to evaluate: none of the {c['rows_read']:,} rows read from "
-                         f"{cfg.inputs.predictions.uri} is in the evaluated windows "
+                         f"{cfg.inputs.source.uri} is in the evaluated windows "
                          f"[{w.start or '-inf'}, {w.end or '+inf'}) after the filters ({detail})")
     with timer.stage("finalize"), paused_gc():  # millions of small objects, no cycles to find
         fin = finalize(plan, merged, run_id)
@@ -230,6 +266,8 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
                               input_warnings)
     manifest["passes"] = pool.passes  # per pass: rows, read tasks, per-actor wait/reduce time
+    if scoring is not None:
+        manifest["models"] = [m.describe() for m in scoring.models]
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations,
                        windows=windows, estimated=estimated)
     with timer.stage("write"):
@@ -257,6 +295,12 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
 
             writer.write_json(f"alerts/{run_id}.json",
                               alert_records(cfg.name, run_id, gates, drift_df))
+            if sink is not None:
+                from rayeval.io.writers import output_fs
+
+                n = writer.adopt(output_fs(sink["path"], sink["storage_options"])[1],
+                                 "predictions")
+                manifest["predictions_files"] = n
             manifest["durations"] = dict(timer.durations)
             writer.write_json(f"manifests/{run_id}.json", manifest)
             result.outputs = writer.commit()

@@ -72,6 +72,19 @@ def check_output_writable(path: str) -> None:
         raise InputError(f"Output path {path!r} is not writable: {e.strerror or e}") from None
 
 
+def remove_staging(fs, folder: str) -> None:
+    """Remove a staging ``folder`` (fsspec path) and its parent ``_staging`` when left empty;
+    errors are ignored (cleanup only)."""
+    try:
+        if fs.exists(folder):
+            fs.rm(folder, recursive=True)
+        parent = folder.rstrip("/").rsplit("/", 1)[0]
+        if fs.exists(parent) and not fs.ls(parent):
+            fs.rm(parent, recursive=True)
+    except OSError:
+        pass
+
+
 class RunWriter:
     """Stages a run's outputs and commits them atomically.
 
@@ -131,6 +144,20 @@ class RunWriter:
     def write_json(self, rel: str, obj: Mapping) -> str:
         return self.write_bytes(rel, json.dumps(obj, indent=2, default=str).encode())
 
+    def adopt(self, staged_dir: str, table: str) -> int:
+        """Stage every file under ``staged_dir`` (written by workers, e.g. the scored rows of
+        ``outputs.predictions``) as ``<table>/<its path under staged_dir>``; at commit, the
+        files of this run id under ``table/`` that the new run did not write are removed (a
+        rerun replaces). The files' names must start with ``<run_id>~`` (``~`` is never part
+        of a run id). Returns the count."""
+        n = 0
+        if self.fs.exists(staged_dir):
+            for f in self.fs.find(staged_dir):
+                self.staged[f"{table}/{f[len(staged_dir):].lstrip('/')}"] = f
+                n += 1
+        self.adopted = getattr(self, "adopted", []) + [table]
+        return n
+
     def staged_local_path(self, rel: str) -> str | None:
         """Local path of a staged file (for MLflow artifacts), or None on object storage."""
         p = self.staged.get(rel)
@@ -162,6 +189,11 @@ class RunWriter:
                 continue
             for old in self.fs.glob(f"{base}/run_date=*/{self.run_id}.parquet"):
                 if old.rstrip("/") != self.final_path(self.table_rel(table)):
+                    self.fs.rm(old)
+        for table in getattr(self, "adopted", []):
+            new = {self.final_path(rel) for rel in self.staged if rel.startswith(table + "/")}
+            for old in self.fs.glob(f"{self.root}/{table}/**/{self.run_id}~*.parquet"):
+                if old.rstrip("/") not in new:
                     self.fs.rm(old)
         self.committed = True
         self._remove_stage()
