@@ -23,7 +23,7 @@ def evidence_path(result) -> str:
 def _client(cfg: JobConfig):
     from mlflow.tracking import MlflowClient
 
-    from rayeval.engine.run import tracking_uri
+    from rayeval.engine.mlflow_log import tracking_uri
     from rayeval.io.models import check_registry, registry_uri
     from rayeval.io.mlflow_writer import split_credentials
 

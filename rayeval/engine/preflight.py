@@ -149,7 +149,7 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
         check_columns(out.labels, out.label_required)
         out.warnings += out.labels.absent_warnings(out.label_required)
     if cfg.inputs.models is not None:  # resolve the models, check their signatures
-        from rayeval.engine.run import tracking_uri
+        from rayeval.engine.mlflow_log import tracking_uri
         from rayeval.engine.scoring import prepare_scoring
         from rayeval.io.models import registry_uri
 
