@@ -137,3 +137,34 @@ def test_progress_lines_without_a_terminal():
     out = [ln.split("] ", 1)[1] for ln in buf.getvalue().splitlines()]
     assert out == ["inspect", "scan", "scan: 10 / 100 rows (10%), 5 rows/s, 2s",
                    "scan: done, 100 / 100 rows (100%), 5 rows/s, 20s", "write"]
+
+
+def test_relative_paths_resolve_against_the_base_dir(tmp_path, monkeypatch):
+    """``--base-dir`` / ``RAYEVAL_BASE_DIR`` resolve relative local paths (inputs, outputs, a
+    sqlite tracking URI); s3:// and absolute paths are kept; inside a Ray job's working_dir
+    copy a relative path without a base directory is refused, naming the field."""
+    from rayeval.config import ConfigError, load_config
+
+    data = job_dict("bucket/preds", "bucket/labels", "out/flights")
+    data["outputs"]["mlflow"] = {"tracking_uri": "sqlite:///out/mlflow.db"}
+    monkeypatch.delenv("RAYEVAL_BASE_DIR", raising=False)
+    plain = load_config(data=data)
+    assert plain.inputs.predictions.uri == "bucket/preds"  # relative to the current directory
+    cfg = load_config(data=data, base_dir=str(tmp_path))
+    assert cfg.inputs.predictions.uri == str(tmp_path / "bucket/preds")
+    assert cfg.inputs.labels.uri == str(tmp_path / "bucket/labels")
+    assert cfg.outputs.path == str(tmp_path / "out/flights")
+    assert cfg.outputs.mlflow.tracking_uri == f"sqlite:///{tmp_path}/out/mlflow.db"
+    keep = dict(data, inputs={"predictions": {"uri": "s3://b/p"},
+                              "labels": {"uri": "/abs/labels"}})
+    kept = load_config(data=keep, base_dir=str(tmp_path))
+    assert (kept.inputs.predictions.uri, kept.inputs.labels.uri) == ("s3://b/p", "/abs/labels")
+
+    copy = tmp_path / "session" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    with pytest.raises(ConfigError, match=r"inputs\.predictions\.uri is the relative path "
+                                          r"'bucket/preds'.*--base-dir \"\$PWD\""):
+        load_config(data=data)
+    monkeypatch.setenv("RAYEVAL_BASE_DIR", str(tmp_path))
+    assert load_config(data=data).outputs.path == str(tmp_path / "out/flights")
