@@ -95,21 +95,20 @@ def _fit_cell(b, p, q, r, lo, hi, k, budget, counts):
 
 
 @jit
-def build_histogram(cell, keys, key_order, pos_w, neg_w, n_cells, budget):
-    """Histogram of one batch's rows.
+def build_histogram(cell, keys, pos_w, neg_w, n_cells, budget):
+    """Histogram of one batch's rows, given in ascending key order (stable).
 
     Args:
-        cell: int64 (n,) cell of each row in ``[0, n_cells)``; keys: int64 (n,) exact keys;
-        key_order: int64 (n,) stable argsort of ``keys``; pos_w, neg_w: float64 (n,);
-        budget: max buckets per cell, <= 0 for none (exact).
+        cell: int64 (n,) cell of each row in ``[0, n_cells)``; keys: int64 (n,) exact keys,
+        ascending; pos_w, neg_w: float64 (n,); budget: max buckets per cell, <= 0 for none.
 
     Returns:
         ``(shift, offsets, bucket, pos, neg, rep)``: shift int64 (n_cells,), offsets int64
         (n_cells + 1,) (cell c owns entries ``offsets[c]:offsets[c + 1]``), the rest (nnz,),
         by cell then bucket, equal keys added in key order (a counting sort by cell of the
-        rows in key order: stable, linear).
+        rows: stable, linear, reading the rows in order).
     """
-    n = key_order.size
+    n = cell.size
     start = np.zeros(n_cells + 1, dtype=np.int64)
     for i in range(n):
         start[cell[i] + 1] += 1
@@ -119,8 +118,7 @@ def build_histogram(cell, keys, key_order, pos_w, neg_w, n_cells, budget):
     b = np.empty(n, dtype=np.int64)
     p = np.empty(n, dtype=np.float64)
     q = np.empty(n, dtype=np.float64)
-    for j in range(n):
-        i = key_order[j]
+    for i in range(n):
         t = fill[cell[i]]
         fill[cell[i]] = t + 1
         b[t], p[t], q[t] = keys[i], pos_w[i], neg_w[i]
@@ -393,7 +391,7 @@ def warm_up() -> None:
     worker pays that cost at start-up rather than inside its first batch."""
     z = np.zeros(1, dtype=np.int64)
     one = np.ones(1)
-    shift, off, b, p, q, r = build_histogram(z, z, z, one, one, 1, 2)
+    shift, off, b, p, q, r = build_histogram(z, z, one, one, 1, 2)
     merge_histograms(*(typed_list([x]) for x in (off, b, p, q, r, z, shift)), 1, 2)
     ranking(p, q, r >= 0, off, np.zeros(1, dtype=bool))
     flag = np.ones(1, dtype=bool)

@@ -227,16 +227,25 @@ def from_rows(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.n
 
 def from_key_order(cell: np.ndarray, keys: np.ndarray, key_order: np.ndarray, pos_w: np.ndarray,
                    neg_w: np.ndarray, n_cells: int, budget: int | None) -> ScoreHistogram:
-    """:func:`from_rows` given ``key_order = np.argsort(keys, kind="stable")`` (shared by every
-    grouping of a batch): rows in key order are counting-sorted by cell, equal keys added, and
-    each cell over budget coarsened to its smallest fitting shift
-    (:func:`rayeval.core.kernels.build_histogram`, linear in the rows)."""
+    """:func:`from_rows` given ``key_order = np.argsort(keys, kind="stable")``."""
+    key_order = np.asarray(key_order, dtype=np.int64)
+    return from_sorted(np.asarray(cell)[key_order], np.asarray(keys)[key_order],
+                       np.asarray(pos_w)[key_order], np.asarray(neg_w)[key_order], n_cells,
+                       budget)
+
+
+def from_sorted(cell: np.ndarray, keys: np.ndarray, pos_w: np.ndarray, neg_w: np.ndarray,
+                n_cells: int, budget: int | None) -> ScoreHistogram:
+    """:func:`from_rows` of rows already in stable key order (keys ascending; a batch puts its
+    rows in key order once and shares them between its groupings): rows are counting-sorted
+    by cell, equal keys added, and each cell over budget coarsened to its smallest fitting
+    shift (:func:`rayeval.core.kernels.build_histogram`, linear in the rows)."""
     if cell.size == 0:
         return ScoreHistogram.empty(n_cells)
     return ScoreHistogram(*kernels.build_histogram(
         np.asarray(cell, dtype=np.int64), np.asarray(keys, dtype=np.int64),
-        np.asarray(key_order, dtype=np.int64), np.asarray(pos_w, dtype=np.float64),
-        np.asarray(neg_w, dtype=np.float64), int(n_cells), _budget_arg(budget)))
+        np.asarray(pos_w, dtype=np.float64), np.asarray(neg_w, dtype=np.float64),
+        int(n_cells), _budget_arg(budget)))
 
 
 def _budget_arg(budget: int | None) -> int:

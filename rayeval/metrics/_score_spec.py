@@ -267,8 +267,12 @@ class _ScoreSpecBase(SpecBase):
             cells = codes[rows.ok][rows.keep]
             if k > 1:
                 cells = (cells[:, None] * k + np.arange(k)).ravel()
-            hist = sh.from_key_order(cells, rows.bucket_keys, rows.key_order, rows.pos_w,
-                                     rows.neg_w, g * k, self._budget())
+            if rows.__dict__.get("sorted_keys") is None:  # rows in key order, once per batch
+                o = rows.key_order
+                rows.sorted_keys, rows.sorted_pos, rows.sorted_neg = (
+                    rows.bucket_keys[o], rows.pos_w[o], rows.neg_w[o])
+            hist = sh.from_sorted(cells[rows.key_order], rows.sorted_keys, rows.sorted_pos,
+                                  rows.sorted_neg, g * k, self._budget())
             out.append(ScoreState(self._layout(), KeyedArrays(keys, arrays), ((keys, hist),), k,
                                   self._budget()))
         return out
