@@ -43,6 +43,11 @@ class StorageConfig(_Frozen):
     # SecretStr: never shown by repr, str, tracebacks or model_dump (``.get_secret_value()``)
     access_key_id: Optional[SecretStr] = None
     secret_access_key: Optional[SecretStr] = None
+    #: botocore retries (every request: throttling such as 503 SlowDown, 500/502/504, connection
+    #: resets and timeouts), with exponential backoff and jitter; ``max_attempts`` counts the
+    #: first attempt; ``adaptive`` also rate-limits the client after throttling
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    retry_mode: Literal["standard", "adaptive"] = "standard"
 
 
 class DatasetConfig(_Frozen):
@@ -480,6 +485,8 @@ class OutputsConfig(_Frozen):
     prometheus: PrometheusConfig = PrometheusConfig()
     report: bool = True
     predictions: bool = False
+    #: seconds a run waits for another run's commit of the same run id (its commit lock)
+    lock_wait_s: float = Field(default=120.0, ge=0)
 
 
 #: a model output selector: a column name (DataFrame output), a column index (2-D array) or
@@ -545,6 +552,10 @@ class RayConfig(_Frozen):
     batch_size: Optional[int] = Field(default=None, ge=1)  # None: ~4 batches per actor
     target_block_mib: int = Field(default=16, ge=1)
     merge_fan_in: int = Field(default=8, ge=2)
+    #: times a pass is restarted from scratch (new actors, new read) after a reducer actor or
+    #: its node died; the dead actor's partial state is lost whole, so a restart never counts
+    #: a row twice. 0: fail at once.
+    pass_retries: int = Field(default=1, ge=0, le=5)
 
 
 class PolicyConfig(_Frozen):
@@ -888,4 +899,9 @@ def storage_options(cfg: StorageConfig) -> dict:
         client_kwargs["region_name"] = region
     if client_kwargs:
         opts["client_kwargs"] = client_kwargs
+    # retries are botocore's (the retry handler of every request, pickled to the workers with
+    # these options), not a loop of ours; s3fs adds its own few rounds for SlowDown and
+    # connection errors on top
+    opts["config_kwargs"] = {"retries": {"total_max_attempts": cfg.max_attempts,
+                                         "mode": cfg.retry_mode}}
     return opts

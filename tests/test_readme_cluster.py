@@ -89,8 +89,10 @@ def test_readme_submit_commands_as_written(token_head, token_home, flights_sampl
     assert "scan: done, " in r.stdout  # progress lines in the job's log (no terminal)
     out = repo / "rayeval-output" / "flights"
     runs = sorted(p.stem for p in (out / "manifests").glob("*.json"))
-    assert runs == ["flights-delay-20010618T0000", "flights-delay-backfill-2001-02-05-2001-07-01",
-                    "flights-delay-deep-dive-origin_ORD"], runs
+    # the backfill commits each week as its own run (the scheduled run replaced its week)
+    weeks = pd.date_range("2001-02-05", "2001-06-25", freq="7D")
+    assert runs == sorted([f"flights-delay-{d:%Y%m%d}T0000" for d in weeks]
+                          + ["flights-delay-deep-dive-origin_ORD"]), runs
     m = pd.read_parquet(out / "metrics")
     assert set(m["run_id"]) == set(runs)
     assert (out / "mlflow.db").exists() and any((out / "reports").glob("*.html"))

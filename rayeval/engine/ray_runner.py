@@ -139,6 +139,7 @@ class ReducerPool:
         if n == "auto":
             n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
+        self.actor_cpus = num_cpus  #: CPUs each actor reserves
         self.actors = [Reducer.options(num_cpus=num_cpus, runtime_env=worker_runtime_env()).remote()
                        for _ in range(n)]
         self.num_cpus = num_cpus * n  #: CPUs the pool reserves
@@ -172,6 +173,16 @@ class ReducerPool:
             self._counter = RowCounter.remote()
         self._counter.reset.remote()
         return self._counter
+
+    def restart(self) -> None:
+        """Replace every actor by a fresh one (after one died: the survivors hold partials of
+        the failed pass attempt, which are dropped with them)."""
+        n = len(self.actors)
+        self.close()
+        self.actors = [Reducer.options(num_cpus=self.actor_cpus, runtime_env=worker_runtime_env())
+                       .remote() for _ in range(n)]
+        for actor in self.actors:
+            actor.warm.remote()
 
 
 def merge_states(plan: EvalPlan, names: list[str], sources, compact: bool = False) -> dict:
@@ -335,67 +346,128 @@ def aggregate(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: 
     Returns:
         The merged partial (a dict of states).
 
+    A reducer actor (or its node) that dies takes its partial state with it: the pass is then
+    restarted from scratch with a fresh pool, at most ``ray_cfg.pass_retries`` times (the
+    pass record's ``restarts`` lists why), so rows are never lost or counted twice.
+
     Raises:
         InputError: bad input found by a worker (re-raised unwrapped).
+        WorkerLostError: an actor died in every attempt of the pass.
     """
     configure_data_context(ray_cfg.target_block_mib)
     own = pool is None
     if own:
         pool = ReducerPool(ray_cfg)
+    lost: list[str] = []
     try:
-        n_rows = max(ds_info.num_rows, 1)
-        k = len(pool.actors)
-        batch_size = ray_cfg.batch_size
-        if batch_size is None:
-            batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
-        num_blocks = read_tasks(len(ds_info.files), k, n_rows)
-        plan_ref = ray.put(plan)
-        schema = out_schema or pa.schema([ds_info.schema.field(c) for c in columns])
-        ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus, time_range)
-        if transform is not None:
-            ds = transform(ds)
-        splits = ds.streaming_split(k, equal=False)
-        drift = getattr(plan, "drift", None)
-        name = ("scan" if source == "current"
-                else f"reference {getattr(drift, 'phase', '')}".strip())
-        counter = pool.counter()
-        t0 = time.perf_counter()
-        refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size, counter)
-                for actor, split in zip(pool.actors, splits)]
-        tick = None
-        if counter is not None:
-            def tick(final=False):
-                rows = ray.get(counter.get.remote())
-                pool.progress(progress_line(name, rows, ds_info.num_rows,
-                                            time.perf_counter() - t0, final))
-        try:
-            _wait_all(refs, tick, pool.progress_seconds)
-            if tick is not None:
-                tick(final=True)
-            parts = ray.get(refs)
-            t1 = time.perf_counter()
-            actors = [p.pop("_pass") for p in parts]
-            merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in, plan=plan,
-                                actors=pool.actors)
-            t2 = time.perf_counter()
-            pool.passes.append({
-                "pass": name,
-                "rows": ds_info.num_rows, "files": len(ds_info.files), "columns": len(columns),
-                "read_tasks": num_blocks, "batch_size": batch_size,
-                "reduce_wall_s": round(t1 - t0, 3), "merge_wall_s": round(t2 - t1, 3),
-                "actors": [{k: round(v, 3) if isinstance(v, float) else v
-                            for k, v in a.items()} for a in actors]})
-            return merged
-        except Exception as e:  # a worker's InputError arrives wrapped in Ray's task errors
-            from rayeval.engine.scoring import scoring_error
+        while True:
+            try:
+                merged, record = _one_pass(plan, ds_info, columns, source, ray_cfg, pool,
+                                           time_range, transform, out_schema)
+            except Exception as e:  # a worker's InputError arrives wrapped in Ray's errors
+                why = actor_loss(e) if _input_error(e) is None else None
+                if why is None:
+                    from rayeval.engine.scoring import scoring_error
 
-            cause = _input_error(e) or scoring_error(e) or _read_error(e, ds_info, columns)
-            if cause is not None:
-                raise cause from None
-            raise
+                    cause = (_input_error(e) or scoring_error(e)
+                             or _read_error(e, ds_info, columns))
+                    if cause is not None:
+                        raise cause from None
+                    raise
+                lost.append(why)
+                if len(lost) > ray_cfg.pass_retries:
+                    raise WorkerLostError(
+                        f"A reducer actor or its node died during the {source} pass over "
+                        f"{ds_info.uri} {len(lost)} time(s) ({'; '.join(lost)}); the pass was "
+                        f"restarted {len(lost) - 1} time(s) (ray.pass_retries="
+                        f"{ray_cfg.pass_retries}) and nothing was committed") from None
+                pool.restart()  # the dead actor's partial is lost whole: start the pass over
+                continue
+            record["restarts"] = lost
+            pool.passes.append(record)
+            return merged
     finally:
         if own:
             pool.close()
+
+
+class WorkerLostError(RuntimeError):
+    """A reducer actor (or its node) died in every attempt of a pass."""
+
+
+#: Ray errors that mean a process or node holding a pass's partial state is gone
+_LOSS_MARKERS = ("ActorDiedError", "ActorUnavailableError", "RayActorError", "NodeDiedError",
+                 "OwnerDiedError", "ObjectLostError", "WorkerCrashedError",
+                 "ObjectReconstructionFailed", "The actor died", "actor died unexpectedly")
+
+
+def actor_loss(e: BaseException) -> str | None:
+    """A one-line reason when ``e`` (or its cause chain) says a Ray actor, worker or node died,
+    else ``None``."""
+    from ray import exceptions as rex
+
+    kinds = (rex.RayActorError, rex.NodeDiedError, rex.ObjectLostError, rex.WorkerCrashedError)
+    seen = set()
+    cur = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, kinds):
+            return f"{type(cur).__name__}: {str(cur).strip().splitlines()[0][:200]}"
+        nxt = getattr(cur, "cause", None)
+        cur = nxt if isinstance(nxt, BaseException) and nxt is not cur else (
+            cur.__cause__ or cur.__context__)
+    text = str(e)
+    for m in _LOSS_MARKERS:
+        if m in text:
+            return f"{m}: {text.strip().splitlines()[0][:200]}"
+    return None
+
+
+def _one_pass(plan: EvalPlan, ds_info: DatasetInfo, columns: list[str], source: str,
+              ray_cfg: RayConfig, pool: ReducerPool, time_range: tuple | None,
+              transform=None, out_schema: pa.Schema | None = None) -> tuple[dict, dict]:
+    """One attempt of :func:`aggregate`'s pass: ``(merged partial, its pass record)``."""
+    n_rows = max(ds_info.num_rows, 1)
+    k = len(pool.actors)
+    batch_size = ray_cfg.batch_size
+    if batch_size is None:
+        batch_size = int(min(max(n_rows // (4 * k), 50_000), 2_000_000))
+    num_blocks = read_tasks(len(ds_info.files), k, n_rows)
+    plan_ref = ray.put(plan)
+    schema = out_schema or pa.schema([ds_info.schema.field(c) for c in columns])
+    ds = read_dataset(ds_info, columns, num_blocks, ray_cfg.read_num_cpus, time_range)
+    if transform is not None:
+        ds = transform(ds)
+    splits = ds.streaming_split(k, equal=False)
+    drift = getattr(plan, "drift", None)
+    name = ("scan" if source == "current"
+            else f"reference {getattr(drift, 'phase', '')}".strip())
+    counter = pool.counter()
+    t0 = time.perf_counter()
+    refs = [actor.reduce.remote(plan_ref, split, source, schema, batch_size, counter)
+            for actor, split in zip(pool.actors, splits)]
+    tick = None
+    if counter is not None:
+        def tick(final=False):
+            rows = ray.get(counter.get.remote())
+            pool.progress(progress_line(name, rows, ds_info.num_rows,
+                                        time.perf_counter() - t0, final))
+    _wait_all(refs, tick, pool.progress_seconds)
+    if tick is not None:
+        tick(final=True)
+    parts = ray.get(refs)
+    t1 = time.perf_counter()
+    actors = [p.pop("_pass") for p in parts]
+    merged = tree_merge(plan_ref, parts, ray_cfg.merge_fan_in, plan=plan, actors=pool.actors)
+    t2 = time.perf_counter()
+    record = {
+        "pass": name,
+        "rows": ds_info.num_rows, "files": len(ds_info.files), "columns": len(columns),
+        "read_tasks": num_blocks, "batch_size": batch_size,
+        "reduce_wall_s": round(t1 - t0, 3), "merge_wall_s": round(t2 - t1, 3),
+        "actors": [{k: round(v, 3) if isinstance(v, float) else v
+                    for k, v in a.items()} for a in actors]}
+    return merged, record
 
 
 def _wait_all(refs: list, tick=None, seconds: float = 1.0) -> None:

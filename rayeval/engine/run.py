@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, storage_options
+from rayeval.config import JobConfig, redact_uri, storage_options
 from rayeval.engine.gates import evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.mlflow_log import MLflowLog, drift_history, tracking_uri
@@ -29,8 +29,8 @@ from rayeval.engine.preflight import InputsInfo, inspect_inputs, scan_range
 from rayeval.engine.preflight import required_prediction_columns  # noqa: F401 (former home)
 from rayeval.engine.quality import quality_gates
 from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
-from rayeval.io.readers import DatasetInfo, InputError, read_table
-from rayeval.io.writers import RunWriter
+from rayeval.io.readers import DatasetInfo, InputError, changed_files, read_table
+from rayeval.io.writers import RunWriter, commit_token, output_fs
 
 
 @dataclass
@@ -51,6 +51,8 @@ class RunResult:
     durations: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0  # time.time() when the job started / committed its tables
     committed_at: float = 0.0
+    #: path of this run's record in the append-only ``audit`` table
+    audit_path: Optional[str] = None
 
     @property
     def gates_passed(self) -> bool:
@@ -77,8 +79,9 @@ class _Timer:
 
 
 def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
-            inputs: InputsInfo | None = None) -> RunResult:
-    """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`).
+            inputs: InputsInfo | None = None, actions: list[str] | None = None) -> RunResult:
+    """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`)
+    and append its record to the output's ``audit`` table (see :mod:`rayeval.io.audit`).
 
     ``progress``: called with each stage's name as it starts and, during each Ray pass, about
     every second with a line of rows done / total (the files' footers) and rate.
@@ -89,19 +92,75 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     (:class:`~rayeval.engine.mlflow_log.MLflowLog`) and completed after the write; a job that
     fails marks it FAILED.
 
+    ``actions``: what the caller did around this run (e.g. a backfill's reason to recompute a
+    window), recorded in the manifest and the audit record.
+
     Raises:
         InputError: bad input (missing path/column, corrupt file, bad types, too many slices,
             duplicate ids under policy ``error``, unknown model or alias, a model signature
-            the features do not fit); no table is written.
+            the features do not fit, an input file changed while read); no table
+            is written, not even an audit record.
         RegistryUnavailable: the model registry did not answer; nothing is written.
         ScoringError: a model failed on a batch (names the model and the batch); nothing is
             written.
+        ConcurrentRunError: another run committed the same run id meanwhile; nothing of this
+            run is committed (an audit record says so: any failure but bad input is audited
+            when the output path held results before the run).
     """
+    from rayeval.io.audit import append_audit, audit_record
+
+    so = storage_options(cfg.inputs.storage) if cfg.outputs.path.startswith("s3://") else None
+    fs, root = output_fs(cfg.outputs.path, so)
+    actions = list(actions or [])
+    existed = fs.exists(root)
+    token = commit_token(fs, root, cfg.resolved_run_id()) if existed else None
+    try:
+        result = _run_job(cfg, progress, inputs, token, actions)
+    except InputError:
+        raise
+    except BaseException as e:
+        # a failed run leaves a trace next to earlier results; a fresh output path stays empty
+        if existed and fs.exists(root):
+            try:
+                append_audit(fs, root, audit_record(
+                    cfg.resolved_run_id(), config_hash=cfg.config_hash(),
+                    output_location=cfg.outputs.path, status="failed",
+                    actions=actions + ["nothing committed"],
+                    error=f"{type(e).__name__}: {e}"[:2000]))
+            except OSError:
+                pass
+        raise
+    verdict = "none" if result.gates.empty else ("passed" if result.gates_passed else "failed")
+    done = actions + [f"committed {len(result.outputs)} files under {redact_uri(cfg.outputs.path)}"
+                      f" (commit {result.manifest['commit_id']})"]
+    if token is not None:
+        done.append(f"replaced commit {token} of run id {result.run_id}")
+    lock = result.manifest.get("commit_lock", {})
+    if lock.get("stale_lock_broken"):
+        done.append(f"broke a stale commit lock of run {lock['stale_lock_broken'].get('run_id')}"
+                    f" (pid {lock['stale_lock_broken'].get('pid')})")
+    if cfg.outputs.mlflow.enabled:
+        done.append(f"MLflow run {result.mlflow_run_id}" if result.mlflow_run_id
+                    else f"MLflow logging failed: {result.mlflow_error}")
+    if cfg.outputs.prometheus.pushgateway_url:
+        done.append(f"Pushgateway push failed: {result.publish_error}" if result.publish_error
+                    else "pushed the run summary to the Pushgateway")
+    result.audit_path = append_audit(fs, root, audit_record(
+        result.run_id, config_hash=result.manifest["config_hash"],
+        input_fingerprint=result.manifest["input_fingerprint"],
+        output_location=cfg.outputs.path, status="committed", gate_verdict=verdict,
+        actions=done))
+    return result
+
+
+def _run_job(cfg: JobConfig, progress: Callable[[str], None] | None,
+             inputs: InputsInfo | None, token: str | None, actions: list[str]) -> RunResult:
+    """:func:`run_job` without its audit record."""
     timer = _Timer(progress)
     ml = MLflowLog(cfg, cfg.resolved_run_id()) if cfg.outputs.mlflow.enabled else None
     try:
         with _predictions_sink(cfg) as sink:
-            result = _run(cfg, timer, inputs, ml, sink)
+            result = _run(cfg, timer, inputs, ml, sink, token, actions)
     except BaseException as e:
         if ml is not None:
             ml.abort(interrupted=isinstance(e, KeyboardInterrupt))
@@ -140,7 +199,8 @@ def _predictions_sink(cfg: JobConfig):
 
 
 def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
-         ml: MLflowLog | None, sink: dict | None = None) -> RunResult:
+         ml: MLflowLog | None, sink: dict | None = None, token: str | None = None,
+         actions: list[str] = ()) -> RunResult:
     """:func:`run_job` up to the written tables (``ml`` is started after the inspect stage)."""
     from rayeval.engine import ray_runner
 
@@ -205,10 +265,16 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             extra = dict(transform=scoring.transform(pool.num_cpus, sink),
                          out_schema=scoring.schema)
         with timer.stage("scan" if scoring is None else "score+scan"):
-            merged = ray_runner.aggregate(
-                plan, pred_info, columns, "current", ray_cfg=cfg.ray, pool=pool,
-                time_range=(cfg.columns.timestamp,
-                            *(None if t is None else utc_ns(t) for t in (start, end))), **extra)
+            try:
+                merged = ray_runner.aggregate(
+                    plan, pred_info, columns, "current", ray_cfg=cfg.ray, pool=pool,
+                    time_range=(cfg.columns.timestamp,
+                                *(None if t is None else utc_ns(t) for t in (start, end))),
+                    **extra)
+            except Exception:
+                check_inputs_unchanged(storage, pred_info, label_info)  # the likelier cause
+                raise
+            check_inputs_unchanged(storage, pred_info, label_info)
 
     c = merged["_counters"]
     # rows the time range pushed into the read skipped (the files' footers count them): they
@@ -268,11 +334,14 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
     manifest["passes"] = pool.passes  # per pass: rows, read tasks, per-actor wait/reduce time
     if scoring is not None:
         manifest["models"] = [m.describe() for m in scoring.models]
+    manifest["actions"] = list(actions)
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations,
                        windows=windows, estimated=estimated)
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
-        with RunWriter(cfg.outputs.path, run_id, so) as writer:
+        with RunWriter(cfg.outputs.path, run_id, so, expect_commit=token,
+                       lock_wait_s=cfg.outputs.lock_wait_s) as writer:
+            manifest["commit_id"] = writer.commit_id
             writer.write_table("metrics", fin.metrics)
             writer.write_table("confusion", fin.confusion)
             writer.write_table("coverage", fin.coverage)
@@ -304,6 +373,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             manifest["durations"] = dict(timer.durations)
             writer.write_json(f"manifests/{run_id}.json", manifest)
             result.outputs = writer.commit()
+            manifest["commit_lock"] = writer.lock_report
 
     result.started_at = started
     result.committed_at = time.time()
@@ -327,6 +397,21 @@ def _push_prometheus(cfg: JobConfig, result: RunResult, duration_s: float,
         push_summary(cfg, samples)
     except PublishError as e:
         result.publish_error = str(e)
+
+
+def check_inputs_unchanged(storage, *datasets: DatasetInfo | None) -> None:
+    """Fail when an input file disappeared or changed (size, ETag on S3, mtime locally) since
+    it was listed: the results would mix two versions of the data, or silently miss a file.
+
+    Raises:
+        InputError: naming every such file and what changed; nothing is written.
+    """
+    problems = [p for ds in datasets if ds is not None for p in changed_files(ds, storage)]
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more"
+                                             if len(problems) > 10 else "")
+        raise InputError(f"{len(problems)} input file(s) changed or disappeared while the run "
+                         f"read them: {shown}. Rerun once the inputs are stable.")
 
 
 def empty_window_warnings(cfg: JobConfig, coverage: pd.DataFrame, show: int = 5) -> list[str]:
@@ -364,6 +449,23 @@ def _git_sha() -> str:
         return ""
 
 
+def inputs_fingerprint(pred: DatasetInfo | None, labels: DatasetInfo | None) -> str:
+    """sha256 (16 hex) of every input file's path, size and ETag/mtime, per dataset: equal
+    fingerprints mean the same bytes were read (a backfill skips such a committed window)."""
+    return inputs_fingerprint_of({
+        name: [] if ds is None else [(f.path, f.size, f.fingerprint) for f in ds.files]
+        for name, ds in (("predictions", pred), ("labels", labels))})
+
+
+def inputs_fingerprint_of(listed: dict[str, list]) -> str:
+    """:func:`inputs_fingerprint` of ``{"predictions": [(path, size, fingerprint)], "labels":
+    [...]}`` (a listing, see :func:`rayeval.engine.backfill.listed_inputs`)."""
+    import hashlib
+
+    parts = [[tuple(x) for x in listed.get(name, [])] for name in ("predictions", "labels")]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
 def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: DatasetInfo | None,
                    fin: Finalized, label_index: LabelIndex | None, timer: _Timer,
                    warnings: list[str]) -> dict:
@@ -371,8 +473,6 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
     fingerprint, row counts by stage and reason, versions, stage durations, and ``warnings``:
     input problems that were counted rather than raised (e.g. a column absent from some
     files)."""
-    import hashlib
-
     import pyarrow
     import ray
 
@@ -383,7 +483,7 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
                 for f in ds.files]
 
     inputs = {"predictions": files(pred), "labels": files(labels)}
-    fp = hashlib.sha256(repr(inputs).encode()).hexdigest()[:16]
+    fp = inputs_fingerprint(pred, labels)
     counts = dict(fin.counters)
     if label_index is not None:
         counts.update(labels_read=label_index.n_read, labels_duplicate=label_index.n_duplicates,
@@ -393,6 +493,7 @@ def build_manifest(cfg: JobConfig, run_id: str, pred: DatasetInfo, labels: Datas
     counts["slices_below_min_size"] = fin.suppressed_slices
     counts["invalid"] = invalid_totals(fin.invalid)
     return {"run_id": run_id, "config": cfg.redacted(), "config_hash": cfg.config_hash(),
+            "results_hash": cfg.results_hash(),
             "input_fingerprint": fp, "inputs": inputs, "row_counts": counts,
             "versions": {"rayeval": rayeval.__version__, "ray": ray.__version__,
                          "pyarrow": pyarrow.__version__, "git_sha": _git_sha()},

@@ -136,7 +136,8 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
     """List the Parquet files of a dataset, pruning hive date partitions outside ``[start, end)``.
 
     A partition ``date=D`` holds rows whose day is D; it is kept when D is in
-    ``[start.date(), end)`` (a whole day that overlaps the range).
+    ``[start.date(), end)`` (a whole day that overlaps the range). On S3 each file's ETag is
+    kept too (:func:`etag_of`): it goes into the file's fingerprint.
 
     Raises:
         InputError: the path does not exist, or holds no Parquet file.
@@ -153,7 +154,11 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
         infos = [info]
     else:
         sel = pafs.FileSelector(path, recursive=True)
-        infos = [i for i in fs.get_file_info(sel) if i.type == pafs.FileType.File
+        try:
+            listed = fs.get_file_info(sel)
+        except OSError as e:
+            raise InputError(f"Cannot list {uri}: {e}") from None
+        infos = [i for i in listed if i.type == pafs.FileType.File
                  and not _hidden(i.path[len(path):]) and i.path.endswith(".parquet")]
     if start is not None or end is not None:
         kept = []
@@ -172,6 +177,50 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
     return fs, infos
 
 
+def etag_of(fs: pafs.FileSystem, path: str) -> str | None:
+    """The ETag s3fs cached for ``path`` when it listed it (no request), else ``None``."""
+    handler = getattr(fs, "handler", None)
+    inner = getattr(handler, "fs", None)
+    cache = getattr(inner, "dircache", None)
+    if not cache:
+        return None
+    for entry in cache.get(path.rsplit("/", 1)[0], ()) or ():
+        if isinstance(entry, dict) and entry.get("name") == path:
+            etag = entry.get("ETag") or entry.get("etag")
+            return etag.strip('"') if etag else None
+    return None
+
+
+def etag_fingerprints(fs: pafs.FileSystem, infos: list[pafs.FileInfo]) -> list[str]:
+    """Each listed file's fingerprint (``etag=`` on S3, ``mtime=`` locally), as the manifest
+    records it."""
+    return [_fingerprint(fs, i) for i in infos]
+
+
+def changed_files(ds: "DatasetInfo", storage: StorageConfig) -> list[str]:
+    """The files of ``ds`` that are gone or differ (size, ETag or mtime) from when ``ds`` was
+    inspected, one line each naming the file and what changed; empty when all are unchanged.
+    One fresh listing of the dataset (no footer reads)."""
+    fs, path = resolve_filesystem(ds.uri, storage)
+    inner = getattr(getattr(fs, "handler", None), "fs", None)
+    if inner is not None and hasattr(inner, "invalidate_cache"):
+        inner.invalidate_cache()
+    try:
+        _, infos = list_files(ds.uri, storage)
+    except InputError:
+        infos = []
+    now = {i.path: (i.size, _fingerprint(fs, i)) for i in infos}
+    out = []
+    for f in ds.files:
+        cur = now.get(f.path)
+        if cur is None:
+            out.append(f"{f.path}: gone (listed with {f.size} bytes, {f.fingerprint})")
+        elif cur != (f.size, f.fingerprint):
+            out.append(f"{f.path}: changed from {f.size} bytes, {f.fingerprint} to "
+                       f"{cur[0]} bytes, {cur[1]}")
+    return out
+
+
 def _hidden(rel: str) -> bool:
     return any(p.startswith(("_", ".")) for p in rel.split("/") if p)
 
@@ -183,7 +232,28 @@ def _read_footer(fs: pafs.FileSystem, info: pafs.FileInfo) -> tuple[pa.Schema, i
             return md.schema.to_arrow_schema(), md.num_rows
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError on corrupt files
         raise InputError(f"Cannot read Parquet footer of {info.path} ({info.size} bytes): "
-                         f"{type(e).__name__}: {e}") from None
+                         f"{type(e).__name__}: {e}{retry_detail(e)}") from None
+
+
+def retry_detail(e: BaseException) -> str:
+    """`` (S3 GetObject: SlowDown after 8 attempts per request ...)``: the request and attempts
+    botocore made, from the error's cause chain (s3fs's translated ``OSError`` drops them);
+    empty for other errors."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e)
+        m = re.search(r"\((\w+)\) when calling the (\w+) operation(?: \(reached max retries: "
+                      r"(\d+)\))?", text)
+        if m:
+            import s3fs
+
+            tries = (f" after {int(m.group(3)) + 1} attempts per request (botocore: reached max "
+                     f"retries: {m.group(3)}) in up to {s3fs.S3FileSystem.retries} s3fs rounds"
+                     if m.group(3) else "")
+            return f" (S3 {m.group(2)}: {m.group(1)}{tries})"
+        e = e.__cause__ or e.__context__
+    return ""
 
 
 def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] = None,
@@ -209,7 +279,8 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise InputError(f"Incompatible schemas across the files of {uri}: {e}. "
                          + _first_conflict(infos, schemas)) from None
-    files = tuple(FileInfo(i.path, i.size, n, _fingerprint(i)) for i, (_, n) in zip(infos, footers))
+    files = tuple(FileInfo(i.path, i.size, n, _fingerprint(fs, i))
+                  for i, (_, n) in zip(infos, footers))
     absent: dict[str, list[str]] = {}
     for i, sch in zip(infos, schemas):
         for c in set(unified.names).difference(sch.names):
@@ -251,7 +322,11 @@ def _first_conflict(infos, schemas) -> str:
     return ""
 
 
-def _fingerprint(info: pafs.FileInfo) -> str:
+def _fingerprint(fs: pafs.FileSystem, info: pafs.FileInfo) -> str:
+    """``etag=...`` on S3 (content-derived), else ``mtime=...`` (local files)."""
+    etag = etag_of(fs, info.path)
+    if etag:
+        return f"etag={etag}"
     mtime = info.mtime.isoformat() if info.mtime else ""
     return f"mtime={mtime}"
 

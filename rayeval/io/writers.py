@@ -18,6 +18,12 @@ its leading underscore), then committed by one-step replaces, the manifest last 
 complete commit); files of the same ``run_id`` under other run dates are removed after, so a
 rerun replaces instead of duplicating. A failure before commit leaves no visible output (the
 staging folder is removed).
+
+Concurrent runs of one run id: the commit runs under :class:`~rayeval.io.exclusive.CommitLock`
+(``_locks/<run_id>.lock``, created only if absent), and a run whose run id was committed by
+another run after it started (the manifest's ``commit_id`` changed) fails with
+:class:`~rayeval.io.exclusive.ConcurrentRunError` instead of replacing that run's files: the
+first run to commit wins, the tables of one run id always come from one run.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from rayeval.io.exclusive import CommitLock, ConcurrentRunError
 
 TABLES = ("metrics", "confusion", "drift", "drift_histograms", "gates", "coverage", "invalid",
           "windows", "estimated")
@@ -85,6 +93,28 @@ def remove_staging(fs, folder: str) -> None:
         pass
 
 
+def commit_token(fs, root: str, run_id: str) -> str | None:
+    """What marks the current commit of ``run_id`` under ``root`` of ``fs`` (see
+    :func:`output_fs`): its manifest's ``commit_id`` (``None`` when the run id was never
+    committed there). Read at a run's start and compared at its commit (see :class:`RunWriter`)."""
+    if "s3" in str(getattr(fs, "protocol", "")):
+        fs.invalidate_cache(f"{root}/manifests")
+    try:
+        with fs.open(f"{root}/manifests/{run_id}.json", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        token = json.loads(data).get("commit_id")
+    except ValueError:
+        token = None
+    if token is None:  # a manifest written before commit ids: its content stands for it
+        import hashlib
+
+        token = "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+    return token
+
+
 class RunWriter:
     """Stages a run's outputs and commits them atomically.
 
@@ -93,18 +123,28 @@ class RunWriter:
         run_id: the run identifier (file names); a rerun with the same id replaces.
         storage_options: s3fs options for ``s3://`` prefixes.
         run_date: partition value (UTC date; default today).
+        expect_commit: the run id's :func:`commit_token` when this run started; at commit a
+            different token (another run committed meanwhile) raises ``ConcurrentRunError``.
+            ``...`` (default): no check.
+        lock_wait_s: seconds to wait for another run's commit lock on the same run id.
 
     Use as a context manager: on an exception the staging area is removed and nothing is
     committed.
     """
 
     def __init__(self, path: str, run_id: str, storage_options: dict | None = None,
-                 run_date: dt.date | None = None):
+                 run_date: dt.date | None = None, expect_commit=..., lock_wait_s: float = 120.0):
         self.fs, self.root = output_fs(path, storage_options)
         self.uri = path
         self.run_id = run_id
         self.run_date = (run_date or dt.datetime.now(dt.timezone.utc).date()).isoformat()
-        self.stage = f"{self.root}/_staging/{run_id}-{uuid.uuid4().hex[:8]}"
+        #: written into the manifest (``commit_id``): identifies this commit of the run id
+        self.commit_id = uuid.uuid4().hex
+        self.expect_commit = expect_commit
+        self.lock_wait_s = lock_wait_s
+        #: how the commit went: seconds waited for the lock, a stale lock broken
+        self.lock_report: dict = {}
+        self.stage = f"{self.root}/_staging/{run_id}-{self.commit_id[:8]}"
         self.staged: dict[str, str] = {}  # final relative path -> staged path
         self.committed = False
 
@@ -171,7 +211,26 @@ class RunWriter:
         new file, never none; an object copy on S3), and the manifest, moved last, marks a
         complete commit: a crash during the commit leaves at worst some tables of the new run
         next to others of the old one, without the new manifest, and a rerun repairs it.
+
+        Raises:
+            ConcurrentRunError: another run holds the run id's commit lock longer than
+                ``lock_wait_s``, or committed the run id after this run started; nothing of
+                this run is committed then.
         """
+        with CommitLock(self.fs, self.root, self.run_id, wait_s=self.lock_wait_s) as lock:
+            if self.expect_commit is not ...:
+                now = commit_token(self.fs, self.root, self.run_id)
+                if now != self.expect_commit:
+                    raise ConcurrentRunError(
+                        f"Run id {self.run_id!r} under {self.uri} was committed by another run "
+                        f"(commit {now}) while this run was computing: the first run to commit "
+                        f"wins, so nothing of this run was committed. Rerun to replace it.")
+            out = self._commit_locked()
+            self.lock_report = {"lock_waited_s": lock.waited_s,
+                                "stale_lock_broken": lock.broke}
+        return out
+
+    def _commit_locked(self) -> dict[str, str]:
         local = not self.uri.startswith("s3://")
         out = {}
         for rel, staged in sorted(self.staged.items(),
