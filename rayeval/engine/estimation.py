@@ -47,7 +47,7 @@ def cbpe_specs(cfg: JobConfig) -> dict:
 
 def accumulate(plan, out: dict, task, table, weight, groupings: dict) -> None:
     """Add the CBPE states of ``task`` for one batch (every row, labelled or not)."""
-    from rayeval.engine.plan import _batch_column
+    from rayeval.engine.columns import _batch_column
 
     name = {sl: plan.state_name(task.name, FAMILY, sl) for sl in groupings}
     specs = {sl: plan.specs.get(n) for sl, n in name.items()}
@@ -69,7 +69,6 @@ def accumulate(plan, out: dict, task, table, weight, groupings: dict) -> None:
 def estimated_table(plan, merged: dict, run_id: str, metrics: pd.DataFrame,
                     windows: pd.DataFrame | None) -> pd.DataFrame:
     """The ``estimated`` table (:data:`ESTIMATED_COLUMNS`), in a fixed row order."""
-    from rayeval.engine.plan import utc_ns  # noqa: F401  (engine import order)
     from rayeval.slicing import NO_WINDOW, window_end
 
     cfg = plan.cfg

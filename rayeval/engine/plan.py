@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 
 from rayeval.config import JobConfig, TaskConfig, utc
 from rayeval.core import registry
+from rayeval.engine.columns import _batch_column, _float  # noqa: F401 (former home)
 from rayeval.engine.labels import LabelIndex, to_numpy
-from rayeval.io.readers import InputError
 from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_keyed
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
                              window_starts)
@@ -502,21 +502,6 @@ def _columns_of(task, fam) -> str:
                      for k, v in fam.columns(task).items())
 
 
-def _batch_column(table: pa.Table, label_cols: dict, label: str, column, role: str
-                  ) -> np.ndarray:
-    """One batch key of a spec, by its role (``spec.inputs()``): the joined label column for the
-    ground-truth roles, else the table's column; numeric roles as float64, ``scores`` as an
-    (n, K) float64 matrix (one column per name), class roles as they are."""
-    if role == "scores":
-        return np.stack([_float(table, c) for c in column], 1)
-    if role in ("class_label", "numeric_target"):
-        values = label_cols[label]
-        return values.astype(np.float64) if role.startswith("numeric") else values
-    if role in ("score", "numeric_prediction", "numeric_target"):
-        return _float(table, column)
-    return to_numpy(table[column])
-
-
 def _by_spec(specs: dict) -> dict:
     """``{spec: [slice specs using it]}`` (equal specs share one entry; specs are frozen
     dataclasses, so equality is configuration equality)."""
@@ -570,14 +555,3 @@ def _is_null(arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "f":
         return np.isnan(arr)
     return np.zeros(arr.shape, dtype=bool)
-
-
-def _float(table: pa.Table, name: str) -> np.ndarray:
-    """Column ``name`` as float64 (null -> NaN); a non-numeric column raises InputError."""
-    col = table[name]
-    t = col.type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-            or pa.types.is_null(t)):
-        raise InputError(f"Column {name!r} has type {t}; expected a numeric column "
-                         f"({table.num_rows} rows in this block)")
-    return col.cast(pa.float64()).to_numpy(zero_copy_only=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rayeval.io.report import _e, _note, _table, _val
+from rayeval.io._html import _e, _note, _table, _val
 
 SHOWN = ("accuracy", "f1", "roc_auc")
 
