@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import BIN, ROOT, start_ray_head
 
-pytestmark = pytest.mark.cluster  # three flights jobs: run by .ci/run after the README command
+# three flights jobs (one Ray head): run by .ci/run after the README command
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(2400)]
 
 README_ADDRESS = "http://127.0.0.1:8265"
 
