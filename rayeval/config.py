@@ -421,6 +421,32 @@ class IntervalsConfig(_Frozen):
     unit: Optional[str] = None  # default: columns.id
 
 
+class ComparisonPair(_Frozen):
+    """One champion vs challenger comparison: ``candidate - baseline`` on the same rows."""
+
+    baseline: str
+    candidate: str
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.baseline == self.candidate:
+            raise ValueError(f"comparisons: baseline and candidate are both "
+                             f"{self.baseline!r}")
+        return self
+
+
+class ComparisonsConfig(_Frozen):
+    """Paired model comparisons per task, metric, slice and window (see ``rayeval.stats``):
+    rows paired by prediction id within a window, differences with paired intervals and
+    p-values, Benjamini-Hochberg adjusted across the slices of a window at ``fdr``.
+    ``metrics``: the metrics compared (default: every metric with replicates, overall values
+    and the binary average; no per-class values)."""
+
+    pairs: list[ComparisonPair] = []
+    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)
+    metrics: Optional[list[str]] = None
+
+
 class MLflowConfig(_Frozen):
     """MLflow logging: tracking URI (default ``MLFLOW_TRACKING_URI`` or sqlite in the output
     folder) and experiment name."""
@@ -595,6 +621,7 @@ class JobConfig(_Frozen):
     gates: list[GateRule] = []
     intervals: IntervalsConfig = IntervalsConfig()
     estimation: EstimationConfig = EstimationConfig()
+    comparisons: ComparisonsConfig = ComparisonsConfig()
     outputs: OutputsConfig = OutputsConfig()
     ray: RayConfig = RayConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -613,6 +640,18 @@ class JobConfig(_Frozen):
         gates = [g.name for g in self.gates]
         if len(set(gates)) != len(gates):
             raise ValueError(f"gates: names must be unique, got {gates}")
+        pairs = self.comparisons.pairs
+        if pairs and not self.intervals.enabled:
+            raise ValueError("comparisons: paired intervals need the bootstrap replicates; "
+                             "set intervals.enabled: true")
+        if pairs and not self.columns.model:
+            raise ValueError("comparisons: need columns.model (the column naming the model)")
+        if pairs and self.models is not None:
+            absent = sorted({m for p in pairs for m in (p.baseline, p.candidate)}
+                            - set(self.models))
+            if absent:
+                raise ValueError(f"comparisons: models {absent} are not in `models` "
+                                 f"{self.models}: they would never be read")
         if self.inputs.models is not None:
             self._check_scoring()
         elif self.outputs.predictions or self.actions.enabled:

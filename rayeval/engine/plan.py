@@ -31,6 +31,7 @@ from rayeval.config import JobConfig, TaskConfig, utc
 from rayeval.core import registry
 from rayeval.engine.columns import _batch_column, _float  # noqa: F401 (former home)
 from rayeval.engine.labels import LabelIndex, to_numpy
+from rayeval.engine.pairing import PAIRS, PairSpec, pair_partials, prediction_columns
 from rayeval.metrics.base import GroupIndex, KeyedArrays, grouped_sum, merge_keyed
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, to_utc_ns,
                              window_starts)
@@ -120,10 +121,12 @@ class EvalPlan:
             ``accumulate`` is called with the same factorised groups.
     """
 
-    def __init__(self, cfg: JobConfig, labels: LabelIndex | None = None, drift=None):
+    def __init__(self, cfg: JobConfig, labels: LabelIndex | None = None, drift=None,
+                 pairs: list | None = None):
         self.cfg = cfg
         self.labels = labels
         self.drift = drift
+        self.pairs = pairs or []  # rayeval.engine.pairing.PairIndex per comparison pair
         self.slices = [SliceSpec(c) for c in cfg.slice_specs()]
         self.tasks = list(cfg.tasks)
         self.specs: dict[str, Any] = {}
@@ -206,6 +209,8 @@ class EvalPlan:
             return self.drift.spec_for(name)
         if name.startswith(REPLICATES):
             return self.replicated[name]
+        if name.startswith(PAIRS):
+            return PairSpec()
         return self.specs[name]
 
     # ---- per batch ------------------------------------------------------------------------
@@ -305,6 +310,10 @@ class EvalPlan:
                 continue
             cov = "coverage|" + sl.name
             out[cov] = self.coverage.accumulate(self.coverage.zero(), labeled, g)
+        if source == "current" and self.pairs and ids is not None:
+            preds = {c: to_numpy(table[c]) for c in prediction_columns(cfg)}
+            out.update(pair_partials(self.pairs, self.tasks, ids, model_f[0], model_f[1], win,
+                                     label_cols, labeled, preds, groupings))
         if source == "current":
             reps = self._replicate_weights(table, weight)
             for task in self.tasks:

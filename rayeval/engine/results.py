@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from rayeval.engine.comparisons import ComparisonBuilder, empty_comparisons
 from rayeval.engine.plan import REPLICATES, EvalPlan
 from rayeval.io.readers import InputError
 from rayeval.core import registry
@@ -68,6 +69,7 @@ class Finalized:
     counters: dict
     suppressed_slices: int
     labels_without_prediction: int | None
+    comparisons: pd.DataFrame = field(default_factory=lambda: empty_comparisons())
 
 
 def check_max_slices(plan: EvalPlan, merged: dict) -> None:
@@ -373,6 +375,7 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     n_suppressed = sum(sum(sg.suppressed) for sg in groups.values())  # distinct groups
 
     metrics = _Table(METRIC_COLUMNS)
+    comparisons = ComparisonBuilder(plan, merged, run_id)
     confusion = _Table(CONFUSION_COLUMNS)
     invalid = _Table(INVALID_COLUMNS)
     for task in plan.tasks:
@@ -386,9 +389,14 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                 cols = spec.finalize_columns(state)
                 ci = None
                 if plan.cfg.intervals.enabled:
-                    ci = interval_columns(spec, state, cols, plan.cfg.intervals.level,
-                                          plan.replicated.get(REPLICATES + name),
-                                          merged.get(REPLICATES + name))
+                    rep, rep_state = (plan.replicated.get(REPLICATES + name),
+                                      merged.get(REPLICATES + name))
+                    reps, rep_keys = {}, ()
+                    if rep is not None and rep_state is not None:
+                        reps, rep_keys = rep.values(rep_state), rep_state.keys
+                    ci = interval_columns(spec, state, cols, plan.cfg.intervals.level, reps,
+                                          rep_keys)
+                    comparisons.add(task.name, sl, sg, cols, reps, rep_keys)
                 _add_metrics(metrics, sg, cols, run_id, task.name, family, ci)
                 _add_invalid(invalid, sg, spec.invalid_counts(state), run_id, task.name, family)
                 _add_confusion(confusion, sg, spec.confusion_records(state), run_id,
@@ -403,7 +411,7 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                    else pd.DataFrame([]))  # no rows: no columns
     return Finalized(metrics_df, confusion.frame(order_by=CONFUSION_ORDER), coverage_df,
                      invalid.frame(order_by=INVALID_ORDER),
-                     dict(merged["_counters"]), n_suppressed, no_pred)
+                     dict(merged["_counters"]), n_suppressed, no_pred, comparisons.frame())
 
 
 def _selected(metrics: pd.DataFrame, tasks) -> pd.DataFrame:

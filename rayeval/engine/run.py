@@ -78,6 +78,29 @@ class _Timer:
         return _Ctx()
 
 
+def read_pairs(cfg: JobConfig, pred_info) -> list:
+    """The baseline rows of every comparison pair, by id (read once before the scan,
+    broadcast like the labels; see :mod:`rayeval.engine.pairing`).
+
+    Raises:
+        InputError: a pair's model has no prediction row.
+    """
+    from rayeval.engine.pairing import build_pair_indexes, prediction_columns
+    from rayeval.engine.plan import _timestamps
+    from rayeval.slicing import window_starts
+
+    cols = cfg.columns
+    names = list(dict.fromkeys([cols.id, cols.model, cols.timestamp]
+                               + prediction_columns(cfg)))
+    table = read_table(pred_info, names)
+    try:
+        return build_pair_indexes(
+            cfg, table, lambda t: window_starts(_timestamps(t, cols.timestamp),
+                                                cfg.windows.size))
+    except ValueError as e:
+        raise InputError(f"{e} ({cfg.inputs.predictions.uri!r})") from None
+
+
 def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
             inputs: InputsInfo | None = None, actions: list[str] | None = None) -> RunResult:
     """Execute ``cfg`` on the current Ray session (see :func:`rayeval.engine.session.ray_session`)
@@ -247,6 +270,11 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                 if lid != cfg.columns.id:
                     label_index.id_column = lid
 
+        pairs = None  # before the drift reference pass: a bad pair fails early
+        if cfg.comparisons.pairs:
+            with timer.stage("pairs"):
+                pairs = read_pairs(cfg, pred_info)
+
         drift_plan = None
         ref_partial = None
         if cfg.drift.enabled:
@@ -257,7 +285,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                                                            ray_runner, pool)
             input_warnings += drift_plan.warnings
 
-        plan = EvalPlan(cfg, label_index, drift_plan)
+        plan = EvalPlan(cfg, label_index, drift_plan, pairs)
         columns = list(req)
         extra = {}
         if scoring is not None:
@@ -350,6 +378,8 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             if drift_df is not None:
                 writer.write_table("drift", drift_df)
                 writer.write_table("drift_histograms", hist)
+            if cfg.comparisons.pairs:
+                writer.write_table("comparisons", fin.comparisons)
             writer.write_table("gates", gates)
             writer.write_table("windows", windows)
             if estimated is not None:

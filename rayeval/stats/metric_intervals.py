@@ -70,15 +70,16 @@ def _row_text(cols: ResultColumns, name: str) -> list:
 
 
 def interval_columns(spec, state, cols: ResultColumns, level: float = 0.95,
-                     replicated=None, rep_state=None) -> dict[str, object]:
+                     reps: dict | None = None, rep_keys: tuple = ()) -> dict[str, object]:
     """Interval columns aligned with the rows of ``cols = spec.finalize_columns(state)``.
 
     Args:
         spec, state: the metric spec and its merged state.
         cols: its finalized columns (m rows).
         level: two-sided confidence level.
-        replicated, rep_state: the family's :class:`~rayeval.stats.replicate.ReplicatedSpec`
-            and merged replicate state, or ``None`` (closed forms only).
+        reps: the family's replicate values (``ReplicatedSpec.values`` of its merged replicate
+            state: ``(metric, class, average) -> (G_rep, B + 1)``), or ``None`` (closed forms
+            only); rep_keys: their group keys.
 
     Returns:
         ``ci_lower``, ``ci_upper``: float64 (m,); ``ci_method``, ``ci_flag``: ``(values,
@@ -139,11 +140,10 @@ def interval_columns(spec, state, cols: ResultColumns, level: float = 0.95,
                                                   level)
         method[rows] = METHODS.index(DELONG)
 
-    if replicated is not None and rep_state is not None and rep_state.keys:
-        reps = replicated.values(rep_state)
-        where = {key: i for i, key in enumerate(rep_state.keys)}
+    if reps:
+        where = {key: i for i, key in enumerate(rep_keys)}
         rep_pos = np.array([where.get(key, -1) for key in cols.keys], dtype=np.int64)
-        b = replicated.replicates
+        b = next(iter(reps.values())).shape[1] - 1
         combo = list(zip(metric.tolist(), klass, average.tolist()))
         by_key: dict = {}
         for i, c in enumerate(combo):

@@ -88,3 +88,27 @@ def benjamini_hochberg(p_values) -> np.ndarray:
     adj = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
     out[order] = adj
     return out
+
+
+def paired_difference(base_value, cand_value, base_reps, cand_reps, level: float = 0.95):
+    """Candidate - baseline with its paired bootstrap interval and p-value.
+
+    The replicates of both models come from the same weights (a fixed hash of the prediction
+    id), so ``cand_reps - base_reps`` is the paired bootstrap of the difference.
+
+    Args:
+        base_value, cand_value: float (G,) point values.
+        base_reps, cand_reps: float (G, B + 1) replicate values, last column the full sample
+            on the replicates' grid (:meth:`~rayeval.stats.replicate.ReplicatedSpec.values`).
+        level: two-sided level of the interval.
+
+    Returns:
+        ``(difference, lower, upper, p_value)``, float (G,) each.
+    """
+    from rayeval.stats.intervals import bootstrap_interval
+
+    diff = np.asarray(cand_value, dtype=np.float64) - np.asarray(base_value, dtype=np.float64)
+    d = np.asarray(cand_reps, dtype=np.float64) - np.asarray(base_reps, dtype=np.float64)
+    b = d.shape[1] - 1
+    lo, hi = bootstrap_interval(diff, d[:, :b], d[:, b], level)
+    return diff, lo, hi, bootstrap_p_value(diff, d[:, :b], d[:, b])
