@@ -285,8 +285,11 @@ def report(output: str = typer.Argument(..., help="output path of a run (local o
     hist = None
     if drift is not None:
         hist = table("drift_histograms")
+    blessing_path = Path(output) / "blessing" / f"{run_id}.json"
+    blessing = json.loads(blessing_path.read_text()) if blessing_path.exists() else None
     html = render_report(manifest.get("config", {}).get("name", "rayeval"), run_id, metrics,
-                         coverage, drift, gates, hist, manifest, table("estimated"))
+                         coverage, drift, gates, hist, manifest, table("estimated"),
+                         table("comparisons"), blessing)
     target = out or Path(output) / "reports" / f"{run_id}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html)

@@ -384,29 +384,86 @@ class DriftConfig(_Frozen):
         return self
 
 
+#: ``GateRule.baseline`` value naming the last BLESSED run of the same job in the output path
+LAST_PASSING_RUN = "last_passing_run"
+
+
 class GateRule(_Frozen):
-    """A gate: ``metric`` of ``task`` on ``slice`` (default overall) must be >= ``min`` and/or
-    <= ``max`` for every model and window; ``dataset_drift_share`` gates drift."""
+    """A gate, checked for every model, window and selected slice (see ``rayeval.engine.gates``).
+
+    Kinds (exactly one):
+
+    - threshold: ``on`` (``value``, ``ci_lower`` or ``ci_upper``) of ``metric`` must be >=
+      ``min`` and/or <= ``max``;
+    - change: against ``baseline`` (a model of this run, or ``last_passing_run``: the last
+      BLESSED run of this job in ``outputs.path``), the metric may get worse (in its direction)
+      by at most ``max_drop`` (absolute) or ``max_relative_drop`` (fraction of the baseline);
+    - test against a ``baseline`` model (needs a ``comparisons`` pair): ``non_inferiority``
+      (the paired interval of candidate - baseline excludes a loss larger than ``margin``) or
+      ``superiority`` (significantly better at the Benjamini-Hochberg adjusted level
+      ``comparisons.fdr``).
+
+    ``slices``: ``overall`` (default, or the older ``slice``: one slice name), ``all``, or a list
+    of slice names; slices with fewer labelled rows than ``min_slice_size`` are skipped
+    (``overall`` never is). ``model``: only this model (default: every model but the baseline).
+    ``dataset_drift_share`` gates drift (threshold only).
+    """
 
     name: str
     metric: str
     task: Optional[str] = None
     slice: str = "overall"
+    slices: Union[Literal["overall", "all"], list[str], None] = None
+    min_slice_size: int = Field(default=0, ge=0)
+    on: Literal["value", "ci_lower", "ci_upper"] = "value"
     min: Optional[float] = None
     max: Optional[float] = None
+    model: Optional[str] = None
+    baseline: Optional[str] = None
+    max_drop: Optional[float] = Field(default=None, ge=0)
+    max_relative_drop: Optional[float] = Field(default=None, ge=0)
+    test: Optional[Literal["non_inferiority", "superiority"]] = None
+    margin: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _check_bounds(self):
-        for b in (self.min, self.max):
+        for b in (self.min, self.max, self.max_drop, self.max_relative_drop):
             if b is not None and math.isnan(b):
                 raise ValueError(f"gate {self.name!r}: a bound must be a number, not NaN")
-        if self.min is None and self.max is None:
-            raise ValueError(f"gate {self.name!r}: needs `min` and/or `max` (a gate without a "
+        threshold = self.min is not None or self.max is not None
+        change = self.max_drop is not None or self.max_relative_drop is not None
+        kinds = [k for k, on in (("min/max", threshold), ("max_drop/max_relative_drop", change),
+                                 ("test", self.test is not None)) if on]
+        if not kinds:
+            raise ValueError(f"gate {self.name!r}: needs `min` and/or `max`, or a `baseline` "
+                             "with `max_drop`, `max_relative_drop` or `test` (a gate without a "
                              "bound would always pass)")
+        if len(kinds) > 1 or (self.max_drop is not None and self.max_relative_drop is not None):
+            raise ValueError(f"gate {self.name!r}: one kind of rule per gate, got "
+                             f"{' and '.join(kinds)}")
+        if (change or self.test) and not self.baseline:
+            raise ValueError(f"gate {self.name!r}: a change or test rule needs `baseline` (a "
+                             f"model, or {LAST_PASSING_RUN!r})")
+        if threshold and self.baseline:
+            raise ValueError(f"gate {self.name!r}: `min`/`max` are absolute bounds; against a "
+                             "`baseline` use `max_drop`, `max_relative_drop` or `test`")
+        if self.test and self.baseline == LAST_PASSING_RUN:
+            raise ValueError(f"gate {self.name!r}: `test` compares two models of this run on "
+                             f"the same rows; {LAST_PASSING_RUN!r} is another run")
+        if self.test and self.on != "value":
+            raise ValueError(f"gate {self.name!r}: a `test` rule reads the paired interval or "
+                             "p-value itself; leave `on` at `value`")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate {self.name!r}: `min` {self.min} > `max` {self.max} can "
                              "never pass")
         return self
+
+    @property
+    def slice_selection(self):
+        """``"overall"``, ``"all"`` or a list of slice names (``slices``, else ``slice``)."""
+        if self.slices is None:
+            return "overall" if self.slice == "overall" else [self.slice]
+        return self.slices
 
 
 class IntervalsConfig(_Frozen):

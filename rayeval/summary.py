@@ -24,6 +24,31 @@ def headline(metrics: pd.DataFrame, task) -> pd.DataFrame:
     return m[keep]
 
 
+def _comparisons(console, comparisons) -> None:
+    """Champion vs challenger, overall slice: per pair, task and metric the difference of the
+    last window with its paired interval and adjusted p-value, and how many slice x window
+    cells differ significantly (Benjamini-Hochberg)."""
+    if comparisons is None or comparisons.empty:
+        return
+    c = comparisons
+    t = Table(title="champion vs challenger (overall, last window; difference = candidate - "
+                    "baseline, 95% paired interval)")
+    for col in ("task", "candidate - baseline", "metric", "difference", "interval",
+                "p (BH)", "significant slices"):
+        t.add_column(col)
+    for (task, base, cand, metric), part in c.groupby(["task", "baseline", "candidate",
+                                                       "metric"], sort=True):
+        ov = part[part["slice"] == "overall"].sort_values("window_start")
+        if ov.empty:
+            continue
+        r = ov.iloc[-1]
+        rest = part[part["slice"] != "overall"]
+        t.add_row(task, f"{cand} - {base}", metric, _f(r.difference),
+                  f"[{_f(r.ci_lower)}, {_f(r.ci_upper)}]", _f(r.p_adjusted),
+                  f"{int(rest['significant'].sum())}/{len(rest)}")
+    console.print(t)
+
+
 def print_summary(console: Console, cfg: JobConfig, result, short: bool = False) -> None:
     """Print counts and durations, overall metrics per window and model, the worst slices per
     window and model (over every slice column and cross), drifted columns, gate verdicts and
@@ -88,12 +113,21 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
             for r in g.sort_values(["n", "model"], ascending=False).head(20).itertuples():
                 t.add_row(str(r.model), r.kind, r.feature, r.method, f"{r.n}/{n_win}", _f(r.mx))
         console.print(t if not dd.empty else "drift: no column drifted in the overall slice")
+    _comparisons(console, result.finalized.comparisons)
     if not result.gates.empty:
         g = result.gates
         failed = g[~g["passed"]]
         console.print(f"gates: {len(g) - len(failed)}/{len(g)} checks passed"
                       + ("" if failed.empty else "; failed: " + ", ".join(
                           sorted(set(f"{r.rule}[{r.model}]" for r in failed.itertuples())))))
+    blessing = getattr(result, "blessing", None) or {}
+    if blessing:
+        console.print(f"verdict: [bold]{blessing['status']}[/bold]")
+        for rule in blessing.get("failing_rules", []):
+            worst = "; ".join(f"{w['slice']} ({w['model']}, {(w['window_start'] or '')[:10]}): "
+                              f"{w['reason']}" for w in rule["worst"][:3])
+            console.print(f"  {rule['rule']}: {rule['n_failed']} failed check(s), worst: "
+                          f"{worst}")
     console.rule("outputs")
     for rel, path in sorted(result.outputs.items()):
         console.print(f"  {rel.split('/')[0]:<10} {path}", soft_wrap=True, highlight=False)

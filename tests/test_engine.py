@@ -28,12 +28,21 @@ def synthetic(tmp_path_factory):
     return {"dir": d, "preds": preds, "labels": labels}
 
 
-def single_process(cfg, preds: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """The core without Ray: one plan, one accumulate over all rows, finalize."""
+def single_process(cfg, preds: pd.DataFrame, labels: pd.DataFrame, full: bool = False):
+    """The core without Ray: one plan, one accumulate over all rows, finalize (the metrics
+    table; ``full``: the whole ``Finalized``)."""
+    from rayeval.engine.pairing import build_pair_indexes
+    from rayeval.engine.plan import _timestamps
+    from rayeval.slicing import window_starts
+
     index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
-    plan = EvalPlan(cfg, index)
-    partial = plan.accumulate(plan.zero(), pa.Table.from_pandas(preds, preserve_index=False))
-    return finalize(plan, partial, cfg.resolved_run_id()).metrics
+    table = pa.Table.from_pandas(preds, preserve_index=False)
+    pairs = build_pair_indexes(cfg, table, lambda t: window_starts(
+        _timestamps(t, cfg.columns.timestamp), cfg.windows.size))
+    plan = EvalPlan(cfg, index, None, pairs)
+    partial = plan.accumulate(plan.zero(), table)
+    fin = finalize(plan, partial, cfg.resolved_run_id())
+    return fin if full else fin.metrics
 
 
 def assert_same_metrics(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -209,18 +218,32 @@ def test_deep_dive_filter_and_windows(ray_local, synthetic, tmp_path):
     assert rc["rows_filtered"] == (inside & (preds.segment != "north")).sum()
 
 
-@pytest.mark.parametrize("actors,batch_size", [(1, None), (2, 700), (2, 2500)])
+@pytest.mark.parametrize("actors,batch_size", [(1, None), (2, 700)])
 def test_intervals_do_not_depend_on_actors_or_batches(ray_local, synthetic, tmp_path, actors,
                                                       batch_size):
-    """Wilson, DeLong and bootstrap intervals of a Ray run with 1 or 2 reducer actors and 3
-    batch sizes equal the single-process ones (the replicate weights hash the prediction id)."""
+    """Wilson, DeLong and bootstrap intervals, and the champion vs challenger comparisons, of
+    a Ray run with 1 or 2 reducer actors and 3 batch sizes equal the single-process ones (the
+    replicate weights hash the prediction id); the blessing record is written."""
     d = synthetic["dir"]
-    cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
-                                    intervals={"enabled": True, "replicates": 50},
-                                    ray={"actors": actors, "batch_size": batch_size,
-                                         "actor_num_cpus": 0.5}))
-    got = run_job(cfg).finalized.metrics
-    expected = single_process(cfg, synthetic["preds"], synthetic["labels"])
+    cfg = load_config(data=job_dict(
+        str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
+        intervals={"enabled": True, "replicates": 50},
+        comparisons={"pairs": [{"baseline": "champion", "candidate": "challenger"}]},
+        gates=[{"name": "ni", "task": "clf", "metric": "roc_auc", "baseline": "champion",
+                "test": "non_inferiority", "margin": 0.5, "slices": "all"}],
+        ray={"actors": actors, "batch_size": batch_size, "actor_num_cpus": 0.5}))
+    result = run_job(cfg)
+    got = result.finalized.metrics
+    full = single_process(cfg, synthetic["preds"], synthetic["labels"], full=True)
+    expected = full.metrics
+    a, b = result.finalized.comparisons, full.comparisons
+    assert len(a) == len(b) > 0
+    pd.testing.assert_frame_equal(a.drop(columns=["run_id"]), b.drop(columns=["run_id"]),
+                                  rtol=1e-6, atol=1e-9)
+    written = pd.read_parquet(tmp_path / "out" / "comparisons")
+    assert len(written) == len(a)
+    blessing = json.loads((tmp_path / "out" / "blessing" / f"{result.run_id}.json").read_text())
+    assert blessing["status"] == "BLESSED" and blessing["n_checks"] == len(result.gates) > 1
     assert_same_metrics(got, expected)
     key = ["task", "model", "window_start", "slice", "metric", "class_label", "average"]
     got = got.sort_values(key, na_position="first").reset_index(drop=True)
@@ -237,3 +260,37 @@ def test_intervals_do_not_depend_on_actors_or_batches(ray_local, synthetic, tmp_
     defined = got[got.ci_method != ""]
     assert ((defined.ci_lower <= defined.value + 1e-12)
             & (defined.value <= defined.ci_upper + 1e-12)).all()
+
+
+def test_intervals_and_comparisons_do_not_depend_on_batch_size(synthetic):
+    """Three batch sizes (the rows split in batches, partials merged in order) give the
+    intervals and comparisons of one batch (no Ray: the merge harness of the engine plan)."""
+    from rayeval.engine.pairing import build_pair_indexes
+    from rayeval.engine.plan import _timestamps
+    from rayeval.slicing import window_starts
+
+    cfg = load_config(data=job_dict("p", "l", "o", intervals={"enabled": True, "replicates": 40},
+                                    comparisons={"pairs": [{"baseline": "champion",
+                                                            "candidate": "challenger"}]}))
+    preds, labels = synthetic["preds"], synthetic["labels"]
+    index = LabelIndex.build(pa.Table.from_pandas(labels, preserve_index=False), "id", "label_ts")
+    table = pa.Table.from_pandas(preds.sample(frac=1.0, random_state=4), preserve_index=False)
+    pairs = build_pair_indexes(cfg, table, lambda t: window_starts(
+        _timestamps(t, "timestamp"), "week"))
+    plan = EvalPlan(cfg, index, None, pairs)
+    results = []
+    for size in (table.num_rows, 997, 250):
+        partial = plan.zero()
+        for lo in range(0, table.num_rows, size):
+            partial = plan.merge(partial, plan.batch_partial(table.slice(lo, size)))
+        results.append(finalize(plan, partial, "r"))
+    key = ["task", "model", "window_start", "slice", "metric", "class_label", "average"]
+    first = results[0].metrics.sort_values(key, na_position="first").reset_index(drop=True)
+    for other in results[1:]:
+        m = other.metrics.sort_values(key, na_position="first").reset_index(drop=True)
+        for col in ("value", "ci_lower", "ci_upper"):
+            np.testing.assert_allclose(m[col].to_numpy(float), first[col].to_numpy(float),
+                                       rtol=1e-6, atol=1e-9, equal_nan=True)
+        assert (m["ci_method"] == first["ci_method"]).all()
+        pd.testing.assert_frame_equal(other.comparisons, results[0].comparisons, rtol=1e-6,
+                                      atol=1e-9)

@@ -103,7 +103,7 @@ def test_no_mature_window_is_not_gated(ray_local, data, tmp_path):
     cfg = job(data, tmp_path / "out", mature_after="30d", as_of="2024-01-20T00:00:00")
     res = run_job(cfg)
     assert not res.windows.mature.any()
-    assert res.gates_passed and list(res.gates.detail) == [NOT_GATED]
+    assert res.gates_passed and list(res.gates.reason) == [NOT_GATED]
     # the override gates every window
     cfg = job(data, tmp_path / "out2", mature_after="30d", as_of="2024-01-20T00:00:00",
               gate_immature=True)

@@ -1,10 +1,19 @@
 """Gates: rules that fail a run when a model is worse than allowed (no Ray).
 
-A rule names a metric (and optionally a task and a slice, default ``overall``) and bounds it with
-``min`` and/or ``max``. It is checked for every model and window in the results; an undefined
-value (NaN) fails the rule (``passed`` false, reason in ``detail``) because a gate that cannot be
-evaluated must not let a model through. The special metric ``dataset_drift_share`` gates the
-share of drifted features per model and window.
+A rule (``rayeval.config.GateRule``) names a metric, optionally a task, model and slices, and is
+one of: a threshold on the value or an interval bound (``on``); a change against a baseline
+model of the run or the last BLESSED run of the job (``max_drop`` / ``max_relative_drop``, worse
+in the metric's direction); a paired test against a baseline model (``non_inferiority`` with a
+``margin``, ``superiority`` at the Benjamini-Hochberg adjusted level). It is checked for every
+model, window and selected slice; an undefined value (NaN) fails the rule (``passed`` false,
+``reason`` says why) because a gate that cannot be evaluated must not let a model through. The
+special metric ``dataset_drift_share`` gates the share of drifted features per model and window.
+
+``gates`` table (:data:`GATE_COLUMNS`): ``value`` is what the rule reads (the metric, its
+interval bound, or candidate - baseline), ``on`` names it (``value``, ``ci_lower``,
+``ci_upper``, ``difference``, ``difference_ci_lower``, ``difference_ci_upper``,
+``p_adjusted``), ``baseline`` the baseline's value (NaN for thresholds), ``operator`` and the
+numeric ``threshold`` the check ``value <operator> threshold``, ``reason`` why it failed.
 """
 
 from __future__ import annotations
@@ -16,8 +25,8 @@ import pandas as pd
 from rayeval.config import JobConfig
 from rayeval.core import registry
 
-GATE_COLUMNS = ["run_id", "rule", "task", "model", "window_start", "slice", "metric", "value",
-                "baseline", "threshold", "passed", "detail"]
+GATE_COLUMNS = ["run_id", "rule", "task", "model", "window_start", "slice", "metric", "on",
+                "value", "baseline", "operator", "threshold", "passed", "reason"]
 
 
 def known_metrics(task, selected: bool = False) -> set[str]:
@@ -66,6 +75,9 @@ def check_gates(cfg: JobConfig) -> None:
             if not cfg.drift.enabled:
                 raise ConfigError(f"gates.{i} ({rule.name}): dataset_drift_share needs "
                                   f"drift.enabled")
+            if rule.baseline or rule.on != "value":
+                raise ConfigError(f"gates.{i} ({rule.name}): dataset_drift_share takes "
+                                  "`min`/`max` on its value only")
             continue
         if rule.task is not None and rule.task not in tasks:
             raise ConfigError(f"gates.{i} ({rule.name}): unknown task {rule.task!r}; tasks are "
@@ -78,60 +90,68 @@ def check_gates(cfg: JobConfig) -> None:
             hint = hint or registry.renamed_hint(rule.metric)
             raise ConfigError(f"gates.{i} ({rule.name}): unknown metric {rule.metric!r}{hint}; "
                               f"known: {sorted(names | {'dataset_drift_share'})}")
+        _check_statistics(cfg, i, rule, scope)
+
+
+def _check_statistics(cfg: JobConfig, i: int, rule, scope) -> None:
+    """Interval bounds need an interval, tests a comparison pair, ``last_passing_run`` a
+    BLESSED run in the output path (all checked before the scan).
+
+    Raises:
+        ConfigError: naming the rule and what is missing.
+    """
+    from rayeval.config import LAST_PASSING_RUN, ConfigError
+    from rayeval.engine.plan import make_specs
+    from rayeval.stats.metric_intervals import interval_metrics
+
+    where = f"gates.{i} ({rule.name})"
+    if rule.on != "value" or rule.test:
+        if not cfg.intervals.enabled:
+            raise ConfigError(f"{where}: `on: {rule.on}`/`test` needs intervals.enabled: true")
+        with_ci = set().union(*(interval_metrics(s, True) for t in scope
+                                for s in make_specs(t).values()))
+        if rule.metric not in with_ci:
+            raise ConfigError(f"{where}: metric {rule.metric!r} has no confidence interval; "
+                              f"metrics with one: {sorted(with_ci)}")
+    if rule.test:
+        pairs = [(p.baseline, p.candidate) for p in cfg.comparisons.pairs]
+        if not any(b == rule.baseline and (rule.model in (None, c)) for b, c in pairs):
+            raise ConfigError(f"{where}: `test: {rule.test}` needs a comparisons pair with "
+                              f"baseline {rule.baseline!r}"
+                              + (f" and candidate {rule.model!r}" if rule.model else "")
+                              + f"; configured pairs: {pairs}")
+    if rule.baseline == LAST_PASSING_RUN:
+        from rayeval.engine.blessing import last_blessed_run
+
+        if last_blessed_run(cfg) is None:
+            raise ConfigError(f"{where}: baseline {LAST_PASSING_RUN!r}: no BLESSED run of job "
+                              f"{cfg.name!r} in {cfg.outputs.path}/blessing")
+    elif rule.baseline and cfg.models is not None and rule.baseline not in cfg.models:
+        raise ConfigError(f"{where}: baseline model {rule.baseline!r} is not in `models` "
+                          f"{cfg.models}")
 
 
 def evaluate_gates(cfg: JobConfig, metrics: pd.DataFrame, drift: pd.DataFrame | None,
-                   run_id: str) -> pd.DataFrame:
-    """One row per (rule, model, window) with the verdict; empty when no rule is configured."""
-    rows = []
-    for rule in cfg.gates:
-        if rule.metric == "dataset_drift_share":
-            sel = _drift_share(drift, rule.slice)
-        else:
-            sel = metrics[(metrics["metric"] == rule.metric) & (metrics["slice"] == rule.slice)
-                          & metrics["class_label"].isna()]
-            if rule.task:
-                sel = sel[sel["task"] == rule.task]
-            # the headline value: binary average, else macro, else no average
-            if not sel.empty and sel["average"].notna().any():
-                for avg in ("binary", "macro", "micro"):
-                    if (sel["average"] == avg).any():
-                        sel = sel[sel["average"] == avg]
-                        break
-        if sel.empty:
-            rows.append({"run_id": run_id, "rule": rule.name, "task": rule.task, "model": None,
-                         "window_start": pd.NaT, "slice": rule.slice, "metric": rule.metric,
-                         "value": math.nan, "baseline": math.nan,
-                         "threshold": _threshold(rule), "passed": False,
-                         "detail": "no such metric/slice in the results"})
-            continue
-        for r in sel.itertuples(index=False):
-            v = float(r.value)
-            ok = not math.isnan(v)
-            detail = "" if ok else f"undefined: {getattr(r, 'undefined_reason', '')}"
-            if ok and rule.min is not None and v < rule.min:
-                ok, detail = False, f"{v:.6g} < min {rule.min}"
-            if ok and rule.max is not None and v > rule.max:
-                ok, detail = False, f"{v:.6g} > max {rule.max}"
-            rows.append({"run_id": run_id, "rule": rule.name, "task": getattr(r, "task", None),
-                         "model": r.model, "window_start": r.window_start, "slice": rule.slice,
-                         "metric": rule.metric, "value": v, "baseline": math.nan,
-                         "threshold": _threshold(rule), "passed": ok, "detail": detail})
-    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+                   run_id: str, comparisons: pd.DataFrame | None = None,
+                   previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The gates table (:data:`GATE_COLUMNS`): one row per rule, model, window, slice (and
+    bound side); a rule that matches nothing gives one failing row.
+
+    Args:
+        cfg: the job config.
+        metrics, drift, comparisons: the run's tables.
+        previous: the metrics of the last BLESSED run (for ``baseline: last_passing_run``).
+    """
+    from rayeval.engine.gate_rules import rule_rows
+
+    frames = [rule_rows(cfg, rule, metrics, drift, comparisons, previous, run_id)
+              for rule in cfg.gates]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series([], dtype=_GATE_DTYPES.get(c, object))
+                             for c in GATE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[GATE_COLUMNS]
 
 
-def _threshold(rule) -> str:
-    parts = []
-    if rule.min is not None:
-        parts.append(f">= {rule.min}")
-    if rule.max is not None:
-        parts.append(f"<= {rule.max}")
-    return " and ".join(parts)
-
-
-def _drift_share(drift: pd.DataFrame | None, slice_: str) -> pd.DataFrame:
-    if drift is None or drift.empty:
-        return pd.DataFrame(columns=["model", "window_start", "value", "task"])
-    d = drift[(drift["slice"] == slice_) & (drift["kind"] == "dataset")]
-    g = d[["model", "window_start", "statistic"]].rename(columns={"statistic": "value"})
-    return g.assign(task=None)
+_GATE_DTYPES = {"value": float, "baseline": float, "threshold": float, "passed": bool,
+                "window_start": "datetime64[ns, UTC]"}

@@ -78,5 +78,5 @@ def gate_mature(cfg: JobConfig, metrics: pd.DataFrame, drift: pd.DataFrame | Non
     if lost.any():
         gates = gates.copy()
         gates.loc[lost, "passed"] = True
-        gates.loc[lost, "detail"] = NOT_GATED
+        gates.loc[lost, "reason"] = NOT_GATED
     return gates

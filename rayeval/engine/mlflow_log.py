@@ -93,18 +93,22 @@ class MLflowLog:
 
 
 def run_tags(result) -> dict[str, str]:
-    """The run's tags: rayeval run id, config hash, input fingerprint, gate verdict, versions."""
+    """The run's tags: rayeval run id, config hash, input fingerprint, gate verdict, blessing
+    (``BLESSED`` / ``NOT_BLESSED``), versions."""
     m = result.manifest
     return {"rayeval.run_id": result.run_id, "rayeval.config_hash": m["config_hash"],
             "rayeval.input_fingerprint": m["input_fingerprint"],
             "rayeval.gates": "passed" if result.gates_passed else "failed",
+            "rayeval.blessing": (getattr(result, "blessing", None) or {}).get("status", ""),
             **{f"version.{k}": v for k, v in m["versions"].items()}}
 
 
 def metric_history(result) -> list[tuple[str, float, int, int]]:
-    """Overall metrics and drift statistics per window, on one step per window."""
+    """Overall metrics, champion vs challenger comparisons and drift statistics per window,
+    on one step per window."""
     steps = mlflow_writer.window_steps(result.finalized.metrics, result.drift)
     hist = mlflow_writer.overall_metric_history(result.finalized.metrics, steps)
+    hist += mlflow_writer.comparison_history(result.finalized.comparisons, steps)
     if result.drift is not None and not result.drift.empty:
         hist += drift_history(result.drift, steps)
     return hist

@@ -19,7 +19,6 @@ overall slice). A row excluded from two metric families of a task for one reason
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pandas as pd
 
@@ -69,8 +68,6 @@ def quality_gates(cfg: JobConfig, invalid: pd.DataFrame, coverage: pd.DataFrame,
     """Gate rows (``columns``: the gates table's) of the data-quality policy, one per task,
     model, window (of ``coverage``'s overall slice) and governing key; empty without a policy.
     """
-    from rayeval.engine.gates import _threshold
-
     lim = limits(cfg)
     cov = coverage[coverage["slice"] == "overall"]
     if not lim or cov.empty:
@@ -103,9 +100,9 @@ def quality_gates(cfg: JobConfig, invalid: pd.DataFrame, coverage: pd.DataFrame,
                              "model": r.model, "window_start": r.window_start,
                              "slice": "overall", "metric": "invalid_share:" + (
                                  key if "/" in key else f"{task.name}/{key}"),
-                             "value": share, "baseline": math.nan,
-                             "threshold": _threshold(SimpleNamespace(min=None, max=lim[key])),
-                             "passed": ok, "detail": detail})
+                             "on": "value", "value": share, "baseline": math.nan,
+                             "operator": "<=", "threshold": float(lim[key]),
+                             "passed": ok, "reason": detail})
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 import rayeval
-from rayeval.config import JobConfig, redact_uri, storage_options
+from rayeval.config import LAST_PASSING_RUN, JobConfig, redact_uri, storage_options
+from rayeval.engine.blessing import blessing_record
 from rayeval.engine.gates import evaluate_gates
 from rayeval.engine.labels import LabelIndex
 from rayeval.engine.mlflow_log import MLflowLog, drift_history, tracking_uri
@@ -53,6 +54,7 @@ class RunResult:
     committed_at: float = 0.0
     #: path of this run's record in the append-only ``audit`` table
     audit_path: Optional[str] = None
+    blessing: dict = field(default_factory=dict)  # rayeval.engine.blessing record
 
     @property
     def gates_passed(self) -> bool:
@@ -342,11 +344,23 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             drift_df = drift_plan.finalize(ref_partial, merged, run_id)
             input_warnings += drift_plan.finalize_warnings
         input_warnings += empty_window_warnings(cfg, fin.coverage)
+        previous = None
+        if any(g.baseline == LAST_PASSING_RUN for g in cfg.gates):
+            from rayeval.engine.blessing import last_blessed_run, previous_metrics
+
+            prev_id = last_blessed_run(cfg, exclude=run_id)
+            if prev_id is None:
+                raise InputError(f"gates: baseline {LAST_PASSING_RUN!r}: no BLESSED run of job "
+                                 f"{cfg.name!r} other than {run_id!r} in "
+                                 f"{cfg.outputs.path}/blessing")
+            previous = previous_metrics(cfg, prev_id)
         from rayeval.engine.maturity import gate_mature, window_maturity
 
         as_of = cfg.windows.as_of or datetime.fromtimestamp(started, timezone.utc)
         windows = window_maturity(cfg, fin.coverage, run_id, as_of)
-        gates = gate_mature(cfg, fin.metrics, drift_df, windows, run_id, evaluate_gates)
+        gates = gate_mature(cfg, fin.metrics, drift_df, windows, run_id,
+                            lambda c, m, d, r: evaluate_gates(c, m, d, r, fin.comparisons,
+                                                              previous))
         quality = quality_gates(cfg, fin.invalid, fin.coverage, run_id, list(gates.columns))
         if not quality.empty:
             gates = quality if gates.empty else pd.concat([gates, quality], ignore_index=True)
@@ -364,7 +378,8 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
         manifest["models"] = [m.describe() for m in scoring.models]
     manifest["actions"] = list(actions)
     result = RunResult(run_id, fin, drift_df, gates, {}, manifest, durations=timer.durations,
-                       windows=windows, estimated=estimated)
+                       windows=windows, estimated=estimated,
+                       blessing=blessing_record(cfg, run_id, gates, manifest))
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
         with RunWriter(cfg.outputs.path, run_id, so, expect_commit=token,
@@ -384,11 +399,13 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
             writer.write_table("windows", windows)
             if estimated is not None:
                 writer.write_table("estimated", estimated)
+            writer.write_json(f"blessing/{run_id}.json", result.blessing)
             if cfg.outputs.report:
                 from rayeval.io.report import render_report
 
                 html = render_report(cfg.name, run_id, fin.metrics, fin.coverage, drift_df,
-                                     gates, hist, manifest, estimated)
+                                     gates, hist, manifest, estimated, fin.comparisons,
+                                     result.blessing)
                 writer.write_bytes(f"reports/{run_id}.html", html.encode())
             from rayeval.io.alert_records import alert_records
 

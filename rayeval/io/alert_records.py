@@ -41,6 +41,15 @@ def _str(v) -> str | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
+def _gate_threshold(r) -> str | None:
+    """``">= 0.6"``: the gate row's operator and numeric threshold (older tables: the text)."""
+    t = getattr(r, "threshold", None)
+    op = getattr(r, "operator", "")
+    if isinstance(t, str) or not op:
+        return _str(t)
+    return None if _num(t) is None else f"{op} {float(t):g}"
+
+
 def alert_records(name: str, run_id: str, gates: pd.DataFrame, drift: pd.DataFrame | None,
                   created_at: dt.datetime | None = None) -> dict:
     """The alert document of one run (see the module docstring); records in the tables' order
@@ -51,8 +60,8 @@ def alert_records(name: str, run_id: str, gates: pd.DataFrame, drift: pd.DataFra
                      "task": _str(r.task), "window_start": _iso(r.window_start),
                      "window_end": _iso(getattr(r, "window_end", None)),
                      "slice": _str(r.slice), "name": str(r.rule), "metric": str(r.metric),
-                     "value": _num(r.value), "threshold": _str(r.threshold),
-                     "detail": _str(r.detail) or ""})
+                     "value": _num(r.value), "threshold": _gate_threshold(r),
+                     "detail": _str(getattr(r, "reason", getattr(r, "detail", None))) or ""})
     if drift is not None and not drift.empty:
         d = drift[(drift["slice"] == "overall") & (drift["kind"] != "dataset")
                   & drift["drifted"].astype(bool) & drift["decision"].astype(bool)]

@@ -142,6 +142,26 @@ def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None
     return out
 
 
+def comparison_history(comparisons: pd.DataFrame, steps: dict
+                       ) -> list[tuple[str, float, int, int]]:
+    """Overall-slice comparisons as metric history: ``compare/<task>/<candidate>_vs_<baseline>/
+    <metric>/{difference,ci_lower,ci_upper,p_adjusted}`` per window step (finite values)."""
+    if comparisons is None or comparisons.empty:
+        return []
+    out = []
+    df = comparisons[comparisons["slice"] == "overall"]
+    for row in df.itertuples(index=False):
+        base = f"compare/{row.task}/{row.candidate}_vs_{row.baseline}/{row.metric}"
+        ts = row.window_end
+        ts_ms = int(pd.Timestamp(ts).value // 10**6) if not pd.isna(ts) else 0
+        step = steps.get(row.window_start, 0)
+        for name in ("difference", "ci_lower", "ci_upper", "p_adjusted"):
+            v = float(getattr(row, name))
+            if math.isfinite(v):
+                out.append((sanitize_key(f"{base}/{name}"), v, ts_ms, step))
+    return out
+
+
 def replace_older_runs(client, experiment_id: str, keep: str, run_id: str | None) -> int:
     """Delete (MLflow's soft delete) the other runs of ``experiment_id`` tagged with the same
     rayeval ``run_id``: a rerun replaces its MLflow run as it replaces its Parquet files.

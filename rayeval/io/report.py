@@ -100,8 +100,9 @@ def _gates_section(gates: pd.DataFrame) -> str:
     g = _ensure(gates, ("rule", "model", "window_start")).assign(
         ok_=gates["passed"] == True)  # noqa: E712
     g = g.sort_values(["ok_", "rule", "model", "window_start"], kind="stable")
-    cols = [c for c in ("rule", "task", "model", "window_start", "slice", "metric", "value",
-                        "baseline", "threshold", "passed", "detail") if c in g.columns]
+    cols = [c for c in ("rule", "task", "model", "window_start", "slice", "metric", "on",
+                        "value", "baseline", "operator", "threshold", "passed", "reason",
+                        "detail") if c in g.columns]
     rows = []
     for r in g.head(MAX_GATE_ROWS).itertuples(index=False):
         d = r._asdict()
@@ -422,7 +423,8 @@ svg.chart{display:block}.plot{fill:#fafcff;stroke:#e2e8f0}.ax{font-size:10px;fil
 def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.DataFrame,
                   drift: pd.DataFrame | None, gates: pd.DataFrame,
                   histograms: pd.DataFrame | None, manifest: dict,
-                  estimated: pd.DataFrame | None = None) -> str:
+                  estimated: pd.DataFrame | None = None,
+                  comparisons: pd.DataFrame | None = None, blessing: dict | None = None) -> str:
     """Render one run as a self-contained HTML page (inline CSS and SVG, no scripts, no network).
 
     Args:
@@ -436,14 +438,21 @@ def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.D
         manifest: the run manifest (``config_hash``, ``row_counts``, ``durations``,
             ``versions`` are shown when present).
         estimated: the CBPE ``estimated`` table (estimates vs measured), or ``None``.
+        comparisons, blessing: the comparisons table and the blessing record, when the run
+            has them (section ``Champion vs challenger``).
 
     Returns:
         The HTML document as a string. Its size is bounded by the number of tasks, models,
         slicings, features and windows shown (see the module docstring), not by the number of
         slices or rows.
     """
+    from rayeval.io.report_compare import comparisons_section
+
     body = [_header(title, run_id, gates, manifest), _gates_section(gates)]
     nav = ['<a href="#gates">Gates</a>']
+    if blessing or (comparisons is not None and not comparisons.empty):
+        body.append(comparisons_section(comparisons, blessing))
+        nav.append('<a href="#comparisons">Champion vs challenger</a>')
     if _usable(metrics, "task", "model", "metric", "slice_columns", "value"):
         m = _ensure(metrics, _METRIC_OPTIONAL)
         m = m.assign(task=m["task"].fillna(""), model=m["model"].fillna(""))
