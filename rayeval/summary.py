@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rayeval.config import JobConfig
@@ -88,15 +89,26 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
         tm = tm.assign(window_start=tm["window_start"].astype(object).where(
             tm["window_start"].notna(), "all data"))
         pv = tm.pivot_table(index=["window_start", "model"], columns="metric", values="value",
-                            aggfunc="first")
-        t = Table(title=f"{task.name}: overall per window", show_lines=False)
+                            aggfunc="first", dropna=False)
+        half = None
+        if "ci_lower" in tm and tm["ci_lower"].notna().any():  # intervals: value +- half width
+            half = ((tm["ci_upper"] - tm["ci_lower"]) / 2).to_frame("h").join(tm[[
+                "window_start", "model", "metric"]]).pivot_table(
+                index=["window_start", "model"], columns="metric", values="h",
+                aggfunc="first", dropna=False).reindex(index=pv.index, columns=pv.columns)
+        title = f"{task.name}: overall per window"
+        if half is not None:
+            title += f" (+- half the {cfg.intervals.level:.0%} interval)"
+        t = Table(title=title, show_lines=False)
         t.add_column("window")
         t.add_column("model")
         for col in pv.columns:
             t.add_column(col, justify="right")
         rows = list(pv.iterrows())
         for (win, model), vals in (rows[-8:] if short else rows):
-            t.add_row(_day(win), str(model), *[_f(v) for v in vals])
+            hw = half.loc[(win, model)] if half is not None else [float("nan")] * len(vals)
+            t.add_row(_day(win), str(model), *[_f(v) + (f" ±{h:.3f}" if h == h else "")
+                                               for v, h in zip(vals, hw)])
         console.print(t)
         _worst(console, cfg, m, task, short=short)
     if result.drift is not None and not result.drift.empty:
@@ -117,17 +129,17 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
     if not result.gates.empty:
         g = result.gates
         failed = g[~g["passed"]]
+        names = sorted({escape(f"{r.rule}[{r.model}]") for r in failed.itertuples()})
         console.print(f"gates: {len(g) - len(failed)}/{len(g)} checks passed"
-                      + ("" if failed.empty else "; failed: " + ", ".join(
-                          sorted(set(f"{r.rule}[{r.model}]" for r in failed.itertuples())))))
+                      + ("" if failed.empty else "; failed: " + ", ".join(names)))
     blessing = getattr(result, "blessing", None) or {}
     if blessing:
         console.print(f"verdict: [bold]{blessing['status']}[/bold]")
         for rule in blessing.get("failing_rules", []):
             worst = "; ".join(f"{w['slice']} ({w['model']}, {(w['window_start'] or '')[:10]}): "
                               f"{w['reason']}" for w in rule["worst"][:3])
-            console.print(f"  {rule['rule']}: {rule['n_failed']} failed check(s), worst: "
-                          f"{worst}")
+            console.print(escape(f"  {rule['rule']}: {rule['n_failed']} failed check(s), "
+                                 f"worst: {worst}"))
     console.rule("outputs")
     for rel, path in sorted(result.outputs.items()):
         console.print(f"  {rel.split('/')[0]:<10} {path}", soft_wrap=True, highlight=False)
