@@ -238,3 +238,14 @@ def test_comparison_of_absent_model_fails_before_the_scan(ray_local, tmp_path):
     with pytest.raises(InputError, match="candidate model 'ghost' has no rows"):
         run_job(load_config(data=data))
     assert not (tmp_path / "out" / "metrics").exists()
+
+
+def test_dataset_drift_share_gate_still_works(tmp_path):
+    cfg = _cfg(tmp_path, [{"name": "d", "metric": "dataset_drift_share", "max": 0.4}],
+               drift={"enabled": True, "reference": {"kind": "previous_window"},
+                      "features": [{"name": "feature_x", "kind": "numeric"}]})
+    drift = pd.DataFrame({"slice": "overall", "kind": "dataset", "model": ["a", "b"],
+                          "window_start": T0, "statistic": [0.5, 0.25]})
+    g = evaluate_gates(cfg, pd.DataFrame(columns=["metric"]), drift, "r").set_index("model")
+    assert g["passed"].to_dict() == {"a": False, "b": True}
+    assert (g["threshold"] == 0.4).all() and (g["operator"] == "<=").all()

@@ -85,8 +85,6 @@ def rule_rows(cfg, rule, metrics: pd.DataFrame, drift, comparisons, previous,
               run_id: str) -> pd.DataFrame:
     """The gates-table rows of one rule (one failing row when nothing matches)."""
     if rule.metric == "dataset_drift_share":
-        from rayeval.engine.gates import _drift_share
-
         sel = _drift_share(drift, rule.slice).assign(slice=rule.slice)
     elif rule.test:
         sel = _test_selection(rule, comparisons)
@@ -206,3 +204,13 @@ def _test_rows(cfg, rule, sel: pd.DataFrame, run_id) -> pd.DataFrame:
         for p, q, d, b in zip(passed.tolist(), p_adj.tolist(), diff.tolist(), better.tolist())],
         dtype=object)
     return _rows(run_id, rule, sel, "p_adjusted", p_adj, base, "<=", fdr, passed, reasons)
+
+
+def _drift_share(drift: pd.DataFrame | None, slice_: str) -> pd.DataFrame:
+    """The share of drifted features per model and window (the drift table's ``dataset``
+    rows) as gate input rows."""
+    if drift is None or drift.empty:
+        return pd.DataFrame(columns=["model", "window_start", "value", "task"])
+    d = drift[(drift["slice"] == slice_) & (drift["kind"] == "dataset")]
+    g = d[["model", "window_start", "statistic"]].rename(columns={"statistic": "value"})
+    return g.assign(task=None)

@@ -392,8 +392,11 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
                     rep, rep_state = (plan.replicated.get(REPLICATES + name),
                                       merged.get(REPLICATES + name))
                     reps, rep_keys = {}, ()
-                    if rep is not None and rep_state is not None:
-                        reps, rep_keys = rep.values(rep_state), rep_state.keys
+                    if rep is not None and rep_state is not None:  # reported groups only
+                        shown = [i for i, k in enumerate(rep_state.keys)
+                                 if not _suppressed(sg, k)]
+                        reps = rep.values(rep_state, np.array(shown, dtype=np.int64))
+                        rep_keys = tuple(rep_state.keys[i] for i in shown)
                     ci = interval_columns(spec, state, cols, plan.cfg.intervals.level, reps,
                                           rep_keys)
                     comparisons.add(task.name, sl, sg, cols, reps, rep_keys)
@@ -412,6 +415,12 @@ def _finalize(plan: EvalPlan, merged: dict, run_id: str) -> Finalized:
     return Finalized(metrics_df, confusion.frame(order_by=CONFUSION_ORDER), coverage_df,
                      invalid.frame(order_by=INVALID_ORDER),
                      dict(merged["_counters"]), n_suppressed, no_pred, comparisons.frame())
+
+
+def _suppressed(sg: _SliceGroups, key) -> bool:
+    """Whether group ``key`` of a slice spec is suppressed (too few labelled rows)."""
+    g = sg.position.get(key)
+    return g is not None and sg.suppressed[g]
 
 
 def _selected(metrics: pd.DataFrame, tasks) -> pd.DataFrame:

@@ -451,7 +451,7 @@ def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.D
     body = [_header(title, run_id, gates, manifest), _gates_section(gates)]
     nav = ['<a href="#gates">Gates</a>']
     if blessing or (comparisons is not None and not comparisons.empty):
-        body.append(comparisons_section(comparisons, blessing))
+        body.append(comparisons_section(comparisons, blessing, (_e, _fmt, _note, _table)))
         nav.append('<a href="#comparisons">Champion vs challenger</a>')
     if _usable(metrics, "task", "model", "metric", "slice_columns", "value"):
         m = _ensure(metrics, _METRIC_OPTIONAL)

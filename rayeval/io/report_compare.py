@@ -9,12 +9,13 @@ import pandas as pd
 MAX_SLICE_ROWS = 10
 
 
-def comparisons_section(comparisons: pd.DataFrame | None, blessing: dict | None) -> str:
+def comparisons_section(comparisons: pd.DataFrame | None, blessing: dict | None,
+                        html) -> str:
     """The ``Comparisons`` section: per pair and task, the overall difference of each metric
     per window with its paired interval and p-values, then the slices whose difference is
     significant after Benjamini-Hochberg; and the blessing verdict with its worst failing
-    checks."""
-    from rayeval.io.report import _e, _fmt, _note, _table
+    checks. ``html``: the report's ``(escape, format, note, table)`` helpers."""
+    _e, _fmt, _note, _table = html
 
     out = ['<section id="comparisons"><h2>Champion vs challenger</h2>']
     if blessing:

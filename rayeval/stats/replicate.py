@@ -115,10 +115,16 @@ class ReplicatedSpec:
     def merge(self, a: KeyedArrays, b: KeyedArrays) -> KeyedArrays:
         return merge_keyed(a, b)
 
-    def values(self, state: KeyedArrays) -> dict[tuple, np.ndarray]:
-        """``(metric, class_label, average) -> float (G, B + 1)`` replicate values (last column:
-        the full sample on the view's grid), groups in ``state.keys`` order."""
+    def values(self, state: KeyedArrays, groups: np.ndarray | None = None
+               ) -> dict[tuple, np.ndarray]:
+        """``(metric, class_label, average) -> float (g, B + 1)`` replicate values (last column:
+        the full sample on the view's grid) of the groups at positions ``groups`` of
+        ``state.keys`` (default: all, in order): only the groups that are reported need them."""
         if not state.keys:
             return {}
-        sums = np.moveaxis(state.arrays["sums"], 1, 2)  # (G, B + 1, S)
-        return self.view.metrics(sums)
+        sums = state.arrays["sums"]
+        if groups is not None:
+            sums = sums[np.asarray(groups, dtype=np.int64)]
+        if not len(sums):
+            return {}
+        return self.view.metrics(np.moveaxis(sums, 1, 2))  # (g, B + 1, S)

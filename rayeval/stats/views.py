@@ -78,6 +78,13 @@ class ClassificationView:
         return valid, slots, np.ones(slots.shape)
 
     def metrics(self, sums):
+        c = len(self.spec.classes)
+        if c == 2 and self.spec.positive_class in self.spec.classes:
+            return _binary_metrics(sums, self.spec.classes.index(self.spec.positive_class))
+        return self._generic_metrics(sums)
+
+    def _generic_metrics(self, sums):
+        """Every metric by the spec's own ``finalize_columns`` on (g x (B + 1)) pseudo-groups."""
         from rayeval.metrics.classification import ClassificationState
 
         c = len(self.spec.classes)
@@ -92,6 +99,35 @@ class ClassificationView:
         kind = "str" if isinstance(self.spec.classes[0], str) else "int"
         cols = self.spec.finalize_columns(ClassificationState(self.spec.classes, kind, table))
         return _by_metric(cols, n, shape)
+
+
+def _binary_metrics(sums, pos: int) -> dict[tuple, np.ndarray]:
+    """The headline binary metrics from (..., 4) confusion sums (row-major true x predicted),
+    as the classification spec computes them (same formulas; NaN where a denominator is 0):
+    accuracy, balanced accuracy, MCC, Cohen's kappa and the positive class's precision,
+    recall, F1, specificity. Per-class values and micro/macro/weighted averages get no
+    bootstrap here (per-class proportions have Wilson intervals)."""
+    m = sums.astype(np.float64).reshape(sums.shape[:-1] + (2, 2))
+    neg = 1 - pos
+    tp, fn = m[..., pos, pos], m[..., pos, neg]
+    fp, tn = m[..., neg, pos], m[..., neg, neg]
+    n = tp + fn + fp + tn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall, spec_ = tp / (tp + fn), tn / (tn + fp)
+        has_pos, has_neg = (tp + fn) > 0, (tn + fp) > 0
+        balanced = np.where(has_pos & has_neg, (recall + spec_) / 2,
+                            np.where(has_pos, recall, np.where(has_neg, spec_, np.nan)))
+        po = (tp + tn) / n
+        pe = ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / (n * n)
+        kappa = np.where(pe < 1, (po - pe) / (1 - pe), np.nan)
+        mcc = (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        out = {("accuracy", None, None): po, ("balanced_accuracy", None, None): balanced,
+               ("mcc", None, None): mcc, ("cohen_kappa", None, None): kappa,
+               ("precision", None, "binary"): tp / (tp + fp),
+               ("recall", None, "binary"): recall,
+               ("f1", None, "binary"): 2 * tp / (2 * tp + fp + fn),
+               ("specificity", None, "binary"): spec_}
+    return {k: np.where(n > 0, v, np.nan) for k, v in out.items()}
 
 
 @dataclass(frozen=True)
