@@ -71,7 +71,7 @@ def test_share_per_model_and_window_is_hand_counted(frames):
         expect = (sel & bad & labelled).sum() / sel.sum()
         assert r.value == pytest.approx(expect, rel=1e-12)
         assert r.passed == (expect <= 0.04)
-        assert "score_out_of_range" in r.detail
+        assert "score_out_of_range" in r.reason
     assert not scored["passed"].all()  # ~5% > 4% somewhere
     # the other reasons of clf and every reason of reg are under "all" (nothing excluded)
     rest = g[g["metric"] != "invalid_share:clf/score_out_of_range"]
