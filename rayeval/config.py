@@ -425,6 +425,18 @@ class GateRule(_Frozen):
     test: Optional[Literal["non_inferiority", "superiority"]] = None
     margin: float = Field(default=0.0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data):
+        # YAML 1.1 reads the bare key `on` as the boolean true: take it back as `on`
+        if isinstance(data, dict) and "on" not in data:
+            for key in (True, "true", "True"):
+                if key in data:
+                    data = dict(data)
+                    data["on"] = data.pop(key)
+                    break
+        return data
+
     @model_validator(mode="after")
     def _check_bounds(self):
         for b in (self.min, self.max, self.max_drop, self.max_relative_drop):

@@ -249,3 +249,15 @@ def test_dataset_drift_share_gate_still_works(tmp_path):
     g = evaluate_gates(cfg, pd.DataFrame(columns=["metric"]), drift, "r").set_index("model")
     assert g["passed"].to_dict() == {"a": False, "b": True}
     assert (g["threshold"] == 0.4).all() and (g["operator"] == "<=").all()
+
+
+def test_yaml_on_key(tmp_path):
+    """YAML reads a bare `on:` key as boolean true; the gate rule takes it back."""
+    path = tmp_path / "job.yaml"
+    import yaml
+
+    data = job_dict("p", "l", "o", intervals={"enabled": True})
+    text = yaml.safe_dump(data) + "gates:\n  - {name: g, task: clf, metric: roc_auc, on: ci_lower, min: 0.5}\n"
+    path.write_text(text)
+    cfg = load_config(path)
+    assert cfg.gates[0].on == "ci_lower"

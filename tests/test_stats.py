@@ -135,7 +135,7 @@ def test_score_replicates_brute_force():
     rep = ReplicatedSpec(view_for(SPECS["scores"]), b)
     values = rep.values(rep.accumulate_many(batch, w, [GroupIndex.single(n)])[0])
     y, p = batch["label"] == 1, batch["score"]
-    bucket = np.minimum((p * 40).astype(int), 39)  # 4 x 10 calibration bins
+    bucket = np.minimum((p * 20).astype(int), 19)  # 2 x 10 calibration bins
     for j in (0, 5, b):
         ww = w[:, j]
         ll = -np.sum(ww * np.log(np.clip(np.where(y, p, 1 - p), 2.2e-16, 1))) / ww.sum()

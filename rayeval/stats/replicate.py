@@ -25,7 +25,65 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import sparse
 
-from rayeval.metrics.base import Batch, GroupIndex, KeyedArrays, merge_keyed
+from rayeval.metrics.base import Batch, GroupIndex, KeyedArrays
+
+#: runs a replicate state keeps side by side before summing them into one
+MAX_RUNS = 16
+
+
+@dataclass(frozen=True)
+class ReplicateState:
+    """Replicate sums of many groups, kept as *runs* (one per merged batch partial) and summed
+    into one table only when there are more than :data:`MAX_RUNS` or when read: merging two
+    states concatenates their runs, so a reducer's many merges never re-copy the whole state.
+
+    Attributes:
+        runs: tuple of :class:`KeyedArrays` with ``sums`` (g, S, B + 1) each.
+    """
+
+    runs: tuple = ()
+
+    @property
+    def table(self) -> KeyedArrays:
+        """The runs summed into one :class:`KeyedArrays` (computed once)."""
+        cached = self.__dict__.get("_table")
+        if cached is None:
+            cached = _sum_runs(self.runs)
+            object.__setattr__(self, "_table", cached)
+        return cached
+
+    @property
+    def keys(self) -> tuple:
+        return self.table.keys
+
+    @property
+    def arrays(self):
+        return self.table.arrays
+
+    def __getstate__(self):
+        return {"runs": (self.table,) if len(self.runs) > 1 else self.runs}
+
+    def __setstate__(self, st) -> None:
+        object.__setattr__(self, "runs", st["runs"])
+
+
+def _sum_runs(runs: tuple) -> KeyedArrays:
+    """One table from many runs: the union of their keys, one allocation, one add per run."""
+    runs = [r for r in runs if r.keys]
+    if not runs:
+        return KeyedArrays()
+    if len(runs) == 1:
+        return runs[0]
+    position: dict = {}
+    for r in runs:
+        for k in r.keys:
+            position.setdefault(k, len(position))
+    first = runs[0].arrays["sums"]
+    out = np.zeros((len(position),) + first.shape[1:], dtype=first.dtype)
+    for r in runs:
+        idx = np.fromiter((position[k] for k in r.keys), dtype=np.int64, count=len(r.keys))
+        out[idx] += r.arrays["sums"]
+    return KeyedArrays(tuple(position), {"sums": out})
 
 
 class ReplicateView(Protocol):
@@ -53,8 +111,8 @@ class ReplicateView(Protocol):
 class ReplicatedSpec:
     """Bootstrap replicates of one view, per group.
 
-    State: :class:`KeyedArrays` with ``sums`` of shape (G, S, B + 1) (last column: the full
-    sample, weight 1 per row).
+    State: :class:`ReplicateState`, sums of shape (G, S, B + 1) per group (last column: the
+    full sample, weight 1 per row).
 
     Args:
         view: a :class:`ReplicateView`.
@@ -68,11 +126,11 @@ class ReplicatedSpec:
         if self.replicates < 2:
             raise ValueError(f"Expected `replicates` >= 2, got {self.replicates}.")
 
-    def zero(self) -> KeyedArrays:
-        return KeyedArrays()
+    def zero(self) -> ReplicateState:
+        return ReplicateState()
 
     def accumulate_many(self, batch: Batch, weights: np.ndarray,
-                        groupings: list[GroupIndex]) -> list[KeyedArrays]:
+                        groupings: list[GroupIndex]) -> list[ReplicateState]:
         """One replicate state per grouping of one batch.
 
         Args:
@@ -109,13 +167,20 @@ class ReplicatedSpec:
                                     shape=(g * s, rows.size))
             sums = np.asarray(mat @ w).reshape(g, s, b1)
             keys = tuple(groups.keys[i] for i in used.tolist())
-            out.append(KeyedArrays(keys, {"sums": sums}))
+            out.append(ReplicateState((KeyedArrays(keys, {"sums": sums}),)))
         return out
 
-    def merge(self, a: KeyedArrays, b: KeyedArrays) -> KeyedArrays:
-        return merge_keyed(a, b)
+    def merge(self, a: ReplicateState, b: ReplicateState) -> ReplicateState:
+        """Both states' runs side by side (summed into one above :data:`MAX_RUNS`); inputs
+        untouched."""
+        runs = a.runs + b.runs
+        return ReplicateState((_sum_runs(runs),) if len(runs) > MAX_RUNS else runs)
 
-    def values(self, state: KeyedArrays, groups: np.ndarray | None = None
+    def compact(self, state: ReplicateState) -> ReplicateState:
+        """The same state as one run (what is pickled)."""
+        return ReplicateState((state.table,)) if len(state.runs) > 1 else state
+
+    def values(self, state: ReplicateState, groups: np.ndarray | None = None
                ) -> dict[tuple, np.ndarray]:
         """``(metric, class_label, average) -> float (g, B + 1)`` replicate values (last column:
         the full sample on the view's grid) of the groups at positions ``groups`` of
