@@ -336,3 +336,18 @@ def test_example_config_validates():
     cfg = load_config(ROOT / "configs" / "flights-registry.yaml")
     assert cfg.inputs.models and cfg.actions.enabled is False
     assert cfg.registered_model() == "flights-delay"
+
+
+def test_dependency_warning_names_the_packages(registry):
+    from rayeval.io.models import ResolvedModel, dependency_warnings, using_registry
+
+    x = registry["features"][rf.FEATURES].head(200)
+    same = rf.log_model(registry["uri"], registry["models"][0], x)
+    old = rf.log_model(registry["uri"], registry["models"][0], x,
+                       pip_requirements=["scikit-learn==0.24.2", "no-such-package-xyz==1.0"])
+    with using_registry(registry["uri"]):
+        ok = dependency_warnings(ResolvedModel("a", same, same, None, None, None, None, {}))
+        bad = dependency_warnings(ResolvedModel("b", old, old, None, None, None, None, {}))
+    assert ok == []
+    assert len(bad) == 1 and "scikit-learn==0.24.2 (installed" in bad[0]
+    assert "no-such-package-xyz==1.0 (not installed)" in bad[0] and "'b'" in bad[0]
