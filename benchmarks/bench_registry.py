@@ -125,9 +125,10 @@ def compare(out: Path, base_out: Path) -> None:
     b = pd.read_parquet(base_out)
     b = b[b["slice"] == "overall"]
     worst = {}
-    for metric in ("roc_auc", "accuracy", "log_loss", "brier_score"):
+    for metric, base_col in (("roc_auc", "roc_auc"), ("accuracy", "accuracy"),
+                             ("log_loss", "log_loss"), ("brier_loss", "brier_score")):
         rr = r[r["metric"] == metric].set_index(["model", "window_start"])["value"]
-        bb = b.set_index(["model", "window_start"])[metric]
+        bb = b.set_index(["model", "window_start"])[base_col]
         bb.index = bb.index.set_levels(bb.index.levels[1].as_unit("us"), level=1) \
             if hasattr(bb.index.levels[1], "as_unit") else bb.index
         rr.index = rr.index.set_levels(pd.to_datetime(rr.index.levels[1], utc=True).as_unit("us"),

@@ -29,7 +29,7 @@ def oracle(model, features: pd.DataFrame, labels: pd.DataFrame, start=None, end=
     p = model.predict_proba(f[FEATURES])[:, 1]
     return {"roc_auc": roc_auc_score(y, p), "accuracy": accuracy_score(y, p >= 0.5),
             "log_loss": log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)),
-            "brier_score": brier_score_loss(y, p), "n_rows": len(y)}
+            "brier_loss": brier_score_loss(y, p), "n_rows": len(y)}
 
 
 try:

@@ -103,7 +103,7 @@ def test_scores_champion_and_challenger_like_sklearn(registry, ray_local, tmp_pa
         want = rf.oracle(model, registry["features"], registry["labels"], "2001-02-01",
                          "2001-07-01")
         got = overall[overall["model"] == name]
-        for metric in ("roc_auc", "accuracy", "log_loss", "brier_score"):
+        for metric in ("roc_auc", "accuracy", "log_loss", "brier_loss"):
             row = got[(got["metric"] == metric)
                       & (got["average"].isna() | (got["average"] == "binary"))]
             assert len(row) == 1, (name, metric)
