@@ -112,10 +112,10 @@ def main() -> None:
                 compare(out, base_out)
     print("\n| run | wall s | peak PSS GiB | CPU s | ratio (baseline / run) | stages |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
-    base = min(m.wall for name, m, _ in rows if name.startswith("pyfunc"))
+    base = min(m.wall_s for name, m, _ in rows if name.startswith("pyfunc"))
     for name, m, st in rows:
-        print(f"| {name} | {m.wall:.1f} | {gib(m.peak_pss):.2f} | {m.cpu:.1f} | "
-              f"{base / m.wall:.2f}x | {json.dumps(st.get('timings', st))} |")
+        print(f"| {name} | {m.wall_s:.1f} | {gib(m.peak_pss):.2f} | {m.cpu_s:.1f} | "
+              f"{base / m.wall_s:.2f}x | {json.dumps(st.get('timings', st))} |")
 
 
 def compare(out: Path, base_out: Path) -> None:

@@ -307,8 +307,10 @@ def test_signature_mismatch(registry, ray_local, tmp_path, capsys):
 
 def test_model_raising_on_some_batches(registry, ray_local, tmp_path, capsys):
     f = registry["features"]
-    counts = f["distance"].value_counts()
-    bad = int(counts[counts == 1].index[0])
+    scored = f[(f["timestamp"] >= pd.Timestamp("2001-02-01", tz="UTC"))
+               & (f["timestamp"] < pd.Timestamp("2001-07-01", tz="UTC"))]
+    counts = scored["distance"].value_counts()
+    bad = int(counts[counts == 1].index[0])  # in one scored row: one batch raises
     run_uri = rf.log_raising_model(registry["uri"], f, bad)
     rf.register(registry["uri"], "fd-raise", [run_uri], {"champion": 1})
     out = tmp_path / "out"
