@@ -145,8 +145,9 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
     fs, path = resolve_filesystem(uri, storage)
     try:
         info = fs.get_file_info(path)
-    except OSError as e:
-        raise InputError(f"Cannot access {uri}: {e}") from None
+    except Exception as e:  # OSError, or botocore's EndpointConnectionError (no OSError)
+        raise InputError(f"Cannot access {uri}: {type(e).__name__}: {e}{retry_detail(e)}"
+                         ) from None
     if info.type == pafs.FileType.NotFound:
         where = "" if "://" in uri or uri.startswith("/") else f" (resolved to {path})"
         raise InputError(f"Input path does not exist: {uri}{where}")
@@ -156,8 +157,9 @@ def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = Non
         sel = pafs.FileSelector(path, recursive=True)
         try:
             listed = fs.get_file_info(sel)
-        except OSError as e:
-            raise InputError(f"Cannot list {uri}: {e}") from None
+        except Exception as e:  # as above
+            raise InputError(f"Cannot list {uri}: {type(e).__name__}: {e}{retry_detail(e)}"
+                             ) from None
         infos = [i for i in listed if i.type == pafs.FileType.File
                  and not _hidden(i.path[len(path):]) and i.path.endswith(".parquet")]
     if start is not None or end is not None:
@@ -274,6 +276,12 @@ def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] 
     with ThreadPoolExecutor(max_workers=min(threads, len(infos))) as ex:
         footers = list(ex.map(lambda i: _read_footer(fs, i), infos))
     schemas = [_normalise_timestamps(s) for s, _ in footers]
+    for i, sch in zip(infos, schemas):
+        dup = sorted({n for n in sch.names if sch.names.count(n) > 1})
+        if dup:
+            raise InputError(f"{i.path} has duplicate column name(s) {dup} "
+                             f"({sch.names.count(dup[0])} columns named {dup[0]!r}): a column "
+                             f"must be unambiguous")
     try:
         unified = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
