@@ -48,7 +48,11 @@ class SliceSpec:
         return "overall" if not self.columns else " x ".join(self.columns)
 
     def render(self, values: tuple) -> str:
-        """Human/tidy rendering of one slice value tuple: ``origin=ORD,hour_band=night``."""
+        """Human/tidy rendering of one slice value tuple: ``origin=ORD,hour_band=night``.
+
+        A missing value (None, NaN) renders as ``origin=null``; a text value that would read
+        as that, or that starts with a double quote, is quoted (``origin="null"``), so a
+        missing value and the string ``"null"`` are different slices."""
         if not self.columns:
             return "overall"
         return ",".join(f"{c}={_fmt(v)}" for c, v in zip(self.columns, values))
@@ -57,7 +61,10 @@ class SliceSpec:
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return NULL_VALUE
-    return str(v)
+    s = str(v)
+    if isinstance(v, str) and (s == NULL_VALUE or s.startswith('"')):
+        return f'"{s}"'
+    return s
 
 
 def to_utc_ns(values) -> np.ndarray:

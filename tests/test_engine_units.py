@@ -162,7 +162,7 @@ def test_finalize_columnar_tables():
     assert (m.groupby(["task", "model", "window_start", "slice"])["n_labeled"].nunique() == 1).all()
     assert "n_rows_scored" in set(m.metric[m.task == "clf"])
     cov = fin.coverage
-    small = cov[(cov.slice_columns != "") & (cov.n_labeled < 60)]
+    small = cov[cov.slice_columns.notna() & (cov.n_labeled < 60)]
     assert fin.suppressed_slices == len(small) > 0
     shown = set(zip(m.model, m.window_start, m.slice))
     assert not shown & set(zip(small.model, small.window_start, small.slice))
@@ -358,9 +358,13 @@ def test_commit_replaces_in_place_manifest_last_and_drops_stale_run_dates(tmp_pa
     import os
 
     from rayeval.io import writers
+    from rayeval.io.schemas import columns
     from rayeval.io.writers import RunWriter
 
-    df = pd.DataFrame({"x": [1, 2]})
+    def table(name: str) -> pd.DataFrame:
+        return pd.DataFrame({c: [None, None] for c in columns(name) if c != "run_started_at"})
+
+    metrics, gates = table("metrics"), table("gates")
 
     def run(day: int, value: int, crash_at: int | None = None):
         calls = []
@@ -375,8 +379,8 @@ def test_commit_replaces_in_place_manifest_last_and_drops_stale_run_dates(tmp_pa
         monkeypatch.setattr(writers.os, "replace", replace)
         with RunWriter(str(tmp_path), "r1", run_date=dt.date(2024, 1, day)) as w:
             w.write_json("manifests/r1.json", {"v": value})  # staged first, committed last
-            w.write_table("metrics", df.assign(x=value))
-            w.write_table("gates", df.assign(x=value))
+            w.write_table("metrics", metrics.assign(value=value))
+            w.write_table("gates", gates.assign(value=value))
             out = w.commit()
         monkeypatch.setattr(writers.os, "replace", real)
         return calls, out
@@ -392,7 +396,7 @@ def test_commit_replaces_in_place_manifest_last_and_drops_stale_run_dates(tmp_pa
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["gates/run_date=2024-01-02/r1.parquet", "manifests/r1.json",
                      "metrics/run_date=2024-01-02/r1.parquet"]
-    assert pd.read_parquet(tmp_path / "metrics").x.tolist() == [3, 3]
+    assert pd.read_parquet(tmp_path / "metrics").value.tolist() == [3.0, 3.0]
 
 
 def test_environment_overrides_and_redaction(monkeypatch):

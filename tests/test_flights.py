@@ -76,7 +76,7 @@ def test_flights_sample_end_to_end(ray_local, flights_sample, tmp_path):
     m = res.finalized.metrics
     assert set(m.model) == {"delay-logreg-v1", "delay-hgb-v2"}
     assert set(m.task) == {"delayed", "delay_minutes"}
-    assert set(m.slice_columns) == {"", "origin", "destination", "origin_state",
+    assert set(m.slice_columns.fillna("")) == {"", "origin", "destination", "origin_state",
                                     "distance_band", "hour_band", "origin,hour_band"}
     assert m.window_start.nunique() == 21  # weeks 2001-02-05 .. 2001-06-25
     overall = m[(m.slice == "overall") & (m.metric == "roc_auc") & (m.task == "delayed")]

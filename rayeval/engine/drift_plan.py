@@ -437,26 +437,28 @@ class DriftPlan:
                 ref_name = (str(pd.Timestamp(rk[1], tz="UTC").date()) if prev
                             else self.reference_name)
                 base = {"run_id": run_id, "model": key[0], "window_start": ws, "window_end": we,
-                        "slice": sl.render(key[2]), "slice_columns": ",".join(sl.columns),
+                        "slice": sl.render(key[2]), "slice_columns": ",".join(sl.columns) or None,
                         "feature": column, "kind": m.kind, "reference_window": ref_name}
                 for r, is_decision in per_method:
                     rows.append({**base, "method": r.method, "statistic": r.statistic,
                                  "p_value": r.p_value, "threshold": r.threshold,
                                  "drifted": bool(r.drifted), "decision": is_decision,
                                  "error_bound": r.error_bound, "smoothing": r.smoothing,
-                                 "undefined_reason": r.undefined_reason,
+                                 "undefined_reason": r.undefined_reason or None,
                                  "n_reference": r.n_reference, "n_current": r.n_current})
             for q in data_quality(c_h, spec.binning):
                 ws, we = self._bounds(q.key[1], size)
                 for res in q.results():
                     rows.append({"run_id": run_id, "model": q.key[0], "window_start": ws,
                                  "window_end": we, "slice": sl.render(q.key[2]),
-                                 "slice_columns": ",".join(sl.columns), "feature": column,
+                                 "slice_columns": ",".join(sl.columns) or None,
+                                 "feature": column,
                                  "kind": m.kind, "method": res.metric,
                                  "statistic": res.value, "p_value": math.nan,
                                  "threshold": math.nan, "drifted": False, "decision": False,
-                                 "reference_window": "", "error_bound": 0.0, "smoothing": 0.0,
-                                 "undefined_reason": res.undefined_reason,
+                                 "reference_window": None, "error_bound": 0.0,
+                                 "smoothing": 0.0,
+                                 "undefined_reason": res.undefined_reason or None,
                                  "n_reference": math.nan, "n_current": q.n_rows})
             if not sl.columns:
                 self._histogram_rows(run_id, m, column, spec.binning, r_h, c_h,
@@ -476,7 +478,7 @@ class DriftPlan:
         out = []
         keys = ["model", "window_start", "window_end", "slice", "slice_columns"]
         for key, g in dec.groupby(keys, dropna=False, sort=False):
-            defined = g[g["undefined_reason"] == ""]
+            defined = g[g["undefined_reason"].isna()]
             share = float(defined["drifted"].mean()) if len(defined) else math.nan
             out.append({**dict(zip(keys, key)), "run_id": g["run_id"].iloc[0], "feature": "*",
                         "kind": "dataset", "method": "share_drifted_features",
@@ -484,7 +486,7 @@ class DriftPlan:
                         "drifted": bool(share >= thr) if not math.isnan(share) else False,
                         "decision": True, "reference_window": g["reference_window"].iloc[0],
                         "error_bound": 0.0, "smoothing": 0.0,
-                        "undefined_reason": "" if len(defined) else "empty",
+                        "undefined_reason": None if len(defined) else "empty",
                         "n_reference": math.nan, "n_current": float(len(defined))})
         return pd.DataFrame(out, columns=DRIFT_COLUMNS)
 

@@ -201,8 +201,9 @@ class _SliceGroups:
         n_labeled) for rows of the given group numbers (int64 array), for :meth:`_Table.add`."""
         out: dict = {}
         for name in names:
-            if name == "slice_columns":
-                out[name] = ",".join(self.sl.columns)
+            if name == "slice_columns":  # null for overall (missing is null in every table)
+                out[name] = _Coded([",".join(self.sl.columns) or None],
+                                   np.zeros(len(groups), dtype=np.int64))
             elif name in ("model", "slice"):
                 out[name] = _Coded(getattr(self, name), groups)
             else:
@@ -456,6 +457,8 @@ def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id
             values = [renames.get(m, m) for m in values]
         elif name == "class_label":
             values = [None if v is None else str(v) for v in values]
+        elif name == "undefined_reason":  # defined: null, as every missing value of a table
+            values = [v or None for v in values]
         text[name] = _Coded(list(values), pick(codes))
     if ci is None:
         nan = np.full(len(g), math.nan)

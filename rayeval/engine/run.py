@@ -231,6 +231,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
 
     started = time.time()
     progress = timer.progress
+    started_at = datetime.fromtimestamp(started, timezone.utc)  # every table's run_started_at
     run_id = cfg.resolved_run_id()
     storage = cfg.inputs.storage
     w = cfg.windows
@@ -373,6 +374,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
 
     manifest = build_manifest(cfg, run_id, pred_info, label_info, fin, label_index, timer,
                               input_warnings)
+    manifest["run_started_at"] = started_at.isoformat()
     manifest["passes"] = pool.passes  # per pass: rows, read tasks, per-actor wait/reduce time
     if scoring is not None:
         manifest["models"] = [m.describe() for m in scoring.models]
@@ -382,8 +384,8 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
                        blessing=blessing_record(cfg, run_id, gates, manifest))
     with timer.stage("write"):
         so = storage_options(storage) if cfg.outputs.path.startswith("s3://") else None
-        with RunWriter(cfg.outputs.path, run_id, so, expect_commit=token,
-                       lock_wait_s=cfg.outputs.lock_wait_s) as writer:
+        with RunWriter(cfg.outputs.path, run_id, so, run_started_at=started_at,
+                       expect_commit=token, lock_wait_s=cfg.outputs.lock_wait_s) as writer:
             manifest["commit_id"] = writer.commit_id
             writer.write_table("metrics", fin.metrics)
             writer.write_table("confusion", fin.confusion)

@@ -37,13 +37,12 @@ from typing import Mapping
 
 import fsspec
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayeval.io.exclusive import CommitLock, ConcurrentRunError
+from rayeval.io.schemas import SCHEMAS, to_arrow
 
-TABLES = ("metrics", "confusion", "drift", "drift_histograms", "gates", "coverage", "invalid",
-          "windows", "estimated")
+TABLES = tuple(SCHEMAS)
 
 
 def output_fs(path: str, storage_options: dict | None = None):
@@ -122,7 +121,9 @@ class RunWriter:
         path: output prefix (local path or ``s3://bucket/prefix``).
         run_id: the run identifier (file names); a rerun with the same id replaces.
         storage_options: s3fs options for ``s3://`` prefixes.
-        run_date: partition value (UTC date; default today).
+        run_date: partition value (UTC date; default the date of ``run_started_at``).
+        run_started_at: the run's start (UTC; default now), the ``run_started_at`` column of
+            every table.
         expect_commit: the run id's :func:`commit_token` when this run started; at commit a
             different token (another run committed meanwhile) raises ``ConcurrentRunError``.
             ``...`` (default): no check.
@@ -133,11 +134,14 @@ class RunWriter:
     """
 
     def __init__(self, path: str, run_id: str, storage_options: dict | None = None,
-                 run_date: dt.date | None = None, expect_commit=..., lock_wait_s: float = 120.0):
+                 run_date: dt.date | None = None, run_started_at: dt.datetime | None = None,
+                 expect_commit=..., lock_wait_s: float = 120.0):
         self.fs, self.root = output_fs(path, storage_options)
         self.uri = path
         self.run_id = run_id
-        self.run_date = (run_date or dt.datetime.now(dt.timezone.utc).date()).isoformat()
+        self.run_started_at = run_started_at or dt.datetime.now(dt.timezone.utc)
+        self.run_date = (run_date or self.run_started_at.astimezone(dt.timezone.utc).date()
+                         ).isoformat()
         #: written into the manifest (``commit_id``): identifies this commit of the run id
         self.commit_id = uuid.uuid4().hex
         self.expect_commit = expect_commit
@@ -162,10 +166,12 @@ class RunWriter:
     def table_rel(self, table: str) -> str:
         return f"{table}/run_date={self.run_date}/{self.run_id}.parquet"
 
-    def write_table(self, name: str, df: pd.DataFrame | pa.Table) -> str:
-        """Stage one output table; returns its final relative path."""
+    def write_table(self, name: str, df: pd.DataFrame) -> str:
+        """Stage one output table (a key of :data:`~rayeval.io.schemas.SCHEMAS`, written with
+        exactly that schema, see :func:`~rayeval.io.schemas.to_arrow`); returns its final
+        relative path."""
         rel = self.table_rel(name)
-        tbl = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+        tbl = to_arrow(name, df, self.run_started_at)
         staged = f"{self.stage}/{rel}"
         self.fs.makedirs(staged.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(staged, "wb") as f:
