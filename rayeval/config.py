@@ -655,7 +655,10 @@ class RayConfig(_Frozen):
 
 class PolicyConfig(_Frozen):
     """Input policies: duplicate prediction ids (``error`` or ``keep_latest`` by timestamp),
-    several labels for one id (``keep_latest`` by label timestamp), and the data-quality
+    several labels for one id (``keep_latest`` by label timestamp), a weight column absent
+    from some prediction files (``missing_weight``: ``error``, the default, fails naming the
+    files; ``weight_one``: rows without a weight, in those files or null, weigh 1, with a
+    warning naming the files and rows), and the data-quality
     policy ``max_invalid_share``: the largest share (0..1) of a model's rows in a window that
     a task may exclude for a reason, one number or ``{key: share}`` with keys ``all``, a reason,
     ``<task>/all`` or ``<task>/<reason>`` (see :mod:`rayeval.engine.quality`); exceeding it
@@ -663,6 +666,7 @@ class PolicyConfig(_Frozen):
 
     duplicate_predictions: Literal["error", "keep_latest"] = "keep_latest"
     duplicate_labels: Literal["keep_latest"] = "keep_latest"
+    missing_weight: Literal["error", "weight_one"] = "error"
     max_invalid_share: Optional[Union[Annotated[float, Field(ge=0, le=1)],
                                       dict[str, Annotated[float, Field(ge=0, le=1)]]]] = None
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rayeval.config import JobConfig
 from rayeval.core import registry
 from rayeval.core.contract import LOWER
+from rayeval.io.attention import rank_worst
 
 
 
@@ -113,15 +114,16 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
         _worst(console, cfg, m, task, short=short)
     if result.drift is not None and not result.drift.empty:
         d = result.drift
-        dd = d[(d["slice"] == "overall") & d["decision"].astype(bool)
-               & d["drifted"].astype(bool)]
-        t = Table(title="drift (overall slice): windows in which each column drifted")
+        # one verdict row per column, window and slice: the same rows the report counts
+        dd = d[(d["slice"] == "overall") & (d["kind"] != "dataset") & d["drifted"].astype(bool)]
+        t = Table(title="drift (overall slice): windows in which each column drifted "
+                  "(verdict of its deciding method)")
         for col in ("model", "kind", "feature", "method", "windows drifted", "max statistic"):
             t.add_column(col)
         if not dd.empty:
             g = dd.groupby(["model", "kind", "feature", "method"]).agg(
                 n=("drifted", "size"), mx=("statistic", "max")).reset_index()
-            n_win = d["window_start"].nunique()
+            n_win = d["window_start"].nunique(dropna=False)
             for r in g.sort_values(["n", "model"], ascending=False).head(20).itertuples():
                 t.add_row(str(r.model), r.kind, r.feature, r.method, f"{r.n}/{n_win}", _f(r.mx))
         console.print(t if not dd.empty else "drift: no column drifted in the overall slice")
@@ -159,9 +161,10 @@ def print_summary(console: Console, cfg: JobConfig, result, short: bool = False)
 
 
 def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
-    """Per window and model, the ``n`` worst slices of every slice column and cross (ranked by
-    the task's first headline metric, :func:`rayeval.core.registry.rank_metric`; slices with fewer than ``max(min_slice_size, 30)`` labelled rows left out:
-    a handful of rows ranks by noise)."""
+    """Per window and model, the ``n`` worst credible slices of every slice column and cross
+    (the task's first headline metric, :func:`rayeval.core.registry.rank_metric`, ranked by
+    its good-side bound, :func:`rayeval.io.attention.rank_worst`, as in the report; slices with
+    fewer than ``max(min_slice_size, 30)`` labelled rows left out)."""
     metric = registry.rank_metric(task)
     if metric is None:
         return
@@ -172,13 +175,12 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
         sel = sel[sel["average"].isna() | (sel["average"] == "binary")]
     if sel.empty:
         return
+    sel = rank_worst(sel, m[(m["task"] == task.name) & (m["slice"] != "overall")])
     sel = sel.assign(window_start=sel["window_start"].astype(object).where(
         sel["window_start"].notna(), "all data"))
-    ascending = registry.task_metrics(task)[metric].direction != LOWER
-    sel = sel.sort_values(["value", "n_labeled", "slice"], ascending=[ascending, False, True],
-                          kind="stable")
-    t = Table(title=f"{task.name}: worst {n} slices per window by {metric} "
-              f"(any slice column; >= {floor} labelled rows)")
+    t = Table(title=f"{task.name}: worst {n} credible slices per window by {metric} "
+              f"(any slice column; >= {floor} labelled rows; ranked by the best value the "
+              f"data allows)")
     for c in ["window", "model"] + [f"#{i + 1}" for i in range(n)]:
         t.add_column(c)
     rows = list(sel.groupby(["window_start", "model"], sort=True))

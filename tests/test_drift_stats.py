@@ -246,3 +246,35 @@ def test_ks_pvalue_kstwo_at_and_below_switch():
     d = np.array([0.2, 0.03, 0.0136])
     p = _math.ks_pvalue(d, 2 * en, 2 * en, np.zeros(3, bool), "asymp")
     np.testing.assert_allclose(p, stats.kstwo.sf(d, en), rtol=1e-12)
+
+
+@pytest.mark.parametrize("p,q", [
+    ([5e-324, 1.0], [0.0, 1.0]),                       # a subnormal share against an empty bin
+    ([1e-310, 0.5, 0.5], [0.0, 0.4, 0.6]),
+    ([4e-320, 1.0], [1e-300, 1.0]),
+    ([2.5e-308, 0.3, 0.7], [3e-315, 0.7, 0.3]),
+    ([0.2, 0.3, 0.5], [0.5, 0.3, 0.2]),
+])
+def test_jensen_shannon_is_stable_for_subnormal_shares(p, q):
+    """An underflowing share must not push the distance to its maximum: the oracle is scipy's
+    ``jensenshannon`` where it is finite, else the exact value in 60-digit arithmetic (mpmath;
+    scipy itself returns inf when ``m`` underflows)."""
+    import mpmath
+    from scipy.spatial.distance import jensenshannon
+
+    from rayeval.drift._math import js_distance
+
+    p, q = np.array(p), np.array(q)
+    p, q = p / p.sum(), q / q.sum()
+    got = js_distance(p[None], q[None], base=2.0)[0]
+    ref = jensenshannon(p, q, base=2.0)
+    if not np.isfinite(ref):
+        mpmath.mp.dps = 60
+        P, Q = [mpmath.mpf(float(x)) for x in p], [mpmath.mpf(float(x)) for x in q]
+
+        def kl(a, b):
+            return sum(x * mpmath.log(x / ((x + y) / 2)) for x, y in zip(a, b) if x > 0)
+
+        ref = float(mpmath.sqrt((kl(P, Q) + kl(Q, P)) / 2 / mpmath.log(2)))
+    assert got == pytest.approx(ref, rel=1e-12, abs=1e-150)  # terms below 1e-300 underflow
+    assert got < 1.0 or ref == 1.0

@@ -193,6 +193,7 @@ def test_zero_targets_are_left_out_of_mape():
     assert value(res[()], "mape").value == pytest.approx(
         mean_absolute_percentage_error(y[nz], p[nz], sample_weight=w[nz]), rel=RTOL)
     assert spec.zero_target_counts(state) == {(): 2}
+    assert value(res[()], "n_rows_zero_target").value == 2  # reported in the metrics table
     # smape: 0/0 row (y = p = 0) counts as 0
     smape = np.array([2 / 1, 2 / 3, 2 / 9, 0.0, 1 / 2.5])
     assert value(res[()], "smape").value == pytest.approx(np.average(smape, weights=w), rel=RTOL)
@@ -219,6 +220,8 @@ def test_invalid_rows_and_empty_groups():
         for (metric, _, _), r in res[key].items():
             if metric == "n_rows":
                 assert r.value == n and not r.undefined_reason
+            elif metric == "n_rows_zero_target":
+                assert r.value == 0.0 and not r.undefined_reason
             else:
                 assert math.isnan(r.value) and r.undefined_reason == "empty", r
 

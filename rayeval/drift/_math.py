@@ -69,12 +69,22 @@ def psi(p: np.ndarray, q: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarra
 
 
 def js_distance(p: np.ndarray, q: np.ndarray, base: float = 2.0) -> np.ndarray:
-    """Jensen-Shannon distance of normalised rows, in ``[0, sqrt(ln 2 / ln base)]``."""
-    m = 0.5 * (p + q)
+    """Jensen-Shannon distance of normalised rows, in ``[0, sqrt(ln 2 / ln base)]``.
+
+    Each term ``p log(p / m)`` with ``m = (p + q) / 2`` is computed as ``p (ln 2 + ln p -
+    ln(p + q))``: forming ``m`` or ``p / m`` first underflows when a share is subnormal (``0.5 *
+    5e-324`` is 0, then ``p / m`` is inf and the distance jumps to its maximum; scipy's
+    ``jensenshannon`` returns inf there), while the logarithms of positive subnormals are finite.
+    """
+    s = p + q  # >= p and >= q: positive wherever either is, never underflows below them
     tp = np.zeros_like(p)
     tq = np.zeros_like(q)
-    np.multiply(p, np.log(np.divide(p, m, out=np.ones_like(p), where=p > 0)), out=tp, where=p > 0)
-    np.multiply(q, np.log(np.divide(q, m, out=np.ones_like(q), where=q > 0)), out=tq, where=q > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ls = np.log(np.where(s > 0, s, 1.0))
+        np.multiply(p, math.log(2.0) + np.log(np.where(p > 0, p, 1.0)) - ls, out=tp,
+                    where=p > 0)
+        np.multiply(q, math.log(2.0) + np.log(np.where(q > 0, q, 1.0)) - ls, out=tq,
+                    where=q > 0)
     div = 0.5 * (tp.sum(axis=1) + tq.sum(axis=1)) / math.log(base)
     return np.sqrt(np.clip(div, 0.0, math.log(2.0) / math.log(base)))
 

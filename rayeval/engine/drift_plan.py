@@ -38,17 +38,27 @@ from rayeval.drift import (CategoricalBinning, CategoricalProfileSpec, Factorize
                            default_method, learned_threshold)
 from rayeval.drift.methods import METHODS, reported_methods
 from rayeval.engine.preflight import required_prediction_columns
+from rayeval.drift.decision import SMALL_REFERENCE
+from rayeval.io.schemas import DRIFT_INFO_FIELDS, DRIFT_QUALITY
 from rayeval.engine.labels import to_numpy
 from rayeval.engine.plan import ALL_MODELS, exclusion_detail, utc_ns
 from rayeval.metrics.base import GroupIndex
 from rayeval.slicing import (NO_WINDOW, SliceSpec, combine, factorize, subset, window_end,
                              window_starts)
 
+#: informational statistics of every registered method (never the verdict): ``info_<method>``
+#: for a distance, ``info_<method>_statistic`` and ``info_<method>_p_value`` for a test, plus
+#: ``info_<method>_error_bound`` for an estimate of the raw-sample statistic (not binned)
+INFO_COLUMNS = [name for name, _, _ in DRIFT_INFO_FIELDS]
+QUALITY_COLUMNS = [name for name, _ in DRIFT_QUALITY]
 DRIFT_COLUMNS = ["run_id", "model", "window_start", "window_end", "slice", "slice_columns",
                  "feature", "kind", "method", "statistic", "p_value", "threshold", "drifted",
-                 "decision", "reference_window", "error_bound", "smoothing", "undefined_reason",
-                 "n_reference", "n_current"]
-DRIFT_ORDER = ["model", "window_start", "slice_columns", "slice", "kind", "feature", "method"]
+                 "reference_window", "error_bound", "smoothing", "undefined_reason",
+                 "n_reference", "n_current"] + INFO_COLUMNS + QUALITY_COLUMNS
+DRIFT_ORDER = ["model", "window_start", "slice_columns", "slice", "kind", "feature"]
+#: a test deciding at this many reference rows or more gets a manifest warning: its p-value
+#: flags differences too small to matter
+LARGE_N_TEST = 100_000
 HIST_COLUMNS = ["run_id", "model", "feature", "kind", "window_start", "bin", "bin_label", "reference",
                 "current"]
 
@@ -371,7 +381,12 @@ class DriftPlan:
 
     # ---- finalize ---------------------------------------------------------------------------
     def finalize(self, ref_partial: dict | None, merged: dict, run_id: str) -> pd.DataFrame:
-        """The tidy ``drift`` table (DESIGN section 5) plus data-quality rows.
+        """The ``drift`` table: one row per model, window, slice and monitored column with
+        ONE verdict (``method``, ``statistic``, ``p_value``, ``threshold``, ``drifted``: the
+        deciding method, see :meth:`_decision`), every other method's statistic as an
+        informational ``info_*`` column (:data:`INFO_COLUMNS`, never a verdict), the column's
+        data quality (:data:`QUALITY_COLUMNS`), plus one ``kind = dataset`` row per model,
+        window and slice (share of drifted features).
 
         Args:
             ref_partial: the reference pass's merged partial (``None`` for ``previous_window``;
@@ -383,6 +398,7 @@ class DriftPlan:
         self.histograms = []
         #: learned thresholds that could not be learned (run manifest warnings)
         self.finalize_warnings: list[str] = []
+        self._warned_tests: set = set()
         if self.reference_in_scan:  # states named like those of a separate reference pass
             ref_partial = {n.replace("drift|ref|", "drift|hist|", 1): st
                            for n, st in merged.items()
@@ -431,35 +447,44 @@ class DriftPlan:
                     f"(fewer than 2 reference chunks of a {self.cfg.drift.learned_chunk} with "
                     f"values): its default threshold decides")
             results = self._compare(m, spec.binning, r_h, c_h, learned)
-            for (i, _, rk), per_method in zip(pairs, results):
+            quality = data_quality(c_h, spec.binning)
+            for (i, _, rk), per_method, q in zip(pairs, results, quality):
                 key = keys[i]
                 ws, we = self._bounds(key[1], size)
                 ref_name = (str(pd.Timestamp(rk[1], tz="UTC").date()) if prev
                             else self.reference_name)
-                base = {"run_id": run_id, "model": key[0], "window_start": ws, "window_end": we,
-                        "slice": sl.render(key[2]), "slice_columns": ",".join(sl.columns) or None,
-                        "feature": column, "kind": m.kind, "reference_window": ref_name}
-                for r, is_decision in per_method:
-                    rows.append({**base, "method": r.method, "statistic": r.statistic,
-                                 "p_value": r.p_value, "threshold": r.threshold,
-                                 "drifted": bool(r.drifted), "decision": is_decision,
-                                 "error_bound": r.error_bound, "smoothing": r.smoothing,
-                                 "undefined_reason": r.undefined_reason or None,
-                                 "n_reference": r.n_reference, "n_current": r.n_current})
-            for q in data_quality(c_h, spec.binning):
-                ws, we = self._bounds(q.key[1], size)
-                for res in q.results():
-                    rows.append({"run_id": run_id, "model": q.key[0], "window_start": ws,
-                                 "window_end": we, "slice": sl.render(q.key[2]),
-                                 "slice_columns": ",".join(sl.columns) or None,
-                                 "feature": column,
-                                 "kind": m.kind, "method": res.metric,
-                                 "statistic": res.value, "p_value": math.nan,
-                                 "threshold": math.nan, "drifted": False, "decision": False,
-                                 "reference_window": None, "error_bound": 0.0,
-                                 "smoothing": 0.0,
-                                 "undefined_reason": res.undefined_reason or None,
-                                 "n_reference": math.nan, "n_current": q.n_rows})
+                verdict = next(r for r, is_decision in per_method if is_decision)
+                row = {"run_id": run_id, "model": key[0], "window_start": ws,
+                       "window_end": we, "slice": sl.render(key[2]),
+                       "slice_columns": ",".join(sl.columns) or None, "feature": column,
+                       "kind": m.kind, "method": verdict.method,
+                       "statistic": verdict.statistic, "p_value": verdict.p_value,
+                       "threshold": verdict.threshold, "drifted": bool(verdict.drifted),
+                       "reference_window": ref_name, "error_bound": verdict.error_bound,
+                       "smoothing": verdict.smoothing,
+                       "undefined_reason": verdict.undefined_reason or None,
+                       "n_reference": verdict.n_reference, "n_current": verdict.n_current}
+                for r, _ in per_method:
+                    meth = METHODS[r.method]
+                    if meth.test:
+                        row[f"info_{r.method}_statistic"] = r.statistic
+                        row[f"info_{r.method}_p_value"] = r.p_value
+                    else:
+                        row[f"info_{r.method}"] = r.statistic
+                    if not meth.binned:
+                        row[f"info_{r.method}_error_bound"] = r.error_bound
+                for c in QUALITY_COLUMNS:
+                    row[c] = getattr(q, c)
+                rows.append(row)
+                if (METHODS[verdict.method].test and verdict.n_reference >= LARGE_N_TEST
+                        and m.column not in self._warned_tests):
+                    self._warned_tests.add(m.column)
+                    self.finalize_warnings.append(
+                        f"drift: {m.kind} {column!r} is decided by the test "
+                        f"{verdict.method!r} at {verdict.n_reference:,.0f} reference rows: at "
+                        f"that size its p-value flags differences too small to matter; a "
+                        f"distance with a threshold (the default above "
+                        f"{SMALL_REFERENCE:,} rows) gives a verdict that does not drown")
             if not sl.columns:
                 self._histogram_rows(run_id, m, column, spec.binning, r_h, c_h,
                                      [keys[i] for i in ci])
@@ -472,8 +497,8 @@ class DriftPlan:
 
     def _dataset_rows(self, df: pd.DataFrame) -> pd.DataFrame:
         """Dataset-level drift per model, window and slice: the share of drifted features among
-        those with a defined decision statistic (kind ``dataset``, feature ``*``)."""
-        dec = df[df["decision"] & (df["kind"] == "feature")]
+        those with a defined verdict statistic (kind ``dataset``, feature ``*``)."""
+        dec = df[df["kind"] == "feature"]
         thr = self.cfg.drift.dataset_drift_share
         out = []
         keys = ["model", "window_start", "window_end", "slice", "slice_columns"]
@@ -484,7 +509,7 @@ class DriftPlan:
                         "kind": "dataset", "method": "share_drifted_features",
                         "statistic": share, "p_value": math.nan, "threshold": thr,
                         "drifted": bool(share >= thr) if not math.isnan(share) else False,
-                        "decision": True, "reference_window": g["reference_window"].iloc[0],
+                        "reference_window": g["reference_window"].iloc[0],
                         "error_bound": 0.0, "smoothing": 0.0,
                         "undefined_reason": None if len(defined) else "empty",
                         "n_reference": math.nan, "n_current": float(len(defined))})

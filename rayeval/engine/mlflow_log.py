@@ -12,7 +12,9 @@ soft-deletes it like any older run.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -81,11 +83,19 @@ class MLflowLog:
         """Log the results of ``result`` (a :class:`~rayeval.engine.run.RunResult`)."""
         self._join()
         if self._error is None and self._run is not None:
-            try:
-                result.mlflow_run_id = mlflow_writer.finish_run(
-                    self._run, run_tags(result), metric_history(result), artifacts(result))
-            except mlflow_writer.MLflowUnavailable as e:
-                self._error = str(e)
+            keys: dict[str, str] = {}  # sanitised key -> name, for the keys sanitising changed
+            hist, tags, arts = metric_history(result, keys), run_tags(result), artifacts(result)
+            with tempfile.TemporaryDirectory(prefix="rayeval-mlflow-keys-") as tmp:
+                if keys:  # the mapping is an artifact of the run
+                    key_file = os.path.join(tmp, "mlflow_keys.json")
+                    with open(key_file, "w") as f:
+                        json.dump(dict(sorted(keys.items())), f, indent=1)
+                    arts.append((key_file, "mlflow"))
+                    tags["rayeval.renamed_keys"] = str(len(keys))
+                try:
+                    result.mlflow_run_id = mlflow_writer.finish_run(self._run, tags, hist, arts)
+                except mlflow_writer.MLflowUnavailable as e:
+                    self._error = str(e)
         result.mlflow_error = self._error
         result.manifest["mlflow"] = {"tracking_uri": redact_uri(self.uri),
                                      "run_id": result.mlflow_run_id,
@@ -103,14 +113,15 @@ def run_tags(result) -> dict[str, str]:
             **{f"version.{k}": v for k, v in m["versions"].items()}}
 
 
-def metric_history(result) -> list[tuple[str, float, int, int]]:
+def metric_history(result, mapping: dict | None = None) -> list[tuple[str, float, int, int]]:
     """Overall metrics, champion vs challenger comparisons and drift statistics per window,
-    on one step per window."""
+    on one step per window; ``mapping`` receives ``{key: name}`` of the keys sanitising
+    changed (:func:`~rayeval.io.mlflow_writer.sanitize_key`)."""
     steps = mlflow_writer.window_steps(result.finalized.metrics, result.drift)
-    hist = mlflow_writer.overall_metric_history(result.finalized.metrics, steps)
+    hist = mlflow_writer.overall_metric_history(result.finalized.metrics, steps, mapping)
     hist += mlflow_writer.comparison_history(result.finalized.comparisons, steps)
     if result.drift is not None and not result.drift.empty:
-        hist += drift_history(result.drift, steps)
+        hist += drift_history(result.drift, steps, mapping)
     return hist
 
 
@@ -120,10 +131,11 @@ def artifacts(result) -> list[tuple[str, str]]:
             if not p.startswith("s3://") and os.path.exists(p)]
 
 
-def drift_history(drift: pd.DataFrame, steps: dict | None = None
+def drift_history(drift: pd.DataFrame, steps: dict | None = None, mapping: dict | None = None
                   ) -> list[tuple[str, float, int, int]]:
-    """Overall-slice drift statistics as ``(key, value, ts_ms, step)``; ``steps``: window
-    start -> MLflow step shared with the metric history (default: drift's own windows)."""
+    """Overall-slice drift statistics (each column's verdict statistic) as ``(key, value,
+    ts_ms, step)``; ``steps``: window start -> MLflow step shared with the metric history
+    (default: drift's own windows); ``mapping``: see :func:`metric_history`."""
     from rayeval.io.mlflow_writer import sanitize_key, window_steps
 
     step_of = window_steps(drift) if steps is None else steps
@@ -132,7 +144,7 @@ def drift_history(drift: pd.DataFrame, steps: dict | None = None
     out = []
     for r in df.itertuples(index=False):
         ts = int(pd.Timestamp(r.window_end).value // 10**6) if not pd.isna(r.window_end) else 0
-        key = sanitize_key(f"drift/{r.model}/{r.kind}/{r.feature}/{r.method}")
+        key = sanitize_key(f"drift/{r.model}/{r.kind}/{r.feature}/{r.method}", mapping)
         out.append((key, float(r.statistic), ts, step_of.get(r.window_start, 0)))
     return out
 

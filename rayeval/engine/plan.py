@@ -298,6 +298,8 @@ class EvalPlan:
         slice_f = {c: factorize(table[c]) for sl in slices for c in sl.columns}
         weight = (to_numpy(table[cols.weight]).astype(np.float64)
                   if cols.weight and cols.weight in present else None)
+        if weight is not None and self.cfg.policy.missing_weight == "weight_one":
+            weight = np.where(np.isnan(weight), 1.0, weight)  # absent column or null: 1
 
         groupings = {}
         for sl in slices:

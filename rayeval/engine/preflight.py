@@ -142,7 +142,8 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
     if cfg.columns.id in pred_info.schema.names:  # optional: enables duplicate detection
         req.setdefault(cfg.columns.id, "id")
     out = InputsInfo(pred_info, req,
-                     warnings=pred_info.absent_warnings(req) + pred_info.timezone_warnings())
+                     warnings=pred_info.absent_warnings(req) + pred_info.timezone_warnings()
+                     + missing_weight_check(cfg, pred_info))
     if labels_separate:
         out.labels = inspect_dataset(cfg.inputs.labels.uri, storage)
         out.label_required = label_required_columns(cfg)
@@ -160,3 +161,30 @@ def inspect_inputs(cfg: JobConfig) -> InputsInfo:
         out.warnings += out.scoring.warnings
     out.seconds = round(time.perf_counter() - t0, 3)
     return out
+
+
+def missing_weight_check(cfg: JobConfig, pred: DatasetInfo, show: int = 5) -> list[str]:
+    """Apply ``policy.missing_weight`` to a weight column absent from some prediction files
+    (their rows would otherwise be excluded from every metric as ``nonfinite_weight``).
+
+    Returns:
+        The warning under ``weight_one`` (those rows weigh 1), else ``[]``.
+
+    Raises:
+        InputError: under ``error`` (the default), naming the files and their rows.
+    """
+    col = cfg.columns.weight
+    paths = pred.absent.get(col) if col else None
+    if not paths or col not in pred.schema.names:
+        return []
+    rows = {f.path: f.num_rows for f in pred.files}
+    n = sum(rows[p] for p in paths)
+    listed = ", ".join(paths[:show]) + (f" and {len(paths) - show} more" if len(paths) > show
+                                        else "")
+    what = (f"weight column {col!r} is absent from {len(paths)} of {len(pred.files)} files of "
+            f"{pred.uri} ({n:,} of {pred.num_rows:,} rows: {listed})")
+    if cfg.policy.missing_weight == "error":
+        raise InputError(f"{what}: their rows have no weight; add the column to those files, "
+                         f"or set policy.missing_weight=weight_one to weigh them 1")
+    return [f"{what}: these rows, and any null weight, weigh 1 (policy.missing_weight="
+            f"weight_one)"]

@@ -2,8 +2,8 @@
 
 ``metrics``: run_id, task, model, window_start, window_end, slice, slice_columns, metric,
 class_label, average, value, direction, ci_lower, ci_upper, ci_method (``wilson``, ``delong``,
-``bootstrap`` or empty: no interval), ci_flag (``few_rows``, ``few_positives_or_negatives`` or
-empty: see :mod:`rayeval.stats.metric_intervals`), n_rows, n_labeled, undefined_reason,
+``bootstrap`` or null: no interval), ci_flag (``few_rows``, ``few_positives_or_negatives`` or
+null: see :mod:`rayeval.stats.metric_intervals`), n_rows, n_labeled, undefined_reason,
 error_bound. ``invalid``: rows excluded per task, family (labels / scores / regression),
 model, window, slice and reason. ``confusion``: run_id, task, model, window_start, window_end, slice, slice_columns,
 true_class, predicted_class, count. (``task`` is an addition to DESIGN's columns: one job can
@@ -462,10 +462,11 @@ def _add_metrics(table: _Table, sg: _SliceGroups, results: ResultColumns, run_id
         text[name] = _Coded(list(values), pick(codes))
     if ci is None:
         nan = np.full(len(g), math.nan)
-        intervals = {"ci_lower": nan, "ci_upper": nan, "ci_method": "", "ci_flag": ""}
-    else:
-        intervals = {k: _Coded(v[0], pick(v[1])) if isinstance(v, tuple) else pick(v)
-                     for k, v in ci.items()}
+        none = _Coded([None], np.zeros(len(g), dtype=np.int64))
+        intervals = {"ci_lower": nan, "ci_upper": nan, "ci_method": none, "ci_flag": none}
+    else:  # no method / no flag: null, as every missing value of a table
+        intervals = {k: _Coded([x or None for x in v[0]], pick(v[1])) if isinstance(v, tuple)
+                     else pick(v) for k, v in ci.items()}
     table.add(len(g), run_id=run_id, task=task, value=pick(results.value), **intervals,
               error_bound=pick(results.error_bound), **text,
               **sg.context(g, ("model", "window_start", "window_end", "slice", "slice_columns",

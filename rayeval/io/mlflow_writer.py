@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import math
 import os
 import re
@@ -35,13 +36,22 @@ class MLflowUnavailable(RuntimeError):
     """The tracking store could not be reached or rejected the run."""
 
 
-def sanitize_key(key: str) -> str:
+def sanitize_key(key: str, mapping: dict | None = None) -> str:
     """Map any string to a valid MLflow metric/param/tag key (``^[/\\w.\\- :]*$``, <= 250
-    chars, no leading ``/``, no ``//``, no ``..``)."""
+    chars, no leading ``/``, no ``//``, no ``..``), injectively: a valid key is kept as is; a
+    key that had to change gets ``-h`` and 8 hex digits of its SHA-256 appended (``MAP@k`` ->
+    ``MAP_k-h1f2e...``, ``MAP#k`` -> ``MAP_k-h9c0d...``: two models or metrics whose names differ
+    only in rejected characters keep two histories). ``mapping`` (when given) receives
+    ``{sanitised: original}`` for every changed key (logged as ``mlflow_keys.json``)."""
     k = _BAD.sub("_", key)
     k = re.sub(r"/+", "/", k).lstrip("/")
     k = k.replace("..", "_.")
-    return k[:250]
+    if k == key and len(k) <= 250:
+        return k
+    k = f"{k[:239]}-h{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    if mapping is not None:
+        mapping[k] = key
+    return k
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, str]:
@@ -119,10 +129,11 @@ def window_steps(*tables: pd.DataFrame | None) -> dict:
     return {w: i for i, w in enumerate(sorted(starts))}
 
 
-def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None
-                           ) -> list[tuple[str, float, int, int]]:
+def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None,
+                           mapping: dict | None = None) -> list[tuple[str, float, int, int]]:
     """``(key, value, timestamp_ms, step)`` for every finite overall-slice value; ``steps``:
-    window start -> step (default :func:`window_steps` of ``metrics``)."""
+    window start -> step (default :func:`window_steps` of ``metrics``); ``mapping``: see
+    :func:`sanitize_key`."""
     step_of = window_steps(metrics) if steps is None else steps
     df = metrics[metrics["slice"] == "overall"]
     df = df[pd.notna(df["value"]) & df["value"].map(lambda v: math.isfinite(v))]
@@ -138,7 +149,8 @@ def overall_metric_history(metrics: pd.DataFrame, steps: dict | None = None
         ts = row.window_end
         ts_ms = int(pd.Timestamp(ts).value // 10**6) if not pd.isna(ts) else 0
         step = step_of.get(row.window_start, 0)
-        out.append((sanitize_key("/".join(str(p) for p in parts)), float(row.value), ts_ms, step))
+        out.append((sanitize_key("/".join(str(p) for p in parts), mapping), float(row.value),
+                    ts_ms, step))
     return out
 
 

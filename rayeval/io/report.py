@@ -24,6 +24,7 @@ from rayeval.drift.methods import METHODS
 from rayeval.io._html import (_NAT, _e, _fmt, _Html, _isnan, _note, _Num,  # noqa: F401
                               _pct, _signed, _table, _val, _wlabel)
 from rayeval.io._svg import CUR_COLOR, REF_COLOR, bar_chart, line_chart
+from rayeval.io.attention import rank_worst
 
 AVERAGE_ORDER = ("binary", "macro", "micro", "weighted")  # the headline variant, as in the gates
 #: drift methods that are tests: drift when p_value < threshold (else statistic >= threshold)
@@ -93,29 +94,112 @@ def _header(title: str, run_id: str, gates: pd.DataFrame, manifest: dict) -> str
 
 
 def _gates_section(gates: pd.DataFrame) -> str:
+    """Failed gate checks in a table; the passed ones collapsed (one line per rule, the rows
+    in a closed ``<details>``)."""
     out = ['<section id="gates"><h2>Gates</h2>']
     if not _usable(gates, "passed"):
         out.append(_note("No gate configured for this run."))
         return "".join(out) + "</section>"
     g = _ensure(gates, ("rule", "model", "window_start")).assign(
         ok_=gates["passed"] == True)  # noqa: E712
-    g = g.sort_values(["ok_", "rule", "model", "window_start"], kind="stable")
+    g = g.sort_values(["rule", "model", "window_start"], kind="stable")
     cols = [c for c in ("rule", "task", "model", "window_start", "slice", "metric", "on",
                         "value", "baseline", "operator", "threshold", "passed", "reason",
                         "detail") if c in g.columns]
-    rows = []
-    for r in g.head(MAX_GATE_ROWS).itertuples(index=False):
-        d = r._asdict()
-        row = [d[c] for c in cols]
-        if "passed" in cols:
-            ok = d["ok_"]
-            row[cols.index("passed")] = _Html(f'<span class="{"ok" if ok else "bad"}">'
-                                              f'{"pass" if ok else "FAIL"}</span>')
-        rows.append(row)
-    out.append(_table([{"window_start": "window"}.get(c, c) for c in cols], rows, "gates"))
-    if len(g) > MAX_GATE_ROWS:
-        out.append(_note(f"{len(g) - MAX_GATE_ROWS} more gate rows (passed ones last) are in "
-                         "the gates table."))
+
+    def table(part: pd.DataFrame) -> str:
+        rows = []
+        for r in part.head(MAX_GATE_ROWS).itertuples(index=False):
+            d = r._asdict()
+            row = [d[c] for c in cols]
+            if "passed" in cols:
+                ok = d["ok_"]
+                row[cols.index("passed")] = _Html(f'<span class="{"ok" if ok else "bad"}">'
+                                                  f'{"pass" if ok else "FAIL"}</span>')
+            rows.append(row)
+        more = len(part) - MAX_GATE_ROWS
+        return (_table([{"window_start": "window"}.get(c, c) for c in cols], rows, "gates")
+                + (_note(f"{more} more rows are in the gates table.") if more > 0 else ""))
+
+    failed, passed = g[~g["ok_"]], g[g["ok_"]]
+    if len(failed):
+        out.append(f"<h3>Failed ({len(failed)} of {len(g)} checks)</h3>" + table(failed))
+    if len(passed):
+        rules = passed.groupby("rule", sort=True).size()
+        what = ", ".join(f"{r} ({n})" for r, n in rules.items())
+        out.append(f"<details><summary>Passed: {len(passed)} of {len(g)} checks "
+                   f"<small>{_e(what)}</small></summary>{table(passed)}</details>")
+    return "".join(out) + "</section>"
+
+
+def _attention_section(metrics: pd.DataFrame | None, drift: pd.DataFrame | None,
+                       gates: pd.DataFrame | None) -> str:
+    """The first screen: failed gates (per rule and model), columns whose verdict is drifted
+    in the latest window (overall slice), and per task and model the slices whose credible
+    bound of the headline metric is worse than the overall value in the latest window."""
+    out = ['<section id="attention"><h2>Needs attention</h2>']
+    items = 0
+    if _usable(gates, "passed", "rule"):
+        failed = _ensure(gates[gates["passed"] != True], ("model",))  # noqa: E712
+        if len(failed):
+            g = failed.assign(model=failed["model"].fillna("—")).groupby(
+                ["rule", "model"], sort=True).size()
+            out.append(f'<h3>Failed gates <small><a href="#gates">all gates</a></small></h3>'
+                       + _table(["rule", "model", "failed checks"],
+                                [[r, m, n] for (r, m), n in g.items()]))
+            items += 1
+    if _usable(drift, "drifted", "feature", "slice"):
+        d = _with_w(_ensure(drift, ("kind", "model", "window_start")))
+        ov = d[(d["slice"] == "overall") & (d["kind"] != "dataset")]
+        if len(ov):
+            latest = ov["wk"].max()
+            n_win = ov["wk"].nunique()
+            per = ov.groupby(["model", "kind", "feature"], dropna=False)["drifted"].agg(
+                lambda s: int((s == True).sum()))  # noqa: E712
+            now = ov[(ov["wk"] == latest) & (ov["drifted"] == True)]  # noqa: E712
+            if len(now):
+                rows = [[str(r.model), r.kind, str(r.feature), r.method, r.statistic,
+                         r.p_value, r.threshold,
+                         f"{per.get((r.model, r.kind, r.feature), 0)} / {n_win}"]
+                        for r in now.itertuples(index=False)]
+                out.append(f'<h3>Drifted in the latest window ({_e(_wlabel(latest))}) '
+                           f'<small><a href="#drift">drift</a></small></h3>' + _table(
+                               ["model", "kind", "column", "deciding method", "statistic",
+                                "p-value", "threshold", "windows drifted"], rows))
+                items += 1
+    if _usable(metrics, "task", "model", "metric", "slice_columns", "value", "direction"):
+        rows = []
+        m = _ensure(metrics, _METRIC_OPTIONAL)
+        for (task, model), g in m.groupby(["task", "model"], sort=True):
+            hv = _with_w(_headline_variant(g))
+            present = set(hv["metric"])
+            metric = next((x for x in HEADLINE if x in present), None)
+            if metric is None:
+                continue
+            sel = hv[(hv["metric"] == metric) & hv["value"].notna()]
+            if sel.empty:
+                continue
+            latest = sel["wk"].max()
+            sel = sel[sel["wk"] == latest]
+            overall = sel[sel["slice_columns"].fillna("") == ""]["value"]
+            if overall.empty:
+                continue
+            base = float(overall.iloc[0])
+            ranked = rank_worst(sel[sel["slice_columns"].fillna("") != ""], hv)
+            higher = (ranked["direction"] == "higher_is_better").any()
+            worse = ranked[ranked["bound"] < base] if higher else ranked[ranked["bound"] > base]
+            for r in worse.head(3).itertuples(index=False):
+                rows.append([task, model, metric, _Html(f'<span class="slice">{_e(r.slice)}'
+                                                        '</span>'), r.value, base, r.bound,
+                             r.n_labeled])
+        if rows:
+            out.append("<h3>Slices credibly worse than overall (latest window)</h3>" + _table(
+                ["task", "model", "metric", "slice", "value", "overall", "credible bound",
+                 "labeled"], rows))
+            items += 1
+    if not items:
+        out.append(_note("Nothing needs attention: every gate passed, no column drifted in "
+                         "the latest window, no slice is credibly worse than overall."))
     return "".join(out) + "</section>"
 
 
@@ -193,18 +277,22 @@ def _performance_section(idx: int, task: str, model: str, g: pd.DataFrame) -> st
 
 def _worst_slices(hv: pd.DataFrame, metric: str, direction: str | None,
                   overall: pd.DataFrame, wins: list[int]) -> str:
-    """Per slicing, the :data:`TOP_N` worst slices by ``metric`` in the latest window and over
-    all windows (each slice at its worst window), with the gap to the overall value."""
+    """Per slicing, the :data:`TOP_N` worst credible slices by ``metric`` in the latest window
+    and over all windows (each slice at its worst window), with the gap to the overall value:
+    ranked by the good-side bound of the value (:mod:`rayeval.io.attention`), so a slice leads
+    only when even its best plausible value is bad."""
     sl = hv[(hv["metric"] == metric) & (hv["slice_columns"].fillna("") != "")
             & hv["value"].notna()]
-    out = [f"<h3>Worst slices by {_e(metric)}</h3>"]
+    out = [f"<h3>Worst slices by {_e(metric)}</h3>", _note(
+        "Ranked by the credible bound: the best value the data still allows (the interval "
+        "bound when intervals are on, else a Wilson bound on the labelled rows, for an AUC "
+        "on its smaller class), so small slices lead only when even that is bad.")]
     if sl.empty or direction not in ("higher_is_better", "lower_is_better"):
         return "".join(out) + _note("No slice has a defined value for this metric.")
-    asc = direction == "higher_is_better"
     ref = overall["value"].astype(float).to_dict()
     latest = max(sl["wk"])
     for cols, d in sl.groupby("slice_columns", sort=True):
-        d = d.sort_values("value", ascending=asc, kind="stable")
+        d = rank_worst(d, hv)
         now = d[d["wk"] == latest].head(TOP_N)
         ever = d.drop_duplicates("slice").head(TOP_N)
         blocks = []
@@ -213,11 +301,11 @@ def _worst_slices(hv: pd.DataFrame, metric: str, direction: str | None,
             rows = [[_Html(f'<span class="slice">{_e(r.slice)}</span>')] +
                     ([_wlabel(r.wk)] if win else []) +
                     [_val(r.value, r.ci_lower, r.ci_upper, r.error_bound),
-                     _signed(r.value - ref.get(r.wk, math.nan)), r.error_bound, r.n_labeled]
+                     _signed(r.value - ref.get(r.wk, math.nan)), r.bound, r.n_labeled]
                     for r in t.itertuples(index=False)]
             blocks.append(f'<div><h4>{_e(caption)}</h4>' + _table(
                 ["slice"] + (["window"] if win else []) +
-                [metric, "Δ vs overall", "error bound", "labeled"], rows) + "</div>")
+                [metric, "Δ vs overall", "credible bound", "labeled"], rows) + "</div>")
         n = d["slice"].nunique()
         out.append(f'<details open><summary>by {_e(cols)} <small>({n} slices)</small></summary>'
                    f'<div class="pair">{"".join(blocks)}</div></details>')
@@ -285,14 +373,17 @@ def _drift_section(drift: pd.DataFrame | None, hist: pd.DataFrame | None) -> str
         labels = [_wlabel(w) for w in wins]
         latest = wins[-1] if wins else None
         rows, cards = [], []
-        keys = ov.groupby(["feature", "kind", "method"], sort=True, dropna=False)
+        # one verdict row per column, window and slice (its deciding method)
+        keys = ov.groupby(["feature", "kind"], sort=True, dropna=False)
         sl_latest = sl[sl["wk"] == max(sl["wk"])] if not sl.empty else sl
-        sl_count = sl_latest.groupby(["feature", "method"])["flag"].agg(["sum", "size"])
+        sl_count = sl_latest.groupby(["feature", "kind"])["flag"].agg(["sum", "size"])
         summary = []
-        for (feat, kind, method), f in keys:
+        for (feat, kind), f in keys:
             f = f.drop_duplicates("wk").set_index("wk").reindex(wins)
             last = f.iloc[-1]
-            sc = sl_count.loc[(feat, method)] if (feat, method) in sl_count.index else None
+            method = last["method"] if isinstance(last["method"], str) else \
+                f["method"].dropna().iloc[-1]
+            sc = sl_count.loc[(feat, kind)] if (feat, kind) in sl_count.index else None
             summary.append((not bool(last["flag"] == True), -int(f["flag"].eq(True).sum()),  # noqa: E712
                             str(feat), str(method), feat, kind, f, sc))
         summary.sort(key=lambda t: t[:4])
@@ -448,8 +539,9 @@ def render_report(title: str, run_id: str, metrics: pd.DataFrame, coverage: pd.D
     """
     from rayeval.io.report_compare import comparisons_section
 
-    body = [_header(title, run_id, gates, manifest), _gates_section(gates)]
-    nav = ['<a href="#gates">Gates</a>']
+    body = [_header(title, run_id, gates, manifest), _attention_section(metrics, drift, gates),
+            _gates_section(gates)]
+    nav = ['<a href="#attention">Needs attention</a>', '<a href="#gates">Gates</a>']
     if blessing or (comparisons is not None and not comparisons.empty):
         body.append(comparisons_section(comparisons, blessing, (_e, _fmt, _note, _table)))
         nav.append('<a href="#comparisons">Champion vs challenger</a>')

@@ -37,6 +37,34 @@ _SLICE = [_f("slice", _S, "rendered slice: overall, origin=ORD, origin=ORD,hour_
                           "origin=\"null\""),
           _f("slice_columns", _S, "the slice's columns joined by ',' (null: overall)")]
 
+
+
+def _drift_info_fields() -> list[tuple[str, str, str]]:
+    """``(column, method, what)`` of the informational drift columns: every registered drift
+    method (:data:`rayeval.drift.methods.METHODS`, registration order), its statistic (and
+    p-value for a test, error bound for an estimate of the raw-sample statistic)."""
+    from rayeval.drift.methods import METHODS
+
+    out = []
+    for name, m in METHODS.items():
+        out += ([(f"info_{name}_statistic", name, "statistic"),
+                 (f"info_{name}_p_value", name, "p-value")] if m.test
+                else [(f"info_{name}", name, "statistic")])
+        if not m.binned:
+            out.append((f"info_{name}_error_bound", name, "error bound"))
+    return out
+
+
+#: the drift table's informational columns: ``(column, method, what)``
+DRIFT_INFO_FIELDS = _drift_info_fields()
+#: the drift table's data-quality columns: ``(column, meaning)``
+DRIFT_QUALITY = [
+    ("missing_rate", "share of current rows without a value"),
+    ("type_error_rate", "share of current rows whose value has the wrong type"),
+    ("out_of_range_rate", "numeric: share of values outside the reference's range"),
+    ("nonfinite_rate", "numeric: share of +-inf values"),
+    ("unseen_category_rate", "categorical: share of values unseen in the reference")]
+
 SCHEMAS: dict[str, pa.Schema] = {
     "metrics": pa.schema(_RUN + [
         _f("task", _S, "task name"), _f("model", _S, "model name (as text)"), *_WINDOW, *_SLICE,
@@ -47,6 +75,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("direction", _S, "higher_is_better / lower_is_better / neutral"),
         _f("ci_lower", _F, "confidence interval lower bound (NaN: none)"),
         _f("ci_upper", _F, "confidence interval upper bound (NaN: none)"),
+        _f("ci_method", _S, "wilson / delong / bootstrap (null: no interval)"),
+        _f("ci_flag", _S, "few_rows / few_positives_or_negatives (null: none)"),
         _f("n_rows", _I, "rows of the group (model, window, slice)"),
         _f("n_labeled", _I, "labelled rows of the group"),
         _f("undefined_reason", _S, "why value is NaN (null when defined)"),
@@ -70,18 +100,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("model", _S, "model name"), *_WINDOW, *_SLICE,
         _f("feature", _S, "monitored column ('*' for kind dataset)"),
         _f("kind", _S, "feature / prediction / label / dataset"),
-        _f("method", _S, "drift method or data-quality rate"),
-        _f("statistic", _F, "the method's statistic (NaN when undefined)"),
-        _f("p_value", _F, "p-value of a test (NaN for distances)"),
-        _f("threshold", _F, "threshold the method was compared with"),
-        _f("drifted", _B, "this method's comparison fired"),
-        _f("decision", _B, "this method decides the column's verdict"),
+        _f("method", _S, "the deciding method of this column (dataset: share_drifted_features)"),
+        _f("statistic", _F, "the deciding method's statistic (NaN when undefined)"),
+        _f("p_value", _F, "its p-value when it is a test (NaN for distances)"),
+        _f("threshold", _F, "threshold the verdict compared with"),
+        _f("drifted", _B, "THE verdict of this column, window and slice (false when "
+                          "undefined)"),
         _f("reference_window", _S, "the reference (time range, dataset or previous window)"),
         _f("error_bound", _F, "bound on |statistic - raw-sample statistic|"),
         _f("smoothing", _F, "epsilon substituted for empty bins (PSI)"),
         _f("undefined_reason", _S, "why statistic is NaN (null when defined)"),
         _f("n_reference", _F, "reference rows with a value"),
-        _f("n_current", _F, "current rows with a value")]),
+        _f("n_current", _F, "current rows with a value"),
+        *[_f(name, _F, f"informational, never the verdict: {m} {what} (NaN: not of this "
+                       f"kind)") for name, m, what in DRIFT_INFO_FIELDS],
+        *[_f(c, _F, doc) for c, doc in DRIFT_QUALITY]]),
     "drift_histograms": pa.schema(_RUN + [
         _f("model", _S, "model name"), _f("feature", _S, "monitored column"),
         _f("kind", _S, "feature / prediction / label"), _WINDOW[0],
@@ -111,10 +144,26 @@ SCHEMAS: dict[str, pa.Schema] = {
     "gates": pa.schema(_RUN + [
         _f("rule", _S, "gate rule name"), _f("task", _S, "task name"),
         _f("model", _S, "model name"), _WINDOW[0], _f("slice", _S, "slice the rule checks"),
-        _f("metric", _S, "metric the rule bounds"), _f("value", _F, "the metric's value"),
-        _f("baseline", _F, "baseline value (NaN: none)"),
-        _f("threshold", _S, "the rule's bounds"), _f("passed", _B, "verdict"),
-        _f("detail", _S, "why it failed")]),
+        _f("metric", _S, "metric the rule bounds"),
+        _f("on", _S, "what is compared: value, a bound of its interval, or a difference"),
+        _f("value", _F, "the compared number"), _f("baseline", _F, "baseline (NaN: none)"),
+        _f("operator", _S, "comparison (>=, <=)"),
+        _f("threshold", _F, "the rule's bound (numeric)"), _f("passed", _B, "verdict"),
+        _f("reason", _S, "why it failed or was not gated")]),
+    "comparisons": pa.schema([_RUN[0], _RUN[1],
+        _f("task", _S, "task name"), _f("baseline", _S, "baseline model"),
+        _f("candidate", _S, "candidate model"), *_WINDOW, *_SLICE,
+        _f("metric", _S, "compared metric"), _f("average", _S, "as in metrics"),
+        _f("direction", _S, "higher_is_better / lower_is_better"),
+        _f("baseline_value", _F, "baseline's value"),
+        _f("candidate_value", _F, "candidate's value"),
+        _f("difference", _F, "candidate - baseline"),
+        _f("ci_lower", _F, "interval of the difference, lower"),
+        _f("ci_upper", _F, "interval of the difference, upper"),
+        _f("p_value", _F, "paired test p-value"),
+        _f("p_adjusted", _F, "Benjamini-Hochberg adjusted p-value"),
+        _f("significant", _B, "p_adjusted below the level"), _f("test", _S, "paired test"),
+        _f("n_paired", _I, "paired rows"), _f("n_unpaired", _I, "unpaired rows")]),
 }
 
 

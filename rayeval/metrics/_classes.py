@@ -18,9 +18,12 @@ _KIND_NAME = {_INT: "integer", _STR: "string"}
 
 
 def _py_class(value: Any, what: str) -> Any:
-    """A configured class value as a Python int or str."""
+    """A configured class value as a Python int or str; a bool is the integer 0 or 1, as the
+    values of a boolean column are (so ``classes: [false, true]`` matches a bool column)."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, bool):
+        return int(value)
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if isinstance(value, float) and value.is_integer():

@@ -44,7 +44,8 @@ Conventions:
   else 0.0). Detected from the exact min and max of the target, not from a rounded variance.
 - Zero targets are left out of ``mape`` (scikit-learn divides by ``max(|y|, eps)``, giving
   ~1e16-sized values); when every weighted target is zero, ``mape`` is NaN with ``zero_target``.
-  :meth:`RegressionSpec.zero_target_counts` reports how many rows were left out.
+  The metric ``n_rows_zero_target`` (and :meth:`RegressionSpec.zero_target_counts`) reports
+  how many rows were left out.
 - ``empty``: no valid rows or zero total weight; everything but ``n_rows`` is NaN.
 - Invalid rows (missing = NaN, None or +-inf; negative or non-finite weight) are excluded and
   counted per group under the first matching reason of ``INVALID_REASONS``.
@@ -158,7 +159,9 @@ class RegressionSpec(SpecBase):
         """Declared metrics (see the module docstring); one ``*_absolute_error`` per quantile,
         named as :meth:`finalize` names it."""
         head = {"mae": 1, "rmse": 2, "mean_signed_deviation": 3, "r2": 4}
-        return ((MetricInfo("n_rows", NEUTRAL, self.family, needs_labels=False),)
+        return ((MetricInfo("n_rows", NEUTRAL, self.family, needs_labels=False),
+                 # rows left out of mape because their target is 0
+                 MetricInfo("n_rows_zero_target", NEUTRAL, self.family))
                 + tuple(MetricInfo(name, d, self.family, headline=head.get(name, 0))
                         for name, d in _SCALARS)
                 + tuple(MetricInfo(_quantile_name(q), LOWER, self.family, approximate=True)
@@ -313,6 +316,8 @@ class RegressionSpec(SpecBase):
             ("max_error", state.extrema[:, 0], None),
         ]
         out.add("n_rows", state.rows[:, 0].astype(np.float64), NEUTRAL)
+        # rows left out of mape (target 0), reported next to it in the metrics table
+        out.add("n_rows_zero_target", state.rows[:, 1].astype(np.float64), NEUTRAL)
         direction_of = dict(_SCALARS)
         for name, val, undefined in cols:
             direction = direction_of[name]
