@@ -64,7 +64,7 @@ def alert_records(name: str, run_id: str, gates: pd.DataFrame, drift: pd.DataFra
                      "detail": _str(getattr(r, "reason", getattr(r, "detail", None))) or ""})
     if drift is not None and not drift.empty:
         d = drift[(drift["slice"] == "overall") & (drift["kind"] != "dataset")
-                  & drift["drifted"].astype(bool) & drift["decision"].astype(bool)]
+                  & drift["drifted"].astype(bool)]
         for r in d.itertuples(index=False):
             recs.append({"kind": "feature_drift", "severity": "warning", "model": _str(r.model),
                          "task": None, "window_start": _iso(r.window_start),

@@ -175,8 +175,8 @@ def build_summary(cfg: JobConfig, metrics: pd.DataFrame, coverage: pd.DataFrame,
         out.append(Sample("rayeval_gate_passed", (("rule", str(rule)), ("model", str(model))),
                           float(bool(g["passed"].all()))))
     if drift is not None and not drift.empty:
-        d = drift[(drift["slice"] == "overall") & (drift["kind"] == "feature")
-                  & drift["decision"].astype(bool)]
+        # one verdict row per column, window and slice
+        d = drift[(drift["slice"] == "overall") & (drift["kind"] == "feature")]
         d = d[d["undefined_reason"].fillna("") == ""]
         for model, g in _latest(d, ["model"]).groupby("model", sort=True):
             out.append(Sample("rayeval_drifted_features", (("model", str(model)),),
