@@ -172,6 +172,9 @@ class TaskConfig(_Frozen):
     positive_class: Optional[Scalar] = None
     metrics: Optional[list[str]] = None  # None: the default set of the task type
     exact_scores: bool = False  # exact ROC/PR AUC (distinct scores) instead of bucketed
+    # probability: scores in [0, 1] (every score metric); raw: margins / logits, any finite
+    # value (ranking metrics only: ROC / PR AUC, top-k accuracy; no log loss, Brier, ECE)
+    scores_are: Literal["probability", "raw"] = "probability"
     zero_division: Union[Literal["nan"], float] = "nan"  # 0, 1 or nan (scikit-learn's option)
     calibration_bins: int = Field(default=10, ge=1, le=1000)  # equal-width bins of ECE
     top_k: list[int] = [2]

@@ -61,14 +61,38 @@ def weight_conditions(weight: np.ndarray | None, n: int) -> tuple[np.ndarray, np
     return np.where(nonfinite | negative, 0.0, w), nonfinite, negative
 
 
-def score_conditions(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_conditions(scores: np.ndarray, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(missing, out_of_range)`` bool masks of a float64 (n,) or (n, K) score array; a row of a
-    2-D array is flagged when any of its entries is."""
+    2-D array is flagged when any of its entries is. Out of range: outside [0, 1], or (``raw``
+    scores: margins, logits) not finite."""
     missing = np.isnan(scores)
-    out = ~missing & ~((scores >= 0.0) & (scores <= 1.0))
+    out = ~missing & (~np.isfinite(scores) if raw else ~((scores >= 0.0) & (scores <= 1.0)))
     if scores.ndim == 2:
         return missing.any(axis=1), out.any(axis=1)
     return missing, out
+
+
+_MAX_FINITE_BITS = np.uint64(np.float64(np.finfo(np.float64).max).view(np.uint64))
+_SIGN = np.uint64(1 << 63)
+
+
+def raw_order_scores(scores: np.ndarray) -> np.ndarray:
+    """Map finite raw scores (margins, logits; any float64 shape) into ``[0, 0.5)`` keeping
+    their order, for the ranking histograms (which take scores in [0, 1]).
+
+    Each value's IEEE-754 bits become a total-order integer (``-0.0 == 0.0``), shifted to be
+    non-negative and divided by 8, read back as the bits of a double below 0.5 (where the
+    histogram keeps every bit). Order is kept exactly; values whose order keys differ only in
+    the 3 lowest bits (within about 2e-15 relative) tie. ROC / PR AUC depend on the order only,
+    so they equal scikit-learn's on the raw scores (up to such ties); a sigmoid would not:
+    it saturates to 1.0 above ~37 and ties every large margin.
+    """
+    s = np.asarray(scores, dtype=np.float64) + 0.0  # -0.0 -> +0.0
+    bits = s.view(np.uint64)
+    mag = bits & ~_SIGN
+    # total order: negatives below zero by magnitude; shifted by max so the key is >= 0
+    key = np.where(bits & _SIGN, _MAX_FINITE_BITS - mag, _MAX_FINITE_BITS + mag)
+    return (key >> np.uint64(3)).view(np.float64)
 
 
 def binary_log_loss_terms(y: np.ndarray, p: np.ndarray) -> np.ndarray:

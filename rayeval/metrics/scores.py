@@ -40,6 +40,10 @@ from rayeval.core.state import HIGHER, LOWER, NEUTRAL, MetricResult, ResultColum
 __all__ = ["BinaryScoreSpec", "MulticlassScoreSpec", "ScoreState", "auto_bucket_budget"]
 
 
+#: metrics that read scores as probabilities: not produced for raw scores (``raw=True``)
+PROBABILITY_METRICS = frozenset({"log_loss", "brier_loss", "ece"})
+
+
 @dataclass(frozen=True)
 class BinaryScoreSpec(_ScoreSpecBase):
     """Binary probabilistic metrics per group.
@@ -93,6 +97,7 @@ class BinaryScoreSpec(_ScoreSpecBase):
     bucket_budget: int | None = None
     n_calibration_bins: int = 10
     classes: tuple | None = None
+    raw: bool = False
 
     REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
                "nonfinite_weight", "negative_weight")
@@ -104,10 +109,11 @@ class BinaryScoreSpec(_ScoreSpecBase):
             return MetricInfo(name, direction, self.family, needs_scores=True, headline=head,
                               **kw)
 
-        return (info("roc_auc", HIGHER, 1, approximate=not self.exact),
-                info("pr_auc", HIGHER, 2, approximate=not self.exact),
-                info("log_loss", LOWER, 8), info("brier_loss", LOWER), info("ece", LOWER, 7),
-                info("n_rows", NEUTRAL, needs_labels=False), info("n_positive", NEUTRAL))
+        out = (info("roc_auc", HIGHER, 1, approximate=not self.exact),
+               info("pr_auc", HIGHER, 2, approximate=not self.exact),
+               info("log_loss", LOWER, 8), info("brier_loss", LOWER), info("ece", LOWER, 7),
+               info("n_rows", NEUTRAL, needs_labels=False), info("n_positive", NEUTRAL))
+        return tuple(i for i in out if not (self.raw and i.name in PROBABILITY_METRICS))
 
     def __post_init__(self) -> None:
         self._check_options()
@@ -117,7 +123,7 @@ class BinaryScoreSpec(_ScoreSpecBase):
 
     def _layout(self) -> tuple:
         return ("binary_score", repr(self.positive_class), self._budget(),
-                self.n_calibration_bins, repr(self.classes))
+                self.n_calibration_bins, repr(self.classes), self.raw)
 
     def _row_stats(self, batch, n) -> SimpleNamespace:
         """Grouping-independent per-row work: validation, loss terms, bucket keys and order."""
@@ -127,7 +133,10 @@ class BinaryScoreSpec(_ScoreSpecBase):
         if score.ndim != 1:
             raise ValueError(f"Expected `score` of shape ({n},), got shape {score.shape}.")
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
-        missing, out_of_range = sm.score_conditions(score)
+        missing, out_of_range = sm.score_conditions(score, self.raw)
+        if self.raw:  # ranking only: order-keeping scores in [0, 0.5)
+            score = np.where(missing | out_of_range, 0.0, score)
+            score = sm.raw_order_scores(score)
         unknown = (np.zeros(n, dtype=bool) if self.classes is None
                    else _class_index(label, self.classes) < 0)  # missing labels come first
         reason, ok = self._reasons([sm.missing_mask(label), unknown, missing, out_of_range,
@@ -173,9 +182,10 @@ class BinaryScoreSpec(_ScoreSpecBase):
                 rk["roc_bound"])
         out.add("pr_auc", rk["pr_auc"], HIGHER, np.asarray(rk["pr_reason"], dtype=object),
                 rk["pr_bound"])
-        out.add("log_loss", log_loss, LOWER, empty)
-        out.add("brier_loss", brier, LOWER, empty)
-        out.add("ece", ece, LOWER, empty)
+        if not self.raw:  # raw scores are no probabilities: no probability metric
+            out.add("log_loss", log_loss, LOWER, empty)
+            out.add("brier_loss", brier, LOWER, empty)
+            out.add("ece", ece, LOWER, empty)
         out.add("n_rows", a.get("n_rows", w), NEUTRAL)
         out.add("n_positive", a.get("n_pos", w), NEUTRAL)
         return out
@@ -236,6 +246,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
     max_bound: float = 1e-4
     bucket_budget: int | None = None
     n_calibration_bins: int = 10
+    raw: bool = False
 
     REASONS = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
                "nonfinite_weight", "negative_weight")
@@ -248,12 +259,13 @@ class MulticlassScoreSpec(_ScoreSpecBase):
                               **kw)
 
         ovr = {"per_class": True, "averages": ("macro", "weighted")}
-        return (info("roc_auc", HIGHER, 5, approximate=not self.exact, **ovr),
-                info("pr_auc", HIGHER, 6, approximate=not self.exact, **ovr),
-                info("ece", LOWER, 7, **ovr), info("log_loss", LOWER, 8),
-                info("brier_loss", LOWER),
-                *(info(f"top_{k}_accuracy", HIGHER) for k in self.top_k),
-                info("n_rows", NEUTRAL, needs_labels=False))
+        out = (info("roc_auc", HIGHER, 5, approximate=not self.exact, **ovr),
+               info("pr_auc", HIGHER, 6, approximate=not self.exact, **ovr),
+               info("ece", LOWER, 7, **ovr), info("log_loss", LOWER, 8),
+               info("brier_loss", LOWER),
+               *(info(f"top_{k}_accuracy", HIGHER) for k in self.top_k),
+               info("n_rows", NEUTRAL, needs_labels=False))
+        return tuple(i for i in out if not (self.raw and i.name in PROBABILITY_METRICS))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -270,7 +282,7 @@ class MulticlassScoreSpec(_ScoreSpecBase):
 
     def _layout(self) -> tuple:
         return ("multiclass_score", tuple(repr(c) for c in self.classes), self._budget(),
-                self.top_k, self.n_calibration_bins)
+                self.top_k, self.n_calibration_bins, self.raw)
 
     def _row_stats(self, batch, n) -> SimpleNamespace:
         """Grouping-independent per-row work: validation, loss terms, one-vs-rest bucket keys
@@ -284,7 +296,10 @@ class MulticlassScoreSpec(_ScoreSpecBase):
         w, w_nonfinite, w_negative = sm.weight_conditions(batch.get("weight"), n)
         idx = _class_index(label, self.classes)
         missing_label = sm.missing_mask(label)
-        missing, out_of_range = sm.score_conditions(scores)
+        missing, out_of_range = sm.score_conditions(scores, self.raw)
+        if self.raw:  # ranking only (one-vs-rest AUC, top-k): order-keeping scores
+            bad = (missing | out_of_range)[:, None]
+            scores = sm.raw_order_scores(np.where(bad | ~np.isfinite(scores), 0.0, scores))
         reason, ok = self._reasons([missing_label, ~missing_label & (idx < 0), missing,
                                     out_of_range, w_nonfinite, w_negative], n)
         s, w, t = scores[ok], w[ok], idx[ok]
@@ -371,6 +386,8 @@ class MulticlassScoreSpec(_ScoreSpecBase):
                 out.append(_res(key, f"top_{k}_accuracy",
                                 a["top_k"][i][j] / w if w > 0 else math.nan, HIGHER, empty))
             out.append(_res(key, "n_rows", a["n_rows"][i], NEUTRAL))
+        if self.raw:  # raw scores are no probabilities: no probability metric
+            out = [r for r in out if r.metric not in PROBABILITY_METRICS]
         return out
 
     def calibration_curve(self, state: ScoreState) -> list[tuple]:
@@ -402,11 +419,13 @@ def _build(task):
     classes = tuple(task.classes) if task.classes is not None else None
     if task.type == "binary" and task.score:
         return BinaryScoreSpec(positive_class=task.positive_class, exact=task.exact_scores,
-                               classes=classes, n_calibration_bins=task.calibration_bins)
+                               classes=classes, n_calibration_bins=task.calibration_bins,
+                               raw=task.scores_are == "raw")
     if task.type == "multiclass" and task.scores:
         return MulticlassScoreSpec(classes=classes, top_k=tuple(task.top_k),
                                    exact=task.exact_scores,
-                                   n_calibration_bins=task.calibration_bins)
+                                   n_calibration_bins=task.calibration_bins,
+                                   raw=task.scores_are == "raw")
     return None
 
 
