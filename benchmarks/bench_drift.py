@@ -315,10 +315,13 @@ def compare_values(drift: pd.DataFrame, metrics: pd.DataFrame, cmp: dict, sl: di
                 rm, evb, name = "jensen_shannon", ev * c, "JS distance (base 2)"
             else:
                 continue
-            row = w[(w["model"] == model) & (w["feature"] == col) & (w["method"] == rm)]
+            row = w[(w["model"] == model) & (w["feature"] == col)]
             if row.empty:
                 continue
-            rv, rb = float(row["statistic"].iloc[0]), float(row["error_bound"].iloc[0])
+            # every method's statistic is an info_* column (the verdict is one of them)
+            rv = float(row[f"info_{rm}"].iloc[0])
+            rb = float(row[f"info_{rm}_error_bound"].iloc[0]) if rm == "wasserstein_normed" \
+                else 0.0
             note = "  (rayeval: top-20 + other)" if col == "origin" else ""
             print(f"  {model:<16s} {col:<18s} {name:<22s} {rv:12.6f} {rb:9.2e} {evb:12.6f} "
                   f"{abs(rv - evb):9.2e}{note}")
