@@ -175,6 +175,8 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
         sel = sel[sel["average"].isna() | (sel["average"] == "binary")]
     if sel.empty:
         return
+    if "direction" not in sel.columns:  # tables written before the column existed
+        sel = sel.assign(direction="lower_is_better" if metric == "mae" else "higher_is_better")
     sel = rank_worst(sel, m[(m["task"] == task.name) & (m["slice"] != "overall")])
     sel = sel.assign(window_start=sel["window_start"].astype(object).where(
         sel["window_start"].notna(), "all data"))
