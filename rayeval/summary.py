@@ -176,7 +176,7 @@ def _worst(console, cfg, m, task, n: int = 3, short: bool = False) -> None:
     if sel.empty:
         return
     if "direction" not in sel.columns:  # tables written before the column existed
-        sel = sel.assign(direction="lower_is_better" if metric == "mae" else "higher_is_better")
+        sel = sel.assign(direction=registry.task_metrics(task)[metric].direction)
     sel = rank_worst(sel, m[(m["task"] == task.name) & (m["slice"] != "overall")])
     sel = sel.assign(window_start=sel["window_start"].astype(object).where(
         sel["window_start"].notna(), "all data"))
