@@ -173,7 +173,7 @@ def _attention_section(metrics: pd.DataFrame | None, drift: pd.DataFrame | None,
         for (task, model), g in m.groupby(["task", "model"], sort=True):
             hv = _with_w(_headline_variant(g))
             present = set(hv["metric"])
-            metric = next((x for x in HEADLINE if x in present), None)
+            metric = next((x for x in headline_order() if x in present), None)
             if metric is None:
                 continue
             sel = hv[(hv["metric"] == metric) & hv["value"].notna()]
