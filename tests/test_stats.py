@@ -88,9 +88,23 @@ def test_benjamini_hochberg_hand_computed():
 
 
 def test_bootstrap_p_value():
-    reps = np.array([[-0.2, 0.1, 0.3, -0.1], [1, 1, 1, 1.0]])
-    p = bootstrap_p_value(np.array([0.15, 0.0]), reps, np.array([0.0, 1.0]))
-    assert p[0] == pytest.approx((1 + 2) / 5) and p[1] == pytest.approx(1.0)
+    reps = np.array([[-0.2, 0.1, 0.3, -0.1], [1, 1, 1, 1.0], [1, 1, 1, 1.0]])
+    p = bootstrap_p_value(np.array([0.15, 0.0, 0.2]), reps, np.array([0.0, 1.0, 1.0]))
+    sd = np.std(reps[0], ddof=1)  # replicates around their centre 0
+    assert p[0] == pytest.approx(2 * stats.norm.sf(0.15 / sd))
+    assert p[1] == pytest.approx(1.0) and p[2] == 0.0  # zero spread: 0 vs non-zero difference
+
+
+def test_bootstrap_p_value_agrees_with_interval():
+    # p < 0.05 exactly when the 95% normal bootstrap interval excludes 0, and no floor at
+    # 1 / (B + 1): a difference 10 sd away gets p ~ 1e-23, not 1/51
+    rng = np.random.default_rng(3)
+    reps = rng.normal(size=(400, 50)) * 0.01
+    d = rng.normal(size=400) * 0.03
+    p = bootstrap_p_value(d, reps + d[:, None], d)
+    lo, hi = bootstrap_interval(d, reps + d[:, None], d, level=0.95)
+    assert np.array_equal(p < 0.05, (lo > 0) | (hi < 0))
+    assert bootstrap_p_value(np.array([0.1]), reps[:1], np.zeros(1))[0] < 1e-6
 
 
 # ---- replicate states ---------------------------------------------------------------------

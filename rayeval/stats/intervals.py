@@ -136,6 +136,22 @@ def bootstrap_interval(value, replicates, centre, level: float = 0.95
         than half of the replicates are defined.
     """
     value = np.asarray(value, dtype=np.float64)
+    sd, ok = replicate_sd(replicates, centre)
+    half = z_value(level) * sd
+    return np.where(ok, value - half, np.nan), np.where(ok, value + half, np.nan)
+
+
+def replicate_sd(replicates, centre) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap standard deviation of each group's replicates around ``centre``.
+
+    Args:
+        replicates: float (G, B) replicate values (NaN replicates are skipped).
+        centre: float (G,) the statistic of the full sample on the replicates' grid.
+
+    Returns:
+        ``(sd, ok)``: float (G,) standard deviations and bool (G,) where at least half of the
+        replicates (and at least 2) are defined; ``sd`` is meaningless where ``ok`` is False.
+    """
     reps = np.asarray(replicates, dtype=np.float64)
     dev = reps - np.asarray(centre, dtype=np.float64)[:, None]
     defined = np.isfinite(dev)
@@ -145,5 +161,4 @@ def bootstrap_interval(value, replicates, centre, level: float = 0.95
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = dev.sum(axis=1) / k
         sd = np.sqrt(np.where(defined, (dev - mean[:, None]) ** 2, 0.0).sum(axis=1) / (k - 1))
-    half = z_value(level) * sd
-    return np.where(ok, value - half, np.nan), np.where(ok, value + half, np.nan)
+    return sd, ok
