@@ -31,7 +31,7 @@ from rayeval.engine.preflight import required_prediction_columns  # noqa: F401 (
 from rayeval.engine.quality import quality_gates
 from rayeval.engine.results import Finalized, finalize, invalid_totals, paused_gc
 from rayeval.io.readers import DatasetInfo, InputError, changed_files, read_table
-from rayeval.io.writers import RunWriter, commit_token, output_fs
+from rayeval.io.writers import RunWriter, check_output_writable, commit_token, output_fs
 
 
 @dataclass
@@ -134,6 +134,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     """
     from rayeval.io.audit import append_audit, audit_record
 
+    check_output_writable(cfg.outputs.path)  # before reading a commit token under it
     so = storage_options(cfg.inputs.storage) if cfg.outputs.path.startswith("s3://") else None
     fs, root = output_fs(cfg.outputs.path, so)
     actions = list(actions or [])
