@@ -70,9 +70,10 @@ def make_metrics(n_slices=20, n_windows=5, tasks=(("delay", "champion", BINARY),
             "metric": np.tile(mets, s * w), "class_label": np.tile(np.array(cls, dtype=object), s * w),
             "average": np.tile(np.array(avg, dtype=object), s * w), "value": value,
             "direction": np.tile([spec[m] for m in mets], s * w),
-            "ci_lower": value - 0.03, "ci_upper": value + 0.03, "n_rows": n_lab * 1.2,
+            "ci_lower": value - 0.03, "ci_upper": value + 0.03, "n_rows": np.round(n_lab * 1.2),
             "n_labeled": n_lab, "undefined_reason": np.where(np.isnan(value), "single_class", ""),
-            "error_bound": np.full(n, 0.002)}))
+            "error_bound": np.full(n, 0.002), "ci_method": "bootstrap",
+            "ci_flag": np.where(n_lab < 100, "few_rows", None)}))
     return pd.concat(frames, ignore_index=True)
 
 
