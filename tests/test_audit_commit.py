@@ -114,6 +114,8 @@ def test_command_secrets_are_redacted():
 def test_first_commit_wins(tmp_path):
     """Two writers of one run id that both started before either committed: the first to
     commit wins; the second fails naming the conflict and leaves the first's files alone."""
+    from tests.test_report import make_metrics
+
     out = str(tmp_path / "out")
     fs, root = output_fs(out)
     token = commit_token(fs, root, "r1")
@@ -122,13 +124,13 @@ def test_first_commit_wins(tmp_path):
     b = RunWriter(out, "r1", expect_commit=token)
     for w, v in ((a, "a"), (b, "b")):
         w.__enter__()
-        w.write_table("metrics", pd.DataFrame({"run_id": ["r1"], "who": [v]}))
+        w.write_table("metrics", make_metrics(1, 1).assign(run_id="r1", model=v))
         w.write_json("manifests/r1.json", {"commit_id": w.commit_id, "who": v})
     b.commit()
     with pytest.raises(ConcurrentRunError, match="first run to commit wins"):
         a.commit()
     a.__exit__(None, None, None)
-    assert pd.read_parquet(f"{out}/metrics").who.tolist() == ["b"]
+    assert pd.read_parquet(f"{out}/metrics").model.unique().tolist() == ["b"]
     assert json.load(open(f"{out}/manifests/r1.json"))["who"] == "b"
     assert commit_token(fs, root, "r1") == b.commit_id
     assert not os.path.exists(f"{out}/_staging")
