@@ -291,6 +291,6 @@ def test_intervals_and_comparisons_do_not_depend_on_batch_size(synthetic):
         for col in ("value", "ci_lower", "ci_upper"):
             np.testing.assert_allclose(m[col].to_numpy(float), first[col].to_numpy(float),
                                        rtol=1e-6, atol=1e-9, equal_nan=True)
-        assert (m["ci_method"] == first["ci_method"]).all()
+        pd.testing.assert_series_equal(m["ci_method"], first["ci_method"])  # nulls included
         pd.testing.assert_frame_equal(other.comparisons, results[0].comparisons, rtol=1e-6,
                                       atol=1e-9)
