@@ -17,7 +17,7 @@ from tests import registry_fixtures as rf
 ROOT = Path(__file__).resolve().parents[1]
 # each scoring job starts an actor pool that imports MLflow and scikit-learn and loads the
 # models: seconds on an idle machine, minutes on a loaded shared one
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.registry, pytest.mark.timeout(1800)]
 REGISTERED = "flights-delay"
 
 
