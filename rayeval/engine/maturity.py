@@ -24,6 +24,9 @@ NOT_GATED = "not gated: no mature window (labels not yet due or coverage too low
 
 
 def maturity_configured(cfg: JobConfig) -> bool:
+    """True when the config sets a label-maturity rule (``windows.mature_after`` or
+    ``windows.min_label_coverage``).
+    """
     w = cfg.windows
     return w.mature_after is not None or w.min_label_coverage is not None
 

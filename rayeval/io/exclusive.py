@@ -70,6 +70,7 @@ def holder_info(run_id: str, lease_s: float) -> dict:
 
 
 def current_user() -> str:
+    """The login name of this process (``getpass.getuser``), else ``$USER``, else ``uid=<n>``."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -94,6 +95,9 @@ def _stale(info: dict) -> bool:
 
 
 def describe(info: dict) -> str:
+    """A lock holder's record as one readable phrase (run, user@host, pid, since when) for
+    error messages.
+    """
     return (f"run {info.get('run_id')!r} of {info.get('user')}@{info.get('host')} "
             f"(pid {info.get('pid')}, since {info.get('acquired')})")
 

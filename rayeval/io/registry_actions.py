@@ -114,6 +114,7 @@ class Plan:
 
 
 def now_utc() -> dt.datetime:
+    """The current time as a timezone-aware UTC datetime."""
     return dt.datetime.now(dt.timezone.utc)
 
 
@@ -324,6 +325,9 @@ def stage_actions(path: str, storage_options: dict | None, rows: list[dict],
 
 
 def commit_actions(staged: tuple) -> str:
+    """Move a staged ``actions`` file (``(fs, staged path, final path)``) into place; returns
+    the final path.
+    """
     fs, src, final = staged
     fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
     fs.mv(src, final)

@@ -15,6 +15,10 @@ from rayeval.drift.binning import CATEGORICAL
 
 
 def chi2(pair: Pair) -> dict:
+    """Chi-squared test of homogeneity of the reference and current (effective) counts: the 2 x
+    k contingency table over the union of categories, each unseen category one more degree of
+    freedom (scipy.stats.chi2_contingency).
+    """
     ref, cur = pair.reference, pair.current
     rc, cc = pair.binned_counts
     sr = safe_div(ref.n_eff, ref.scalars["weight"], 0.0)[:, None]

@@ -6,6 +6,7 @@ from rayeval.drift.methods import BOTH, DriftMethod, Pair, register
 
 
 def hellinger(pair: Pair) -> dict:
+    """Hellinger distance of the reference and current bin shares, in [0, 1]."""
     pr, pc = pair.binned_shares
     return {"statistic": _math.hellinger(pr, pc)}
 

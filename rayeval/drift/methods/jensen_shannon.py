@@ -6,6 +6,9 @@ from rayeval.drift.methods import BOTH, DriftMethod, Pair, register
 
 
 def jensen_shannon(pair: Pair) -> dict:
+    """Jensen-Shannon distance of the reference and current bin shares (base ``drift.js_base``,
+    default 2: range 0..1).
+    """
     pr, pc = pair.binned_shares
     return {"statistic": _math.js_distance(pr, pc, pair.options.base)}
 

@@ -25,6 +25,9 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float) -> tuple[np.ndarray,
 
 
 def kl_div(pair: Pair) -> dict:
+    """Kullback-Leibler divergence of the current from the reference bin shares (smoothed empty
+    bins), in nats.
+    """
     pr, pc = pair.binned_shares
     eps = pair.options.eps
     stat, smoothed = kl_divergence(pr, pc, eps)

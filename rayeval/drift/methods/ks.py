@@ -10,6 +10,9 @@ from rayeval.drift.methods import DriftMethod, Pair, register
 
 
 def ks(pair: Pair) -> dict:
+    """Two-sample Kolmogorov-Smirnov statistic from the binned CDFs with its error bound, and
+    its p-value.
+    """
     r, _, c, _ = pair.shares
     ref, cur = pair.reference, pair.current
     stat, bound = _math.ks_binned(r, c, pair.binning.bounds[2])

@@ -6,6 +6,7 @@ from rayeval.drift.methods import BOTH, DriftMethod, Pair, register
 
 
 def linf(pair: Pair) -> dict:
+    """L-infinity distance ``max |p - q|`` of the reference and current bin shares, in [0, 1]."""
     pr, pc = pair.binned_shares
     return {"statistic": _math.linf(pr, pc)}
 

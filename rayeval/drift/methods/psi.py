@@ -9,6 +9,9 @@ from rayeval.drift.methods import BOTH, DriftMethod, Pair, register
 
 
 def psi(pair: Pair) -> dict:
+    """Population stability index ``sum (q - p) ln(q / p)`` of the bin shares (smoothed empty
+    bins).
+    """
     pr, pc = pair.binned_shares
     eps = pair.options.eps
     stat, smoothed = _math.psi(pr, pc, eps)

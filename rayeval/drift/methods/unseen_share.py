@@ -10,6 +10,7 @@ from rayeval.drift.methods import DriftMethod, Pair, register
 
 
 def unseen_share(pair: Pair) -> dict:
+    """Share of the current (weighted) mass in categories the reference never saw, in [0, 1]."""
     cur = pair.current
     stat = safe_div(cur.scalars["unseen"], cur.scalars["weight"])
     reason = np.full(pair.n, "", dtype=object)

@@ -29,6 +29,9 @@ def reference_std(h) -> np.ndarray:
 
 
 def wasserstein(pair: Pair) -> dict:
+    """Wasserstein-1 distance of the reference and current distributions from their histograms,
+    in the feature's units, with its error bound.
+    """
     r, rt, c, ct = pair.shares
     ref, cur = pair.reference, pair.current
     lo, hi, point = pair.binning.bounds
@@ -41,6 +44,9 @@ def wasserstein(pair: Pair) -> dict:
 
 
 def wasserstein_normed(pair: Pair) -> dict:
+    """Wasserstein-1 distance divided by the reference's standard deviation (Evidently's normed
+    Wasserstein), unitless.
+    """
     out = wasserstein(pair)
     norm = np.maximum(reference_std(pair.reference), pair.options.std_floor)
     return {**out, "statistic": out["statistic"] / norm, "error_bound": out["error_bound"] / norm}
