@@ -58,7 +58,7 @@ def write_days(df: pd.DataFrame, root) -> None:
 def tables(out) -> dict[str, pd.DataFrame]:
     res = {}
     for t in TABLES:
-        df = pd.read_parquet(out / t).drop(columns=["run_date"], errors="ignore")
+        df = pd.read_parquet(out / t).drop(columns=["run_date", "run_started_at"], errors="ignore")
         res[t] = df.sort_values(list(df.columns), key=lambda c: c.astype(str)
                                 ).reset_index(drop=True)
     return res

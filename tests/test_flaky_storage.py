@@ -56,7 +56,7 @@ def metrics(flaky, out: str) -> pd.DataFrame:
                         storage_options={"client_kwargs": {
                             "endpoint_url": flaky["fs"].client_kwargs["endpoint_url"]}})
     key = ["task", "model", "window_start", "slice", "metric", "class_label", "average"]
-    return m.drop(columns=["run_id", "run_date"]).sort_values(key).reset_index(drop=True)
+    return m.drop(columns=["run_id", "run_date", "run_started_at"]).sort_values(key).reset_index(drop=True)
 
 
 def every(n: int):

@@ -130,7 +130,7 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
             written.
         ConcurrentRunError: another run committed the same run id meanwhile; nothing of this
             run is committed (an audit record says so: any failure but bad input is audited
-            when the output path held results before the run).
+            when the output path held results before the run, and a lost commit race always).
     """
     from rayeval.io.audit import append_audit, audit_record
 
@@ -145,8 +145,10 @@ def run_job(cfg: JobConfig, progress: Callable[[str], None] | None = None,
     except InputError:
         raise
     except BaseException as e:
-        # a failed run leaves a trace next to earlier results; a fresh output path stays empty
-        if existed and fs.exists(root):
+        # a failed run leaves a trace next to earlier results (or next to the results of the
+        # concurrent run that won the commit); a fresh output path stays empty
+        from rayeval.io.exclusive import ConcurrentRunError
+        if (existed or isinstance(e, ConcurrentRunError)) and fs.exists(root):
             try:
                 append_audit(fs, root, audit_record(
                     cfg.resolved_run_id(), config_hash=cfg.config_hash(),
