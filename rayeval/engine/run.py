@@ -284,7 +284,7 @@ def _run(cfg: JobConfig, timer: _Timer, inputs: InputsInfo | None,
         drift_plan = None
         ref_partial = None
         if cfg.drift.enabled:
-            from rayeval.engine.drift_plan import build_drift_plan
+            from rayeval.engine.drift_reference import build_drift_plan
 
             with timer.stage("reference"):
                 drift_plan, ref_partial = build_drift_plan(cfg, pred_info, label_index,
