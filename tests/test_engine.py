@@ -68,10 +68,10 @@ def test_ray_equals_single_process(ray_local, synthetic, tmp_path, monkeypatch, 
     """1 to 5 reducer actors, several batch and block sizes, and both merges (on the driver,
     as small partials are; in Ray tasks, as large ones are, with a merge tree of fan-in 2 for
     5 reducers) give the single-process result."""
-    from rayeval.engine import ray_runner
+    from rayeval.engine import reducers
 
     if merge == "tasks":
-        monkeypatch.setattr(ray_runner, "LOCAL_MERGE_BYTES", -1)
+        monkeypatch.setattr(reducers, "LOCAL_MERGE_BYTES", -1)
     d = synthetic["dir"]
     cfg = load_config(data=job_dict(str(d / "preds"), str(d / "labels"), str(tmp_path / "out"),
                                     ray={"actors": actors, "batch_size": batch_size,
