@@ -4,6 +4,9 @@ Sections: a header with the gate verdict, row counts and stage durations; the ga
 model the headline metrics of the overall slice over windows, the overall metrics per window and
 the worst slices; drift per feature (reference vs current histogram of the latest window, the
 decision statistic over windows with its threshold); label coverage per window.
+This module lays out the page (header, verdict sections, coverage, CSS); the performance
+and drift sections are in :mod:`rayeval.io.report_performance` and :mod:`rayeval.io.report_drift`,
+what they share in :mod:`rayeval.io._report_data`.
 
 What is drawn is bounded so a run with thousands of slices and features stays a small file that
 opens quickly: only the overall slice over time, the :data:`TOP_N` worst slices per slicing, one
@@ -14,56 +17,19 @@ Every string from the data (slice values, feature and model names, labels) is HT
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 
-from rayeval.core import registry
-from rayeval.drift.methods import METHODS
 from rayeval.io._html import (_NAT, _e, _fmt, _Html, _isnan, _note, _Num,  # noqa: F401
                               _pct, _signed, _table, _val, _wlabel)
-from rayeval.io._svg import CUR_COLOR, REF_COLOR, bar_chart, line_chart
+# the bounds of what is drawn, re-exported from here as before
+from rayeval.io._report_data import (AVERAGE_ORDER, MAX_BINS, MAX_FEATURES,  # noqa: F401
+                                     MAX_GATE_ROWS, MAX_TABLE_METRICS, MAX_WINDOWS, TOP_N,
+                                     _METRIC_OPTIONAL, _ensure, _headline_variant, _usable,
+                                     _windows, _with_w, headline_order)
+from rayeval.io._svg import line_chart
 from rayeval.io.attention import rank_worst
-
-AVERAGE_ORDER = ("binary", "macro", "micro", "weighted")  # the headline variant, as in the gates
-#: drift methods that are tests: drift when p_value < threshold (else statistic >= threshold)
-TEST_METHODS = frozenset(n for n, m in METHODS.items() if m.test)
-TOP_N = 10
-MAX_WINDOWS = 100
-MAX_FEATURES = 100
-MAX_BINS = 40
-MAX_GATE_ROWS = 200
-MAX_TABLE_METRICS = 16
-_METRIC_OPTIONAL = ("window_start", "class_label", "average", "direction", "ci_lower", "ci_upper",
-                    "n_rows", "n_labeled", "undefined_reason", "error_bound", "slice")
-_DRIFT_OPTIONAL = ("window_start", "slice", "slice_columns", "kind", "p_value", "threshold",
-                   "drifted", "error_bound", "n_current", "model")
-
-
-def _wkeys(s: pd.Series) -> np.ndarray:
-    """Window starts as int64 ns keys (NaT, i.e. no windowing, sorts first)."""
-    d = pd.to_datetime(s, utc=True).dt.tz_localize(None).dt.as_unit("ns")
-    return d.to_numpy().view("i8")
-
-
-def _with_w(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(wk=_wkeys(df["window_start"]))
-
-
-def _windows(df: pd.DataFrame) -> list[int]:
-    """The latest :data:`MAX_WINDOWS` window keys of ``df`` (with ``wk``), in time order."""
-    return sorted(set(df["wk"].tolist()))[-MAX_WINDOWS:]
-
-
-def _usable(df: pd.DataFrame | None, *cols: str) -> bool:
-    return df is not None and not df.empty and all(c in df.columns for c in cols)
-
-
-def _ensure(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
-    """``df`` with optional columns it lacks added as missing values."""
-    missing = [c for c in cols if c not in df.columns]
-    return df.assign(**{c: np.nan for c in missing}) if missing else df
+from rayeval.io.report_drift import TEST_METHODS, _drift_section  # noqa: F401
+from rayeval.io.report_performance import _performance_section
 
 
 def _header(title: str, run_id: str, gates: pd.DataFrame, manifest: dict) -> str:
@@ -201,248 +167,6 @@ def _attention_section(metrics: pd.DataFrame | None, drift: pd.DataFrame | None,
         out.append(_note("Nothing needs attention: every gate passed, no column drifted in "
                          "the latest window, no slice is credibly worse than overall."))
     return "".join(out) + "</section>"
-
-
-def headline_order() -> list[str]:
-    """Headline metric names, first-ranked first, as the registered specs of a binary, a
-    multiclass and a regression task declare them (:func:`rayeval.core.registry.headline_metrics`;
-    the report is drawn from the tables alone, without the task configs)."""
-    from rayeval.config import TaskConfig
-
-    tasks = [TaskConfig(name="binary", type="binary", label="y", prediction="p", score="s",
-                        positive_class=1),
-             TaskConfig(name="multiclass", type="multiclass", label="y", prediction="p",
-                        scores=["a", "b"], classes=[0, 1]),
-             TaskConfig(name="regression", type="regression", label="y", prediction="p")]
-    return list(dict.fromkeys(m for t in tasks for m in registry.headline_metrics(t)))
-
-
-def _headline_variant(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows without a class label, one averaging per metric (binary, macro, micro, weighted)."""
-    df = df[df["class_label"].isna()]
-    if df.empty:
-        return df
-    choice = {}
-    for metric, avg in df.groupby("metric", sort=False)["average"]:
-        present = set(avg.dropna())
-        choice[metric] = next((a for a in AVERAGE_ORDER if a in present), None)
-    want = df["metric"].map(choice)
-    return df[(df["average"] == want) | (df["average"].isna() & want.isna())]
-
-
-def _performance_section(idx: int, task: str, model: str, g: pd.DataFrame) -> str:
-    hv = _with_w(_headline_variant(g))
-    ov = hv[hv["slice_columns"].fillna("") == ""]
-    name = f"{task} / {model}"
-    out = [f'<section id="perf-{idx}"><h2>Performance: {_e(name)}</h2>']
-    if ov.empty:
-        out.append(_note("No overall-slice metrics for this task and model."))
-        return "".join(out) + "</section>"
-    present = list(dict.fromkeys(ov["metric"]))
-    direction = ov.drop_duplicates("metric").set_index("metric")["direction"].to_dict()
-    heads = [m for m in headline_order() if m in present] or \
-        [m for m in present if direction.get(m) != "neutral"][:4]
-    wins = _windows(ov)
-    labels = [_wlabel(w) for w in wins]
-    ov = ov[ov["wk"].isin(wins)].drop_duplicates(["wk", "metric"])
-    by = {m: d.set_index("wk").reindex(wins) for m, d in ov.groupby("metric", sort=False)}
-    cards = []
-    for m in heads:
-        d = by[m]
-        ys = d["value"].astype(float).tolist()
-        last = next((v for v in reversed(ys) if not math.isnan(v)), math.nan)
-        arrow = {"higher_is_better": "↑ better", "lower_is_better": "↓ better"}.get(
-            direction.get(m), "")
-        chart = line_chart(ys, labels, lo=d["ci_lower"].astype(float).tolist(),
-                           hi=d["ci_upper"].astype(float).tolist(), label=f"{m} over windows")
-        cards.append(f'<div class="card"><h4>{_e(m)} <small>{arrow}</small></h4>'
-                     f'<div class="big">{_e(_fmt(last))}</div>{chart}</div>')
-    out.append('<h3>Headline metrics (overall)</h3><div class="grid">' + "".join(cards) + "</div>")
-    tab_metrics = (heads + sorted(m for m in present if m not in heads
-                                  and direction.get(m) != "neutral"))[:MAX_TABLE_METRICS]
-    counts = ov.groupby("wk")[["n_rows", "n_labeled"]].max().reindex(wins)
-    rows = []
-    for i, w in enumerate(wins):
-        row = [labels[i], counts["n_rows"].iloc[i], counts["n_labeled"].iloc[i]]
-        for m in tab_metrics:
-            r = by[m].iloc[i]
-            row.append(_val(r["value"], r["ci_lower"], r["ci_upper"], r["error_bound"],
-                            r["undefined_reason"]))
-        rows.append(row)
-    out.append("<h3>Overall per window</h3>" +
-               _table(["window", "rows", "labeled"] + tab_metrics, rows[::-1], "wide"))
-    out.append(_worst_slices(hv, heads[0], direction.get(heads[0]), by[heads[0]], wins))
-    return "".join(out) + "</section>"
-
-
-def _worst_slices(hv: pd.DataFrame, metric: str, direction: str | None,
-                  overall: pd.DataFrame, wins: list[int]) -> str:
-    """Per slicing, the :data:`TOP_N` worst credible slices by ``metric`` in the latest window
-    and over all windows (each slice at its worst window), with the gap to the overall value:
-    ranked by the good-side bound of the value (:mod:`rayeval.io.attention`), so a slice leads
-    only when even its best plausible value is bad."""
-    sl = hv[(hv["metric"] == metric) & (hv["slice_columns"].fillna("") != "")
-            & hv["value"].notna()]
-    out = [f"<h3>Worst slices by {_e(metric)}</h3>", _note(
-        "Ranked by the credible bound: the best value the data still allows (the interval "
-        "bound when intervals are on, else a Wilson bound on the labelled rows, for an AUC "
-        "on its smaller class), so small slices lead only when even that is bad.")]
-    if sl.empty or direction not in ("higher_is_better", "lower_is_better"):
-        return "".join(out) + _note("No slice has a defined value for this metric.")
-    ref = overall["value"].astype(float).to_dict()
-    latest = max(sl["wk"])
-    for cols, d in sl.groupby("slice_columns", sort=True):
-        d = rank_worst(d, hv)
-        now = d[d["wk"] == latest].head(TOP_N)
-        ever = d.drop_duplicates("slice").head(TOP_N)
-        blocks = []
-        for caption, t, win in ((f"latest window ({_wlabel(latest)})", now, False),
-                                ("all windows (each slice at its worst)", ever, True)):
-            rows = [[_Html(f'<span class="slice">{_e(r.slice)}</span>')] +
-                    ([_wlabel(r.wk)] if win else []) +
-                    [_val(r.value, r.ci_lower, r.ci_upper, r.error_bound),
-                     _signed(r.value - ref.get(r.wk, math.nan)), r.bound, r.n_labeled]
-                    for r in t.itertuples(index=False)]
-            blocks.append(f'<div><h4>{_e(caption)}</h4>' + _table(
-                ["slice"] + (["window"] if win else []) +
-                [metric, "Δ vs overall", "credible bound", "labeled"], rows) + "</div>")
-        n = d["slice"].nunique()
-        out.append(f'<details open><summary>by {_e(cols)} <small>({n} slices)</small></summary>'
-                   f'<div class="pair">{"".join(blocks)}</div></details>')
-    return "".join(out)
-
-
-def _numeric_bins(labels: list[str]) -> bool:
-    """Numeric binnings label bins ``[lo, hi)`` or by their point value; categorical ones by
-    category, with a last ``other`` bin."""
-    def num(s: str) -> bool:
-        try:
-            float(s)
-        except ValueError:
-            return s.startswith("[")
-        return True
-    return all(num(s) for s in labels)
-
-
-def _bounded_bins(h: pd.DataFrame) -> tuple[list[str], list[float], list[float]]:
-    """At most :data:`MAX_BINS` bars: numeric bins merged in consecutive groups of equal width,
-    categorical bins beyond the largest ones summed into one bar."""
-    h = h.sort_values("bin")
-    lab, ref = h["bin_label"].astype(str).tolist(), h["reference"].astype(float).to_numpy()
-    cur = h["current"].astype(float).to_numpy()
-    if len(lab) <= MAX_BINS:
-        return lab, ref.tolist(), cur.tolist()
-    if not _numeric_bins(lab):
-        top = np.argsort(-np.maximum(ref, cur), kind="stable")[: MAX_BINS - 1]
-        top.sort()
-        rest = np.setdiff1d(np.arange(len(lab)), top)
-        return ([lab[i] for i in top] + [f"({len(rest)} other bins)"],
-                ref[top].tolist() + [float(ref[rest].sum())],
-                cur[top].tolist() + [float(cur[rest].sum())])
-    k = -(-len(lab) // MAX_BINS)  # equal-width groups keep the bar heights comparable
-    groups = [np.arange(i, min(i + k, len(lab))) for i in range(0, len(lab), k)]
-    return ([f"{lab[g[0]]} … {lab[g[-1]]}" if len(g) > 1 else lab[g[0]] for g in groups],
-            [float(ref[g].sum()) for g in groups], [float(cur[g].sum()) for g in groups])
-
-
-def _drift_section(drift: pd.DataFrame | None, hist: pd.DataFrame | None) -> str:
-    out = ['<section id="drift"><h2>Drift</h2>']
-    if not _usable(drift, "feature", "method", "statistic"):
-        out.append(_note("No drift was computed for this run."))
-        return "".join(out) + "</section>"
-    d = _with_w(_ensure(drift, _DRIFT_OPTIONAL))
-    d = d.assign(model=d["model"].fillna(""))
-    is_test = d["method"].isin(TEST_METHODS) | (d["p_value"].notna() if "p_value" in d else False)
-    thr = d["threshold"].astype(float)
-    decision = np.where(is_test, d["p_value"].astype(float), d["statistic"].astype(float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sev = np.where(is_test, np.log10(np.maximum(decision, 1e-300)) / np.log10(thr),
-                       decision / thr)
-    d = d.assign(is_test=is_test, dec=decision, sev=sev,
-                 is_overall=d["slice_columns"].fillna("") == "", flag=d["drifted"] == True)  # noqa: E712
-    hist_by = {}
-    if _usable(hist, "model", "feature", "bin", "window_start"):
-        h = _with_w(hist)
-        last = h.groupby(["model", "feature"])["wk"].transform("max")
-        hist_by = {k: v for k, v in h[h["wk"] == last].groupby(["model", "feature"], sort=False)}
-    for mi, (model, dm) in enumerate(d.groupby("model", sort=True)):
-        out.append(f'<h3 id="drift-{mi}">Model {_e(model)}</h3>')
-        ov = dm[dm["is_overall"]]
-        sl = dm[~dm["is_overall"]]
-        wins = _windows(ov) if not ov.empty else []
-        labels = [_wlabel(w) for w in wins]
-        latest = wins[-1] if wins else None
-        rows, cards = [], []
-        # one verdict row per column, window and slice (its deciding method)
-        keys = ov.groupby(["feature", "kind"], sort=True, dropna=False)
-        sl_latest = sl[sl["wk"] == max(sl["wk"])] if not sl.empty else sl
-        sl_count = sl_latest.groupby(["feature", "kind"])["flag"].agg(["sum", "size"])
-        summary = []
-        for (feat, kind), f in keys:
-            f = f.drop_duplicates("wk").set_index("wk").reindex(wins)
-            last = f.iloc[-1]
-            method = last["method"] if isinstance(last["method"], str) else \
-                f["method"].dropna().iloc[-1]
-            sc = sl_count.loc[(feat, kind)] if (feat, kind) in sl_count.index else None
-            summary.append((not bool(last["flag"] == True), -int(f["flag"].eq(True).sum()),  # noqa: E712
-                            str(feat), str(method), feat, kind, f, sc))
-        summary.sort(key=lambda t: t[:4])
-        for _, _, _, _, feat, kind, f, sc in summary:
-            last = f.iloc[-1]
-            flag = _Html('<span class="bad">drifted</span>' if last["flag"] == True  # noqa: E712
-                         else '<span class="ok">no</span>')
-            rows.append([str(feat), kind, last["method"], last["statistic"], last["p_value"],
-                         last["threshold"], flag, f"{int(f['flag'].eq(True).sum())} / "
-                         f"{int(f['dec'].notna().sum())}",
-                         "—" if sc is None else f"{int(sc['sum'])} / {int(sc['size'])}"])
-        if rows:
-            out.append(f"<h4>Features (overall slice, latest window {_e(_wlabel(latest))})</h4>")
-            out.append(_table(["feature", "kind", "method", "statistic", "p-value", "threshold",
-                               "drifted", "windows drifted", "slices drifted (latest)"], rows))
-        shown = list(dict.fromkeys(t[4] for t in summary))[:MAX_FEATURES]
-        for feat in shown:
-            cards.append(_feature_card(feat, [t for t in summary if t[4] == feat],
-                                       hist_by.get((model, feat)), labels))
-        if cards:
-            out.append(f'<p class="legend"><i style="background:{REF_COLOR}"></i>reference '
-                       f'<i style="background:{CUR_COLOR}"></i>current (latest window); '
-                       'statistic over windows, dashed line = threshold, red dots = drifted '
-                       '(tests plot the p-value)</p><div class="grid">' + "".join(cards) + "</div>")
-        if len(summary) and len(set(t[4] for t in summary)) > MAX_FEATURES:
-            out.append(_note(f"Charts for the first {MAX_FEATURES} features (drifted first)."))
-        top = sl_latest[sl_latest["flag"]].sort_values("sev", ascending=False).head(
-            2 * TOP_N)
-        if not top.empty:
-            out.append(f"<h4>Most drifted slices (latest window)</h4>" + _table(
-                ["slice", "feature", "method", "statistic", "p-value", "threshold",
-                 "error bound", "current rows"],
-                [[_Html(f'<span class="slice">{_e(r.slice)}</span>'), str(r.feature), r.method,
-                  r.statistic, r.p_value, r.threshold, r.error_bound, r.n_current]
-                 for r in top.itertuples(index=False)]))
-    return "".join(out) + "</section>"
-
-
-def _feature_card(feat, entries, hist: pd.DataFrame | None, labels: list[str]) -> str:
-    """One feature: histogram of its latest window, then up to 3 methods over windows."""
-    kind = entries[0][5]
-    if hist is not None and not hist.empty:
-        numeric = _numeric_bins(hist["bin_label"].astype(str).tolist())
-        kind = f"{kind}, {'numeric' if numeric else 'categorical'}"
-    parts = [f'<div class="card"><h4>{_e(feat)} <small>{_e(kind)}</small></h4>']
-    if hist is not None and not hist.empty:
-        lab, ref, cur = _bounded_bins(hist)
-        parts.append(bar_chart(lab, ref, cur, label=f"{feat} reference vs current"))
-    for t in entries[:3]:
-        f = t[6]
-        method = t[3]
-        thr = f["threshold"].dropna()
-        parts.append(f'<div class="sub">{_e(method)}{" p-value" if f["is_test"].any() else ""}'
-                     "</div>" + line_chart(
-                         f["dec"].astype(float).tolist(), labels,
-                         threshold=float(thr.iloc[-1]) if len(thr) else None,
-                         flags=f["flag"].eq(True).tolist(), label=f"{feat} {method}",
-                         height=90))
-    return "".join(parts) + "</div>"
 
 
 def _coverage_bar(v: float) -> _Html:
