@@ -39,6 +39,7 @@ def cfg_for(data, out, **extra):
                                      **extra))
 
 
+@pytest.mark.slow
 def test_every_run_appends_one_audit_record(ray_local, data, tmp_path):
     out = tmp_path / "out"
     cfg = cfg_for(data, out, gates=[{"name": "auc", "task": "clf", "metric": "roc_auc",
@@ -73,6 +74,7 @@ def test_every_run_appends_one_audit_record(ray_local, data, tmp_path):
     assert pads.dataset(out / "audit", format="parquet").to_table().num_rows == 2
 
 
+@pytest.mark.slow
 def test_failed_run_is_audited_and_commits_nothing(ray_local, data, tmp_path):
     out = tmp_path / "out"
     cfg = cfg_for(data, out)

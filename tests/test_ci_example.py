@@ -60,6 +60,7 @@ def holdout(n: int, calibrated: bool, seed: int) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("calibrated, code", [(True, 0), (False, 1)])
+@pytest.mark.slow
 def test_gate_step_blocks_a_bad_model(tmp_path, calibrated, code):
     write_parquet(holdout(4000, calibrated, seed=11), tmp_path / "ci-data" / "predictions", 2)
     (tmp_path / "examples" / "ci").mkdir(parents=True)

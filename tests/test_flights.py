@@ -69,6 +69,7 @@ def check_against_sklearn(m: pd.DataFrame, df: pd.DataFrame, n_groups: int, seed
     return checked
 
 
+@pytest.mark.slow
 def test_flights_sample_end_to_end(ray_local, flights_sample, tmp_path):
     data = flights_sample["dir"]
     res = run_job(flights_config(data, tmp_path / "out"))

@@ -204,6 +204,7 @@ def submit(head: dict, *args: str, timeout: float = 300) -> subprocess.Completed
     return r
 
 
+@pytest.mark.slow
 def test_ray_job_submit_backfill(ray_head, data, local_full, tmp_path):
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "job.yaml", local_cfg(data, out))
@@ -221,6 +222,7 @@ def test_ray_job_submit_backfill(ray_head, data, local_full, tmp_path):
     assert man["config"]["windows"]["start"].startswith(WEEK2[0])
 
 
+@pytest.mark.slow
 def test_ray_job_submit_scheduled(ray_head, data, local_full, tmp_path):
     """``--now`` 2024-01-20 with a 72 h label delay: the cutoff 2024-01-17 lies in the week of
     01-15 (not complete), so the latest mature week is 01-08 .. 01-15."""
@@ -234,6 +236,7 @@ def test_ray_job_submit_scheduled(ray_head, data, local_full, tmp_path):
     assert_same_metrics(written, week(local_full["res"].finalized.metrics, WEEK2[0]))
 
 
+@pytest.mark.slow
 def test_deep_dive_subprocess_local_ray(data, tmp_path):
     """``jobs/deep_dive.py`` without a cluster: the job starts (and stops) its own local Ray."""
     out = tmp_path / "out"
@@ -318,6 +321,7 @@ def rayeval(*args: str, env: dict | None = None, timeout: float = 300):
                           timeout=timeout, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_cli_run_attached_logs_to_mlflow_server(ray_head, mlflow_server, data, local_full,
                                                 tmp_path):
     """``rayeval run <cfg> --set ...`` exits 0; ``ray.address`` attaches it to the running head;

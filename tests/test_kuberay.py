@@ -118,6 +118,7 @@ def test_jobs_entrypoints_runtime_env_and_sizing():
     assert manifest("raycronjob-scheduled.yaml")["spec"]["schedule"] == "0 6 * * *"
 
 
+@pytest.mark.slow
 def test_failed_gate_fails_the_ray_job(ray_head, tmp_path):
     """The backfill manifest's entrypoint and runtime env, pointed at a small dataset with a
     gate no model passes, submitted to a real Ray head (``ray job submit``, as KubeRay's

@@ -74,6 +74,7 @@ def mixed_runs(ray_local, tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_mixed_runs_read_with_pandas_pyarrow_and_duckdb(mixed_runs):
     out, results = mixed_runs
     assert not results["run-a-clean"].finalized.invalid.shape[0]  # the empty-invalid case
