@@ -316,7 +316,7 @@ def _read_error(e: BaseException, ds_info: DatasetInfo, columns: list[str],
 def _input_error(e: BaseException) -> InputError | None:
     """The InputError a worker raised, recovered from Ray's wrapped exception (by cause chain,
     else from the formatted remote traceback)."""
-    marker = "rayeval.io.readers.InputError: "
+    marker = f"{InputError.__module__}.{InputError.__qualname__}: "
     text = str(e)
     if marker in text:
         return InputError(text.split(marker, 1)[1].split("\n", 1)[0].strip())

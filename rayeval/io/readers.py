@@ -5,226 +5,29 @@ hive ``date=YYYY-MM-DD`` partitions outside the configured time range are pruned
 footer is read (in threads) and checked against the data contract, and Ray Data then reads the
 explicit file list with the unified schema. A corrupt file, a missing column or a column whose
 type cannot serve its role fails fast, naming the file, column and row count.
+
+Listing is :mod:`rayeval.io.listing`, the dataset types :mod:`rayeval.io.datasets`; this module
+reads the footers, unifies the schema and checks the contract.
 """
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Iterable, Literal, Optional
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from rayeval.config import StorageConfig, storage_options
+from rayeval.config import StorageConfig
+# the dataset types and the listing, re-exported from here as before
+from rayeval.io.datasets import DatasetInfo, FileInfo, InputError  # noqa: F401
+from rayeval.io.listing import (_fingerprint, changed_files, etag_fingerprints,  # noqa: F401
+                                etag_of, list_files, resolve_filesystem, retry_detail)
+
 
 Role = Literal["any", "numeric", "timestamp", "id", "score", "class"]
-
-
-class InputError(ValueError):
-    """Bad input data (missing path, empty dataset, corrupt file, missing or mistyped column).
-    The message names the dataset/file, the column and the row count when known."""
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One input file: path (without scheme for s3), size in bytes, rows, and an ETag or mtime."""
-
-    path: str
-    size: int
-    num_rows: int
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A resolved dataset: its URI, filesystem, files and their unified Arrow schema.
-
-    ``absent``: column -> the files (paths) of the dataset whose footer lacks it (read as null
-    there); columns present in every file are not listed."""
-
-    uri: str
-    filesystem: pafs.FileSystem
-    files: tuple[FileInfo, ...]
-    schema: pa.Schema
-    absent: dict = field(default_factory=dict)
-    #: timestamp column -> the files where it is naive while other files give it a time zone
-    naive: dict = field(default_factory=dict)
-
-    def absent_warnings(self, columns: Iterable[str]) -> list[str]:
-        """One message per column of ``columns`` absent from some (not all) files: how many
-        files and rows, and the first such file."""
-        rows = {f.path: f.num_rows for f in self.files}
-        out = []
-        for c in columns:
-            paths = self.absent.get(c)
-            if not paths or c not in self.schema.names:
-                continue
-            n = sum(rows[p] for p in paths)
-            out.append(f"column {c!r} is absent from {len(paths)} of {len(self.files)} files of "
-                       f"{self.uri} ({n:,} rows, e.g. {paths[0]}): read as null there")
-        return out
-
-    def timezone_warnings(self) -> list[str]:
-        """One message per timestamp column that is naive in some files and zoned in others
-        (naive values are read as UTC: right when the writer meant UTC, shifted otherwise)."""
-        return [f"column {c!r} has no time zone in {len(p)} of {len(self.files)} files of "
-                f"{self.uri} (e.g. {p[0]}) but one in the others: its naive values are read "
-                f"as UTC" for c, p in sorted(self.naive.items())]
-
-    @property
-    def paths(self) -> list[str]:
-        return [f.path for f in self.files]
-
-    @property
-    def num_rows(self) -> int:
-        return sum(f.num_rows for f in self.files)
-
-
-def resolve_filesystem(uri: str, storage: StorageConfig) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path of ``uri`` (``s3://`` through s3fs)."""
-    if uri.startswith("s3://") or uri.startswith("s3a://"):
-        import s3fs
-
-        fs = s3fs.S3FileSystem(**_worker_storage_options(storage))
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), uri.split("://", 1)[1].rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
-        raise InputError(f"Unsupported URI scheme in {uri!r}: use a local path or s3://")
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    import os
-
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
-def _worker_storage_options(storage: StorageConfig) -> dict:
-    """s3fs options for a filesystem that is pickled to Ray workers. The endpoint is already
-    explicit (:func:`storage_options`); credentials the driver takes from ``AWS_ACCESS_KEY_ID`` /
-    ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``) are made explicit too, because a worker
-    does not share the driver's environment (started before the variables were set, or on
-    another node) and s3fs then falls back to anonymous access: the driver lists files that
-    every worker reports as missing."""
-    import os
-
-    opts = storage_options(storage)
-    env = os.environ
-    if (not storage.anon and "key" not in opts and "secret" not in opts
-            and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
-        opts.update(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"])
-        if env.get("AWS_SESSION_TOKEN"):
-            opts["token"] = env["AWS_SESSION_TOKEN"]
-    return opts
-
-
-_DATE_PART = re.compile(r"(?:^|/)(?:date|dt|day|ds)=(\d{4}-\d{2}-\d{2})(?:/|$)")
-
-
-def _partition_date(path: str) -> Optional[date]:
-    m = _DATE_PART.search(path)
-    if not m:
-        return None
-    try:
-        return date.fromisoformat(m.group(1))
-    except ValueError:
-        return None
-
-
-def list_files(uri: str, storage: StorageConfig, start: Optional[datetime] = None,
-               end: Optional[datetime] = None) -> tuple[pafs.FileSystem, list[pafs.FileInfo]]:
-    """List the Parquet files of a dataset, pruning hive date partitions outside ``[start, end)``.
-
-    A partition ``date=D`` holds rows whose day is D; it is kept when D is in
-    ``[start.date(), end)`` (a whole day that overlaps the range). On S3 each file's ETag is
-    kept too (:func:`etag_of`): it goes into the file's fingerprint.
-
-    Raises:
-        InputError: the path does not exist, or holds no Parquet file.
-    """
-    fs, path = resolve_filesystem(uri, storage)
-    try:
-        info = fs.get_file_info(path)
-    except Exception as e:  # OSError, or botocore's EndpointConnectionError (no OSError)
-        raise InputError(f"Cannot access {uri}: {type(e).__name__}: {e}{retry_detail(e)}"
-                         ) from None
-    if info.type == pafs.FileType.NotFound:
-        where = "" if "://" in uri or uri.startswith("/") else f" (resolved to {path})"
-        raise InputError(f"Input path does not exist: {uri}{where}")
-    if info.type == pafs.FileType.File:
-        infos = [info]
-    else:
-        sel = pafs.FileSelector(path, recursive=True)
-        try:
-            listed = fs.get_file_info(sel)
-        except Exception as e:  # as above
-            raise InputError(f"Cannot list {uri}: {type(e).__name__}: {e}{retry_detail(e)}"
-                             ) from None
-        infos = [i for i in listed if i.type == pafs.FileType.File
-                 and not _hidden(i.path[len(path):]) and i.path.endswith(".parquet")]
-    if start is not None or end is not None:
-        kept = []
-        for i in infos:
-            d = _partition_date(i.path[len(path):])
-            if d is not None and ((start is not None and d < start.date())
-                                  or (end is not None and datetime(d.year, d.month, d.day,
-                                                                   tzinfo=end.tzinfo) >= end)):
-                continue
-            kept.append(i)
-        infos = kept
-    if not infos:
-        raise InputError(f"No Parquet files under {uri}"
-                         + (" in the configured time range" if start or end else ""))
-    infos.sort(key=lambda i: i.path)
-    return fs, infos
-
-
-def etag_of(fs: pafs.FileSystem, path: str) -> str | None:
-    """The ETag s3fs cached for ``path`` when it listed it (no request), else ``None``."""
-    handler = getattr(fs, "handler", None)
-    inner = getattr(handler, "fs", None)
-    cache = getattr(inner, "dircache", None)
-    if not cache:
-        return None
-    for entry in cache.get(path.rsplit("/", 1)[0], ()) or ():
-        if isinstance(entry, dict) and entry.get("name") == path:
-            etag = entry.get("ETag") or entry.get("etag")
-            return etag.strip('"') if etag else None
-    return None
-
-
-def etag_fingerprints(fs: pafs.FileSystem, infos: list[pafs.FileInfo]) -> list[str]:
-    """Each listed file's fingerprint (``etag=`` on S3, ``mtime=`` locally), as the manifest
-    records it."""
-    return [_fingerprint(fs, i) for i in infos]
-
-
-def changed_files(ds: "DatasetInfo", storage: StorageConfig) -> list[str]:
-    """The files of ``ds`` that are gone or differ (size, ETag or mtime) from when ``ds`` was
-    inspected, one line each naming the file and what changed; empty when all are unchanged.
-    One fresh listing of the dataset (no footer reads)."""
-    fs, path = resolve_filesystem(ds.uri, storage)
-    inner = getattr(getattr(fs, "handler", None), "fs", None)
-    if inner is not None and hasattr(inner, "invalidate_cache"):
-        inner.invalidate_cache()
-    try:
-        _, infos = list_files(ds.uri, storage)
-    except InputError:
-        infos = []
-    now = {i.path: (i.size, _fingerprint(fs, i)) for i in infos}
-    out = []
-    for f in ds.files:
-        cur = now.get(f.path)
-        if cur is None:
-            out.append(f"{f.path}: gone (listed with {f.size} bytes, {f.fingerprint})")
-        elif cur != (f.size, f.fingerprint):
-            out.append(f"{f.path}: changed from {f.size} bytes, {f.fingerprint} to "
-                       f"{cur[0]} bytes, {cur[1]}")
-    return out
-
-
-def _hidden(rel: str) -> bool:
-    return any(p.startswith(("_", ".")) for p in rel.split("/") if p)
 
 
 def _read_footer(fs: pafs.FileSystem, info: pafs.FileInfo) -> tuple[pa.Schema, int]:
@@ -235,27 +38,6 @@ def _read_footer(fs: pafs.FileSystem, info: pafs.FileInfo) -> tuple[pa.Schema, i
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError on corrupt files
         raise InputError(f"Cannot read Parquet footer of {info.path} ({info.size} bytes): "
                          f"{type(e).__name__}: {e}{retry_detail(e)}") from None
-
-
-def retry_detail(e: BaseException) -> str:
-    """`` (S3 GetObject: SlowDown after 8 attempts per request ...)``: the request and attempts
-    botocore made, from the error's cause chain (s3fs's translated ``OSError`` drops them);
-    empty for other errors."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        text = str(e)
-        m = re.search(r"\((\w+)\) when calling the (\w+) operation(?: \(reached max retries: "
-                      r"(\d+)\))?", text)
-        if m:
-            import s3fs
-
-            tries = (f" after {int(m.group(3)) + 1} attempts per request (botocore: reached max "
-                     f"retries: {m.group(3)}) in up to {s3fs.S3FileSystem.retries} s3fs rounds"
-                     if m.group(3) else "")
-            return f" (S3 {m.group(2)}: {m.group(1)}{tries})"
-        e = e.__cause__ or e.__context__
-    return ""
 
 
 def inspect_dataset(uri: str, storage: StorageConfig, start: Optional[datetime] = None,
@@ -328,15 +110,6 @@ def _first_conflict(infos, schemas) -> str:
                 return (f"Column {fld.name!r} is {prev[0]} in {prev[1]} but {fld.type} "
                         f"in {i.path}.")
     return ""
-
-
-def _fingerprint(fs: pafs.FileSystem, info: pafs.FileInfo) -> str:
-    """``etag=...`` on S3 (content-derived), else ``mtime=...`` (local files)."""
-    etag = etag_of(fs, info.path)
-    if etag:
-        return f"etag={etag}"
-    mtime = info.mtime.isoformat() if info.mtime else ""
-    return f"mtime={mtime}"
 
 
 def _kind(t: pa.DataType) -> str:
@@ -441,4 +214,3 @@ def read_table(ds: DatasetInfo, columns: list[str]) -> pa.Table:
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
-
