@@ -249,3 +249,13 @@ def ranking_metrics(pos: np.ndarray, neg: np.ndarray, indptr: np.ndarray,
     out["pr_reason"] = np.where(empty, "empty", np.where(no_pos, "no_positive_labels", "")
                                 ).astype(object)
     return out
+
+
+def reliability(cal: np.ndarray, n_bins: int) -> list[tuple]:
+    """``(bin_lower, bin_upper, weight, mean_score, fraction_positive)`` of every non-empty
+    equal-width bin of one calibration table ``cal`` (3, n_bins): weight, weighted score and
+    weighted positive label per bin."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    w, ws, wy = cal
+    return [(float(edges[b]), float(edges[b + 1]), float(w[b]), float(ws[b] / w[b]),
+             float(wy[b] / w[b])) for b in np.flatnonzero(w > 0)]

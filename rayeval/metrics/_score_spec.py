@@ -13,13 +13,16 @@ from typing import Mapping
 
 import numpy as np
 
-from rayeval.core.contract import SpecBase
+from rayeval.core.contract import MetricInfo, SpecBase
 from rayeval.metrics import _score_hist as sh
 from rayeval.metrics import _score_math as sm
 from rayeval.metrics.base import (Batch, GroupIndex, Key, KeyedArrays, MetricResult,
                                   StateMismatchError, common_rows, grouped_sum, merge_keyed)
 from rayeval.metrics.classification import _INT, _KIND_NAME, _STR, _class_column, _kind_of
 
+
+#: metrics that read scores as probabilities: not produced for raw scores (``raw=True``)
+PROBABILITY_METRICS = frozenset({"log_loss", "brier_loss", "ece"})
 
 def auto_bucket_budget(max_bound: float) -> int:
     """Default buckets per group for a target bound: ``2 ** ceil(log2(6 / max_bound))``, clamped
@@ -168,8 +171,13 @@ class _ScoreSpecBase(SpecBase):
 
     family = "scores"
 
-    REASONS: tuple = ()
+    REASONS: tuple = ("missing_label", "unknown_class", "missing_score", "score_out_of_range",
+                      "nonfinite_weight", "negative_weight")
     _n_classes_hist = 1  # histogram cells per group
+
+    def _info(self, name, direction, head=0, **kw) -> MetricInfo:
+        """A score metric's declaration (for :meth:`metrics`)."""
+        return MetricInfo(name, direction, self.family, needs_scores=True, headline=head, **kw)
 
     def _budget(self) -> int | None:
         if self.exact:
