@@ -234,6 +234,7 @@ def test_duplicate_ids_policy_error(ray_local, tmp_path, frames):
     expect_error(tmp_path, cfg, "3 duplicate prediction id", "'id'")
 
 
+@pytest.mark.slow
 def test_duplicate_ids_across_files(ray_local, tmp_path, frames):
     """Duplicates in different files (batches): an error under policy error; under
     keep_latest counted and reported in the manifest's warnings."""

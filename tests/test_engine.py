@@ -147,6 +147,7 @@ def test_label_policies_counted(ray_local, synthetic, tmp_path):
     assert ((overall.label_coverage > 0.9) & (overall.label_coverage < 1)).all()
 
 
+@pytest.mark.slow
 def test_rerun_replaces_and_manifest(ray_local, synthetic, tmp_path):
     """A rerun replaces the run's files and writes the same tables, rows in the same order
     (values to summation-order rounding: Ray hands blocks to the two reducers dynamically);

@@ -142,6 +142,7 @@ def test_all_null_feature_reported_not_dropped(ray_local, tmp_path):
     assert e.undefined_reason.notna().all() and not e.drifted.any()
 
 
+@pytest.mark.slow
 def test_reference_inside_scan_skips_a_pass_and_matches_separate_pass(ray_local, shifted,
                                                                      tmp_path, monkeypatch):
     """A time-range reference gets its histograms from the scan (one reference pass, the
@@ -187,6 +188,7 @@ def test_reference_inside_scan_skips_a_pass_and_matches_separate_pass(ray_local,
     assert (inside.window_start == pd.Timestamp("2024-01-01", tz="UTC")).any()
 
 
+@pytest.mark.slow
 def test_dataset_reference_with_sliced_drift_matches_time_range(ray_local, shifted, tmp_path):
     """A separate reference dataset holding the same rows as a time-range reference (without
     the id column, so without labels) gives the same feature and prediction drift, per slice
@@ -205,6 +207,7 @@ def test_dataset_reference_with_sliced_drift_matches_time_range(ray_local, shift
     pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_reference_dataset_without_model_timestamp_weight(ray_local, shifted, tmp_path):
     """A reference dataset with only feature columns (a training set: no id, model or
     timestamp column) is every model's reference: the champion's feature drift against the

@@ -99,6 +99,7 @@ def test_maturity_gates_and_estimates(ray_local, data, tmp_path):
     assert "Estimated vs measured (CBPE)" in html and "concept shift?" in html
 
 
+@pytest.mark.slow
 def test_no_mature_window_is_not_gated(ray_local, data, tmp_path):
     cfg = job(data, tmp_path / "out", mature_after="30d", as_of="2024-01-20T00:00:00")
     res = run_job(cfg)
@@ -111,6 +112,7 @@ def test_no_mature_window_is_not_gated(ray_local, data, tmp_path):
     assert not res.gates_passed and len(res.gates) == 6
 
 
+@pytest.mark.slow
 def test_estimates_do_not_depend_on_partitioning(ray_local, data, tmp_path):
     a = run_job(job(data, tmp_path / "a")).estimated
     cfg = job(data, tmp_path / "b")

@@ -13,6 +13,7 @@ from rayeval.io.readers import InputError
 from tests.synth import job_dict, make_frames, write_parquet
 
 
+@pytest.mark.slow
 def test_failed_job_marks_its_run_failed_and_a_rerun_replaces_it(ray_local, tmp_path,
                                                                   monkeypatch):
     from mlflow.tracking import MlflowClient

@@ -82,6 +82,7 @@ def test_share_per_model_and_window_is_hand_counted(frames):
     assert none.empty and list(none.columns) == GATE_COLUMNS
 
 
+@pytest.mark.slow
 def test_run_fails_its_gates_on_the_policy(ray_local, frames, tmp_path):
     from rayeval.engine.run import run_job
 
