@@ -167,10 +167,33 @@ class ReducerPool:
         the failed pass attempt, which are dropped with them)."""
         n = len(self.actors)
         self.close()
-        self.actors = [Reducer.options(num_cpus=self.actor_cpus, runtime_env=worker_runtime_env())
-                       .remote() for _ in range(n)]
-        for actor in self.actors:
-            actor.warm.remote()
+        self.actors = [self._start() for _ in range(n)]
+        self._await_start()
+
+    def _start(self):
+        actor = Reducer.options(num_cpus=self.actor_cpus,
+                                runtime_env=worker_runtime_env()).remote()
+        actor.warm.remote()
+        return actor
+
+    def _await_start(self, rounds: int = 5, pause_s: float = 2.0) -> None:
+        """Wait for every actor's start-up; replace an actor that dies before it is up (after
+        a node died, Ray may still place a new actor on that node until its health check
+        marks it dead: such an actor held no state, so losing it is not a lost pass)."""
+        from ray.exceptions import RayActorError
+
+        for _ in range(rounds):
+            dead = []
+            for i, actor in enumerate(self.actors):
+                try:
+                    ray.get(actor.warm.remote())
+                except RayActorError:
+                    dead.append(i)
+            if not dead:
+                return
+            time.sleep(pause_s)
+            for i in dead:
+                self.actors[i] = self._start()
 
 
 def worker_runtime_env() -> dict:
