@@ -128,8 +128,8 @@ class ReducerPool:
             n = max(1, int(ray.cluster_resources().get("CPU", 1.0)))
         num_cpus = fit_actor_cpus(n, ray_cfg.actor_num_cpus, ray_cfg.read_num_cpus)
         self.actor_cpus = num_cpus  #: CPUs each actor reserves
-        self.actors = [Reducer.options(num_cpus=num_cpus, runtime_env=worker_runtime_env()).remote()
-                       for _ in range(n)]
+        self._warming: dict = {}  # actor -> its start-up call (awaited by restart)
+        self.actors = [self._start() for _ in range(n)]
         self.num_cpus = num_cpus * n  #: CPUs the pool reserves
         #: one record per pass run on this pool (see :func:`aggregate`), for the manifest
         self.passes: list[dict] = []
@@ -138,8 +138,6 @@ class ReducerPool:
         self.progress = None
         self.progress_seconds = 1.0
         self._counter = None
-        for actor in self.actors:  # start-up and imports run while the driver goes on
-            actor.warm.remote()
 
     def __enter__(self) -> "ReducerPool":
         return self
@@ -151,6 +149,7 @@ class ReducerPool:
         for actor in self.actors + ([self._counter] if self._counter is not None else []):
             ray.kill(actor)
         self.actors = []
+        self._warming.clear()
         self._counter = None
 
     def counter(self):
@@ -171,9 +170,10 @@ class ReducerPool:
         self._await_start()
 
     def _start(self):
+        """A new :class:`Reducer`; its start-up and imports run while the driver goes on."""
         actor = Reducer.options(num_cpus=self.actor_cpus,
                                 runtime_env=worker_runtime_env()).remote()
-        actor.warm.remote()
+        self._warming[actor] = actor.warm.remote()
         return actor
 
     def _await_start(self, rounds: int = 5, pause_s: float = 2.0) -> None:
@@ -185,8 +185,10 @@ class ReducerPool:
         for _ in range(rounds):
             dead = []
             for i, actor in enumerate(self.actors):
+                started = self._warming.pop(actor, None)  # None: up since an earlier round
                 try:
-                    ray.get(actor.warm.remote())
+                    if started is not None:
+                        ray.get(started)
                 except RayActorError:
                     dead.append(i)
             if not dead:
